@@ -1,0 +1,86 @@
+package syncpoint
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors returned by Store implementations. Callers test them with
+// errors.Is.
+var (
+	// ErrNotFound means the channel, entry, device, biz or key does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrKeyChanged means an AppendRequest's IfKeySeq did not hold.
+	ErrKeyChanged = errors.New("key changed")
+	// ErrClosed means the store or broker was closed.
+	ErrClosed = errors.New("closed")
+)
+
+// ErrorCode classifies an error at the API edge. Each code maps to one HTTP
+// status (httpapi) and one close code (wire).
+type ErrorCode string
+
+// The error codes clients see.
+const (
+	CodeMalformed    ErrorCode = "malformed"     // the body or frame does not parse
+	CodeInvalid      ErrorCode = "invalid"       // it parses, but a field is wrong
+	CodeUnauthorized ErrorCode = "unauthorized"  // no, bad or expired credentials
+	CodeForbidden    ErrorCode = "forbidden"     // valid credentials, not allowed
+	CodeNotFound     ErrorCode = "not_found"     // unknown biz, channel, device
+	CodeTooLarge     ErrorCode = "too_large"     // entry or body over its limit
+	CodeRateLimited  ErrorCode = "rate_limited"  // slow down and retry
+	CodeConflict     ErrorCode = "conflict"      // a record changed since base_seq
+	CodeUnavailable  ErrorCode = "unavailable"   // shutting down or a dependency is down; retry
+	CodeInternal     ErrorCode = "internal"      // a bug or an I/O failure; details are logged
+	CodeSlowConsumer ErrorCode = "slow_consumer" // the device did not keep up; resume
+)
+
+// Error is an error safe to show a client: a code and a human message.
+// Internal details never go into Message; they are logged where they happen.
+type Error struct {
+	Code    ErrorCode `json:"code"`
+	Message string    `json:"message"`
+}
+
+// Error implements error.
+func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Errorf returns an *Error with the code and a formatted message.
+func Errorf(code ErrorCode, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// Code returns the code of the first *Error in err's chain, CodeNotFound for
+// ErrNotFound, and CodeInternal for anything else (nil gives "").
+func Code(err error) ErrorCode {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	if errors.Is(err, ErrNotFound) {
+		return CodeNotFound
+	}
+	if errors.Is(err, ErrClosed) {
+		return CodeUnavailable
+	}
+	return CodeInternal
+}
+
+// Message returns the client-safe message of err: an *Error's Message, or a
+// generic text for anything else, so internal details never leak.
+func Message(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	switch Code(err) {
+	case CodeNotFound:
+		return "not found"
+	case CodeUnavailable:
+		return "the server is shutting down"
+	}
+	return "internal error"
+}

@@ -1,0 +1,113 @@
+package syncpoint
+
+import (
+	"context"
+	"time"
+)
+
+// Policy is the part of a biz's settings that governs its channels' storage.
+type Policy struct {
+	Retention  time.Duration // how long idempotency keys and tombstones are kept
+	MaxBacklog int           // keep only the newest N entries per channel; 0: all
+	Compact    bool          // a newer put/delete for a key removes older entries for it
+}
+
+// AppendRequest asks to append one entry to its channel.
+type AppendRequest struct {
+	// Entry carries Channel, Op, Key, Data, CreatedAt, ExpiresAt,
+	// Conditions, Origin and IdempotencyKey. The store assigns Seq.
+	Entry  Entry
+	Policy Policy
+	// IfKeySeq, when set, makes the append conditional: the newest entry
+	// for Entry.Key (put or delete) must have this seq, 0 meaning the key
+	// has no entry at all. Otherwise the result's Err is ErrKeyChanged and
+	// nothing is appended for this request.
+	IfKeySeq *uint64
+}
+
+// AppendResult is the outcome of one AppendRequest.
+type AppendResult struct {
+	Seq       uint64
+	Epoch     string
+	Duplicate bool   // the idempotency key was seen: Seq is the original entry's
+	Err       error  // ErrKeyChanged; other failures fail the whole call
+	KeySeq    uint64 // with ErrKeyChanged: the seq the key is really at
+}
+
+// Page is a slice of a channel read after some seq.
+type Page struct {
+	Info    ChannelInfo
+	Entries []Entry
+}
+
+// Store keeps the logs, device sync points, devices and bizzes. Every method
+// is safe for concurrent use.
+type Store interface {
+	// Append appends the entries and returns one result per request, in
+	// order. Seqs are assigned per channel in call order, from 1, without
+	// gaps; a new channel gets an epoch. When Append returns nil every
+	// result is durable. Requests whose idempotency key was already used in
+	// the channel within the policy's retention return the original seq
+	// with Duplicate set, and append nothing. Compaction and MaxBacklog
+	// trimming are applied as part of the append.
+	// Errors: ErrClosed, I/O errors (then nothing in the call is durable or
+	// visible).
+	Append(ctx context.Context, reqs []AppendRequest) ([]AppendResult, error)
+
+	// Read returns up to limit entries with seq > after, in seq order,
+	// skipping entries that are expired at now, compacted or trimmed, with
+	// the channel's info. It never returns an entry that is not yet
+	// durable. An unknown channel gives an empty page whose Info has an
+	// empty epoch, FirstSeq 1 and LastSeq 0.
+	Read(ctx context.Context, ch Channel, after uint64, limit int, now time.Time) (Page, error)
+
+	// Channel returns the channel's info. Errors: ErrNotFound.
+	Channel(ctx context.Context, ch Channel) (ChannelInfo, error)
+
+	// KeyEntry returns the newest entry (put or delete) for key in the
+	// channel, even if it expired. Errors: ErrNotFound.
+	KeyEntry(ctx context.Context, ch Channel, key string) (Entry, error)
+
+	// Entry returns the entry with this seq. Errors: ErrNotFound when it
+	// never existed or was compacted, trimmed or swept.
+	Entry(ctx context.Context, ch Channel, seq uint64) (Entry, error)
+
+	// ResetChannel drops the channel's entries and gives it a new epoch;
+	// seqs start again at 1. Errors: ErrNotFound.
+	ResetChannel(ctx context.Context, ch Channel) (ChannelInfo, error)
+
+	// Sweep deletes entries expired at now, tombstones and idempotency keys
+	// past their retention, and advances FirstSeq over what it removed
+	// when nothing older is left. It returns how many entries it removed.
+	Sweep(ctx context.Context, now time.Time) (int, error)
+
+	// SaveSyncPoints stores device positions; a position never moves
+	// backwards within an epoch.
+	SaveSyncPoints(ctx context.Context, points []SyncPoint) error
+	// SyncPoints returns every stored position of a device.
+	SyncPoints(ctx context.Context, deviceID string) ([]SyncPoint, error)
+
+	// SaveDevice creates or replaces a device.
+	SaveDevice(ctx context.Context, d Device) error
+	// Device returns a device. Errors: ErrNotFound.
+	Device(ctx context.Context, id string) (Device, error)
+	// UserDevices returns a user's devices, most recently seen first.
+	UserDevices(ctx context.Context, userID string) ([]Device, error)
+
+	// SaveBiz creates or replaces a biz.
+	SaveBiz(ctx context.Context, b Biz) error
+	// DeleteBiz removes a biz (not its channels). Errors: ErrNotFound.
+	DeleteBiz(ctx context.Context, name string) error
+	// Bizzes returns every biz, by name.
+	Bizzes(ctx context.Context) ([]Biz, error)
+
+	// PutBlob keeps a small value under a key until expires; record sync
+	// keeps write results and HTTP sync keeps sessions here.
+	PutBlob(ctx context.Context, key string, value []byte, expires time.Time) error
+	// Blob returns a value kept by PutBlob. Errors: ErrNotFound, also once
+	// it expired.
+	Blob(ctx context.Context, key string) ([]byte, error)
+
+	// Close finishes in-flight appends and releases the store.
+	Close() error
+}
