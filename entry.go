@@ -107,6 +107,7 @@ func canonVersion(v string) string {
 // Entry is one oplog record.
 type Entry struct {
 	Channel        Channel         `json:"channel"`
+	Epoch          string          `json:"epoch,omitempty"` // the channel's epoch when appended; set by the store on read and by the publisher on fan-out
 	Seq            uint64          `json:"seq"`
 	Op             Op              `json:"op"`
 	Key            string          `json:"key,omitempty"`
