@@ -1,0 +1,419 @@
+// Package hub is the device session core that every transport shares.
+//
+// A transport (WebSocket, TCP) turns a network connection into a Conn that
+// reads and writes decoded frames, and calls Hub.Serve. The hub checks the
+// hello (token, device, subscriptions), answers with a welcome that gives
+// each channel's status, then streams: the backlog after each sync point
+// from the store, then live entries from the broker, merged across channels,
+// with no gap or duplicate at the seam. Live entries go into a small bounded
+// queue per session; a session that falls behind reads from the store
+// instead, so a publish never waits for a device, and a device whose queue
+// overflows is disconnected with the slow-consumer code and resumes from its
+// sync point.
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/auth"
+	"github.com/syncpoint/syncpoint/internal/clock"
+	"github.com/syncpoint/syncpoint/wire"
+)
+
+// Defaults for Config.
+const (
+	DefaultHeartbeatInterval = 20 * time.Second
+	DefaultHelloTimeout      = 10 * time.Second
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultMaxBatch          = 256
+	DefaultMaxBatchBytes     = 1 << 20
+	DefaultQueueLimit        = 4096
+	DefaultFlushInterval     = time.Second
+	// missedHeartbeats is how many intervals without a frame from the
+	// device mean the connection is dead (half-open).
+	missedHeartbeats = 3
+)
+
+// Verifier checks a device token.
+type Verifier interface {
+	Verify(token string) (auth.Claims, error)
+}
+
+// RecordWriter applies record uploads (writable bizzes).
+type RecordWriter interface {
+	Write(ctx context.Context, id syncpoint.Identity, w *wire.Write) *wire.WriteResult
+}
+
+// Conn is one device connection as a transport presents it: whole decoded
+// frames in, whole frames out.
+type Conn interface {
+	// Read blocks for the next frame. A frame that does not decode is an
+	// error with syncpoint.CodeMalformed; the session answers it and goes
+	// on when the transport says it can (Recoverable).
+	Read(ctx context.Context) (*wire.Frame, error)
+	// Write sends one frame; ctx bounds how long it may block.
+	Write(ctx context.Context, f *wire.Frame) error
+	// Close ends the connection with a close code.
+	Close(code wire.CloseCode, reason string) error
+}
+
+// Config configures a Hub. Store, Registry and Verifier are required.
+type Config struct {
+	Store      syncpoint.Store
+	Registry   *syncpoint.Registry
+	Verifier   Verifier
+	Records    RecordWriter // nil: writes are refused
+	Clock      clock.Clock
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+
+	HeartbeatInterval time.Duration
+	HelloTimeout      time.Duration
+	WriteTimeout      time.Duration // a device that takes longer to take a frame is a slow consumer
+	MaxBatch          int           // entries per push
+	MaxBatchBytes     int           // payload bytes per push (at least one entry is always sent)
+	QueueLimit        int           // live entries queued per session before it is a slow consumer
+	FlushInterval     time.Duration // how often acked sync points are written
+}
+
+func (c *Config) setDefaults() {
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.HeartbeatInterval <= 0 {
+		c.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if c.HelloTimeout <= 0 {
+		c.HelloTimeout = DefaultHelloTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = DefaultMaxBatch
+	}
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if c.QueueLimit <= 0 {
+		c.QueueLimit = DefaultQueueLimit
+	}
+	if c.FlushInterval <= 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+}
+
+// Hub holds the sessions of one node.
+type Hub struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+
+	mu       sync.RWMutex
+	channels map[syncpoint.Channel]map[*session]struct{} // who receives live entries
+	devices  map[string]*session
+	users    map[string][]*session                    // online sessions per user, oldest first
+	userAck  map[syncpoint.Channel]syncpoint.Position // multi_device: false channels: the user's acked position
+	closed   bool
+
+	pendingMu sync.Mutex
+	pending   map[spKey]syncpoint.SyncPoint // acked positions not yet stored
+
+	wg   sync.WaitGroup
+	stop chan struct{}
+}
+
+type spKey struct {
+	device  string
+	channel syncpoint.Channel
+}
+
+// New returns a hub; call Run to start its background work.
+func New(cfg Config) *Hub {
+	cfg.setDefaults()
+	return &Hub{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		metrics:  newMetrics(cfg.Registerer),
+		channels: make(map[syncpoint.Channel]map[*session]struct{}),
+		devices:  make(map[string]*session),
+		users:    make(map[string][]*session),
+		userAck:  make(map[syncpoint.Channel]syncpoint.Position),
+		pending:  make(map[spKey]syncpoint.SyncPoint),
+		stop:     make(chan struct{}),
+	}
+}
+
+// Run writes acked sync points every FlushInterval until ctx is done or the
+// hub is closed, then writes what is left.
+func (h *Hub) Run(ctx context.Context) error {
+	t := time.NewTicker(h.cfg.FlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			h.flush(ctx)
+		case <-ctx.Done():
+			h.flush(context.Background())
+			return nil
+		case <-h.stop:
+			h.flush(context.Background())
+			return nil
+		}
+	}
+}
+
+// Close disconnects every session with GoingAway, waits for them to end and
+// stores their sync points. Serve refuses new sessions afterwards.
+func (h *Hub) Close() error {
+	h.mu.Lock()
+	if h.closed {
+		h.mu.Unlock()
+		return nil
+	}
+	h.closed = true
+	sessions := make([]*session, 0, len(h.devices))
+	for _, s := range h.devices {
+		sessions = append(sessions, s)
+	}
+	h.mu.Unlock()
+	for _, s := range sessions {
+		s.kill(wire.CloseGoingAway, "the server is shutting down")
+	}
+	h.wg.Wait()
+	close(h.stop)
+	h.flush(context.Background())
+	return nil
+}
+
+// Online reports whether the device has a session on this node.
+func (h *Hub) Online(deviceID string) bool {
+	h.mu.RLock()
+	_, ok := h.devices[deviceID]
+	h.mu.RUnlock()
+	return ok
+}
+
+// Sessions returns how many sessions the hub holds.
+func (h *Hub) Sessions() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.devices)
+}
+
+// Deliver hands freshly stored (or ephemeral) entries to the sessions that
+// receive their channels. It never blocks on a device: it only appends to
+// bounded queues. It is the Broker subscription callback.
+func (h *Hub) Deliver(entries []syncpoint.Entry) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for i := range entries {
+		e := &entries[i]
+		for s := range h.channels[e.Channel] {
+			s.enqueue(e)
+		}
+	}
+}
+
+// ResetChannel tells sessions reading ch that its history was reset: they
+// are closed with the resync code, and their welcome on reconnect says
+// reset.
+func (h *Hub) ResetChannel(ch syncpoint.Channel) {
+	h.mu.RLock()
+	var victims []*session
+	for s := range h.channels[ch] {
+		victims = append(victims, s)
+	}
+	h.mu.RUnlock()
+	for _, s := range victims {
+		s.kill(wire.CloseResync, fmt.Sprintf("channel %s was reset", ch))
+	}
+}
+
+// register adds s to the indexes and resolves multi_device: false channels:
+// the newest session of the user becomes their only receiver.
+func (h *Hub) register(s *session) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return syncpoint.ErrClosed
+	}
+	if old := h.devices[s.id.DeviceID]; old != nil {
+		go old.kill(wire.CloseNormal, "replaced by a newer connection of this device")
+		h.unindexLocked(old)
+	}
+	h.devices[s.id.DeviceID] = s
+	h.users[s.id.UserID] = append(h.users[s.id.UserID], s)
+	for _, cs := range s.order {
+		if cs.single {
+			h.activateLocked(cs.ch)
+			continue
+		}
+		h.addLocked(cs.ch, s)
+	}
+	h.metrics.sessions.Set(float64(len(h.devices)))
+	return nil
+}
+
+// unregister removes s; another online device of the user may take over its
+// multi_device: false channels.
+func (h *Hub) unregister(s *session) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.devices[s.id.DeviceID] == s {
+		delete(h.devices, s.id.DeviceID)
+	}
+	h.unindexLocked(s)
+	h.metrics.sessions.Set(float64(len(h.devices)))
+}
+
+func (h *Hub) unindexLocked(s *session) {
+	list := h.users[s.id.UserID]
+	for i, x := range list {
+		if x == s {
+			list = append(list[:i:i], list[i+1:]...)
+			break
+		}
+	}
+	if len(list) == 0 {
+		delete(h.users, s.id.UserID)
+	} else {
+		h.users[s.id.UserID] = list
+	}
+	for _, cs := range s.order {
+		h.removeLocked(cs.ch, s)
+		if cs.single {
+			h.activateLocked(cs.ch)
+		}
+	}
+}
+
+func (h *Hub) addLocked(ch syncpoint.Channel, s *session) {
+	set := h.channels[ch]
+	if set == nil {
+		set = make(map[*session]struct{}, 1)
+		h.channels[ch] = set
+	}
+	set[s] = struct{}{}
+}
+
+func (h *Hub) removeLocked(ch syncpoint.Channel, s *session) {
+	if set := h.channels[ch]; set != nil {
+		delete(set, s)
+		if len(set) == 0 {
+			delete(h.channels, ch)
+		}
+	}
+}
+
+// activateLocked makes the most recently connected session of the channel's
+// user that subscribes to ch its only receiver.
+func (h *Hub) activateLocked(ch syncpoint.Channel) {
+	var winner *session
+	list := h.users[ch.Target.ID]
+	for i := len(list) - 1; i >= 0; i-- {
+		if list[i].chans[ch] != nil && !list[i].isDead() {
+			winner = list[i]
+			break
+		}
+	}
+	for s := range h.channels[ch] {
+		if s != winner {
+			s.setActive(ch, false, syncpoint.Position{})
+			h.removeLocked(ch, s)
+		}
+	}
+	if winner != nil {
+		if _, ok := h.channels[ch][winner]; !ok {
+			h.addLocked(ch, winner)
+			winner.setActive(ch, true, h.userAck[ch])
+		}
+	}
+}
+
+// acked records a device's cumulative ack for the next flush.
+func (h *Hub) acked(s *session, cs *chanState, p syncpoint.Position) {
+	now := h.cfg.Clock.Now()
+	h.pendingMu.Lock()
+	h.pending[spKey{s.id.DeviceID, cs.ch}] = syncpoint.SyncPoint{DeviceID: s.id.DeviceID, Channel: cs.ch, Position: p, UpdatedAt: now}
+	if cs.single {
+		owner := userPointID(cs.ch.Target.ID)
+		h.pending[spKey{owner, cs.ch}] = syncpoint.SyncPoint{DeviceID: owner, Channel: cs.ch, Position: p, UpdatedAt: now}
+	}
+	h.pendingMu.Unlock()
+	if cs.single {
+		h.mu.Lock()
+		if cur := h.userAck[cs.ch]; cur.Epoch != p.Epoch || cur.Seq < p.Seq {
+			h.userAck[cs.ch] = p
+		}
+		h.mu.Unlock()
+	}
+}
+
+// userPointID is the pseudo device id under which the position of a
+// multi_device: false channel is kept for the user as a whole.
+func userPointID(user string) string { return "user:" + user }
+
+func (h *Hub) flush(ctx context.Context) {
+	h.pendingMu.Lock()
+	if len(h.pending) == 0 {
+		h.pendingMu.Unlock()
+		return
+	}
+	points := make([]syncpoint.SyncPoint, 0, len(h.pending))
+	for _, p := range h.pending {
+		points = append(points, p)
+	}
+	clear(h.pending)
+	h.pendingMu.Unlock()
+	if err := h.cfg.Store.SaveSyncPoints(ctx, points); err != nil {
+		if errors.Is(err, syncpoint.ErrClosed) {
+			return
+		}
+		h.log.Error("save sync points", "err", err, "count", len(points))
+		// Keep them for the next flush unless newer acks replaced them.
+		h.pendingMu.Lock()
+		for _, p := range points {
+			k := spKey{p.DeviceID, p.Channel}
+			if _, newer := h.pending[k]; !newer {
+				h.pending[k] = p
+			}
+		}
+		h.pendingMu.Unlock()
+		return
+	}
+	h.metrics.syncPointWrites.Add(float64(len(points)))
+}
+
+type metrics struct {
+	sessions        prometheus.Gauge
+	pushes          prometheus.Counter
+	pushedEntries   prometheus.Counter
+	disconnects     *prometheus.CounterVec
+	syncPointWrites prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		sessions:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncpoint_sessions", Help: "Device sessions on this node."}),
+		pushes:          prometheus.NewCounter(prometheus.CounterOpts{Name: "syncpoint_pushes_total", Help: "Push frames sent to devices."}),
+		pushedEntries:   prometheus.NewCounter(prometheus.CounterOpts{Name: "syncpoint_pushed_entries_total", Help: "Entries sent to devices."}),
+		disconnects:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syncpoint_disconnects_total", Help: "Sessions ended, by close code."}, []string{"code"}),
+		syncPointWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "syncpoint_sync_point_writes_total", Help: "Device sync points stored."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.sessions, m.pushes, m.pushedEntries, m.disconnects, m.syncPointWrites)
+	}
+	return m
+}

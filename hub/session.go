@@ -1,0 +1,614 @@
+package hub
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/wire"
+)
+
+// Limits on a hello.
+const (
+	maxBizzes        = 256
+	maxPositions     = 4096
+	maxDeviceField   = 64
+	maxControlFrames = 256 // queued pongs, results and errors before the device is a slow consumer
+)
+
+// session is one connected device. The writer goroutine owns the fields of
+// chanState marked writer-owned; everything else shared is under mu.
+type session struct {
+	version   uint32
+	hub       *Hub
+	conn      Conn
+	id        syncpoint.Identity
+	expires   time.Time
+	sessionID string
+	chans     map[syncpoint.Channel]*chanState // fixed after the handshake
+	order     []*chanState
+	rr        int // writer-owned: where the next store read starts, for fairness
+
+	// ctx ends when the session is killed and stops the writer loop and store
+	// reads. base is the connection's own context: reads and writes use it,
+	// so a kill never cuts a frame in half and the close code still gets out.
+	ctx      context.Context
+	cancel   context.CancelFunc
+	base     context.Context
+	notify   chan struct{}
+	lastRecv atomic.Int64 // unix nanoseconds of the last frame from the device
+
+	mu          sync.Mutex
+	queue       []*syncpoint.Entry
+	control     []*wire.Frame
+	dead        bool
+	closeCode   wire.CloseCode
+	closeReason string
+}
+
+type chanState struct {
+	ch        syncpoint.Channel
+	name      string
+	biz       syncpoint.Biz
+	ephemeral bool // not persistent: live only, no positions
+	single    bool // multi_device: false
+	idx       int  // position in session.order
+
+	// writer-owned
+	epoch  string
+	sent   uint64 // highest seq sent or skipped
+	behind bool   // entries after sent must be read from the store
+
+	// under session.mu
+	active       bool
+	needActivate bool
+	activateFrom syncpoint.Position
+	pushed       syncpoint.Position // what the device has been sent
+	acked        uint64
+}
+
+// Serve runs one device session on conn until the device leaves, the
+// session fails, ctx is done or the hub closes. It always closes conn.
+func (h *Hub) Serve(ctx context.Context, conn Conn) error {
+	s, err := h.handshake(ctx, conn)
+	if err != nil {
+		code, frame := wire.CloseCodeFor(syncpoint.Code(err)), wire.ErrorFrom(err, true)
+		var ce *closeError
+		if errors.As(err, &ce) {
+			code = ce.code
+			frame = &wire.Error{Code: code, Reason: string(reasonFor(code)), Message: ce.msg, Fatal: true}
+		}
+		h.metrics.disconnects.WithLabelValues(code.String()).Inc()
+		wctx, cancel := context.WithTimeout(ctx, time.Second)
+		_ = conn.Write(wctx, &wire.Frame{Error: frame})
+		cancel()
+		_ = conn.Close(code, frame.Message)
+		return err
+	}
+	h.wg.Add(1)
+	defer h.wg.Done()
+	defer h.unregister(s)
+
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		s.readLoop()
+	}()
+	s.writeLoop()
+	<-readDone
+
+	s.finish()
+	return nil
+}
+
+func (h *Hub) handshake(ctx context.Context, conn Conn) (*session, error) {
+	hctx, cancel := context.WithTimeout(ctx, h.cfg.HelloTimeout)
+	f, err := conn.Read(hctx)
+	cancel()
+	if err != nil {
+		if hctx.Err() != nil && ctx.Err() == nil {
+			return nil, syncpoint.Errorf(syncpoint.CodeMalformed, "no hello within %s", h.cfg.HelloTimeout)
+		}
+		if syncpoint.Code(err) == syncpoint.CodeInternal {
+			return nil, fmt.Errorf("read hello: %w", err)
+		}
+		return nil, err
+	}
+	hello := f.Hello
+	if hello == nil {
+		return nil, syncpoint.Errorf(syncpoint.CodeMalformed, "the first frame must be hello")
+	}
+	version, ok := wire.Negotiate(hello.Versions)
+	if !ok {
+		return nil, &closeError{code: wire.CloseUnsupportedVersion, msg: fmt.Sprintf("this server speaks protocol version %d; the client offered %v", wire.ProtocolVersion, hello.Versions)}
+	}
+	claims, err := h.cfg.Verifier.Verify(hello.Token)
+	if err != nil {
+		return nil, err
+	}
+	if err := syncpoint.ValidateID("device_id", hello.DeviceID); err != nil {
+		return nil, err
+	}
+	if len(hello.Platform) > maxDeviceField || len(hello.AppVersion) > maxDeviceField {
+		return nil, syncpoint.Errorf(syncpoint.CodeInvalid, "platform and app_version are limited to %d bytes", maxDeviceField)
+	}
+	if len(hello.Bizzes) > maxBizzes || len(hello.Positions) > maxPositions {
+		return nil, syncpoint.Errorf(syncpoint.CodeInvalid, "a hello may name at most %d bizzes and %d positions", maxBizzes, maxPositions)
+	}
+	id := syncpoint.Identity{
+		DeviceID:   hello.DeviceID,
+		UserID:     claims.User,
+		Groups:     claims.Groups,
+		Platform:   hello.Platform,
+		AppVersion: hello.AppVersion,
+	}
+	store := h.cfg.Store
+	if d, err := store.Device(ctx, id.DeviceID); err == nil && d.UserID != id.UserID {
+		return nil, syncpoint.Errorf(syncpoint.CodeForbidden, "device %s is registered to another user", id.DeviceID)
+	} else if err != nil && !errors.Is(err, syncpoint.ErrNotFound) {
+		return nil, fmt.Errorf("load device: %w", err)
+	}
+
+	s := &session{
+		version:   version,
+		hub:       h,
+		conn:      conn,
+		id:        id,
+		expires:   claims.ExpiresAt,
+		sessionID: newSessionID(),
+		chans:     make(map[syncpoint.Channel]*chanState),
+		notify:    make(chan struct{}, 1),
+	}
+	for _, name := range hello.Bizzes {
+		b, ok := h.cfg.Registry.Get(name)
+		if !ok {
+			return nil, syncpoint.Errorf(syncpoint.CodeForbidden, "biz %q does not exist", name)
+		}
+		for _, ch := range id.Channels(b) {
+			if s.chans[ch] != nil {
+				continue
+			}
+			cs := &chanState{ch: ch, name: ch.String(), biz: b, ephemeral: !b.Persistent, single: b.Target == syncpoint.TargetUser && !b.MultiDevice, active: true}
+			if cs.single {
+				cs.active = false // until the hub picks this session as the user's newest
+			}
+			cs.idx = len(s.order)
+			s.chans[ch] = cs
+			s.order = append(s.order, cs)
+		}
+	}
+	positions := make(map[syncpoint.Channel]syncpoint.Position, len(hello.Positions))
+	for _, p := range hello.Positions {
+		ch, err := syncpoint.ParseChannel(p.Channel)
+		if err != nil {
+			return nil, syncpoint.Errorf(syncpoint.CodeMalformed, "position for %q: %s", p.Channel, syncpoint.Message(err))
+		}
+		positions[ch] = syncpoint.Position{Epoch: p.Epoch, Seq: p.Seq}
+	}
+	if err := h.loadUserPoints(ctx, s, positions); err != nil {
+		return nil, err
+	}
+
+	now := h.cfg.Clock.Now()
+	if err := store.SaveDevice(ctx, syncpoint.Device{ID: id.DeviceID, UserID: id.UserID, Platform: id.Platform, AppVersion: id.AppVersion, LastSeen: now}); err != nil {
+		return nil, fmt.Errorf("save device: %w", err)
+	}
+	s.base = ctx
+	s.ctx, s.cancel = context.WithCancel(ctx)
+	s.lastRecv.Store(now.UnixNano())
+	// Index before reading channel info, so an entry stored in between is
+	// queued rather than missed.
+	if err := h.register(s); err != nil {
+		s.cancel()
+		return nil, err
+	}
+	welcome, err := h.welcome(ctx, s, positions)
+	if err != nil {
+		h.unregister(s)
+		s.cancel()
+		return nil, err
+	}
+	wctx, cancel := context.WithTimeout(ctx, h.cfg.WriteTimeout)
+	err = conn.Write(wctx, &wire.Frame{Welcome: welcome})
+	cancel()
+	if err != nil {
+		h.unregister(s)
+		s.cancel()
+		return nil, fmt.Errorf("write welcome: %w", err)
+	}
+	return s, nil
+}
+
+// loadUserPoints merges the stored user-wide positions of multi_device:
+// false channels into the client's, so the user's newest device resumes
+// where any of their devices stopped.
+func (h *Hub) loadUserPoints(ctx context.Context, s *session, positions map[syncpoint.Channel]syncpoint.Position) error {
+	if !slices.ContainsFunc(s.order, func(cs *chanState) bool { return cs.single }) {
+		return nil
+	}
+	points, err := h.cfg.Store.SyncPoints(ctx, userPointID(s.id.UserID))
+	if err != nil {
+		return fmt.Errorf("load user sync points: %w", err)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, p := range points {
+		if cs := s.chans[p.Channel]; cs == nil || !cs.single {
+			continue
+		}
+		if cur := h.userAck[p.Channel]; cur.Epoch != p.Position.Epoch || cur.Seq < p.Position.Seq {
+			h.userAck[p.Channel] = p.Position
+		}
+	}
+	for _, cs := range s.order {
+		if !cs.single {
+			continue
+		}
+		ua := h.userAck[cs.ch]
+		if cp := positions[cs.ch]; ua.Seq > 0 && (cp.Seq == 0 || (cp.Epoch == ua.Epoch && cp.Seq < ua.Seq)) {
+			positions[cs.ch] = ua
+		}
+	}
+	return nil
+}
+
+func (h *Hub) welcome(ctx context.Context, s *session, positions map[syncpoint.Channel]syncpoint.Position) (*wire.Welcome, error) {
+	w := &wire.Welcome{
+		Version:           s.version,
+		SessionID:         s.sessionID,
+		HeartbeatInterval: h.cfg.HeartbeatInterval,
+		MaxBatch:          h.cfg.MaxBatch,
+		Channels:          make([]wire.ChannelStatus, 0, len(s.order)),
+	}
+	now := h.cfg.Clock.Now()
+	for _, cs := range s.order {
+		if cs.ephemeral {
+			w.Channels = append(w.Channels, wire.ChannelStatus{Channel: cs.name, Status: string(syncpoint.StatusOK)})
+			continue
+		}
+		info, err := h.cfg.Store.Channel(ctx, cs.ch)
+		if errors.Is(err, syncpoint.ErrNotFound) {
+			info = syncpoint.ChannelInfo{Channel: cs.ch, FirstSeq: 1}
+		} else if err != nil {
+			return nil, fmt.Errorf("channel info %s: %w", cs.ch, err)
+		}
+		pos := positions[cs.ch]
+		status, from := info.Check(pos)
+		cs.epoch, cs.sent, cs.behind = info.Epoch, from, info.LastSeq > from
+		s.mu.Lock()
+		cs.pushed = syncpoint.Position{Epoch: info.Epoch, Seq: from}
+		cs.acked = from
+		s.mu.Unlock()
+		if status == syncpoint.StatusOK && pos.Seq > 0 {
+			h.pendingMu.Lock()
+			h.pending[spKey{s.id.DeviceID, cs.ch}] = syncpoint.SyncPoint{DeviceID: s.id.DeviceID, Channel: cs.ch, Position: pos, UpdatedAt: now}
+			h.pendingMu.Unlock()
+		}
+		w.Channels = append(w.Channels, wire.ChannelStatus{
+			Channel: cs.name, Status: string(status), Epoch: info.Epoch,
+			FirstSeq: info.FirstSeq, LastSeq: info.LastSeq, From: from,
+		})
+	}
+	return w, nil
+}
+
+// finish stores what the session leaves behind: its acks and last-seen time.
+func (s *session) finish() {
+	h := s.hub
+	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.WriteTimeout)
+	defer cancel()
+	h.flush(ctx)
+	d := syncpoint.Device{ID: s.id.DeviceID, UserID: s.id.UserID, Platform: s.id.Platform, AppVersion: s.id.AppVersion, LastSeen: h.cfg.Clock.Now()}
+	if err := h.cfg.Store.SaveDevice(ctx, d); err != nil && !errors.Is(err, syncpoint.ErrClosed) {
+		h.log.Error("save device on disconnect", "device", s.id.DeviceID, "err", err)
+	}
+}
+
+// kill ends the session with code; the writer sends a final error frame.
+func (s *session) kill(code wire.CloseCode, reason string) {
+	s.mu.Lock()
+	if s.dead {
+		s.mu.Unlock()
+		return
+	}
+	s.dead, s.closeCode, s.closeReason = true, code, reason
+	s.queue = nil
+	s.mu.Unlock()
+	s.cancel()
+	// Stop routing entries here now; kill may run under the hub's read lock.
+	go s.hub.unregister(s)
+}
+
+func (s *session) isDead() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.dead
+}
+
+func (s *session) wake() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// enqueue queues a live entry; it never blocks.
+func (s *session) enqueue(e *syncpoint.Entry) {
+	s.mu.Lock()
+	if s.dead {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.queue) >= s.hub.cfg.QueueLimit {
+		s.mu.Unlock()
+		s.kill(wire.CloseSlowConsumer, fmt.Sprintf("more than %d entries waiting; resume from your sync point", s.hub.cfg.QueueLimit))
+		return
+	}
+	s.queue = append(s.queue, e)
+	s.mu.Unlock()
+	s.wake()
+}
+
+// send queues a control frame (pong, write result, error) ahead of pushes.
+func (s *session) send(f *wire.Frame) {
+	s.mu.Lock()
+	if s.dead {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.control) >= maxControlFrames {
+		s.mu.Unlock()
+		s.kill(wire.CloseSlowConsumer, "too many replies waiting")
+		return
+	}
+	s.control = append(s.control, f)
+	s.mu.Unlock()
+	s.wake()
+}
+
+func (s *session) setActive(ch syncpoint.Channel, on bool, from syncpoint.Position) {
+	s.mu.Lock()
+	if cs := s.chans[ch]; cs != nil {
+		cs.active = on
+		if on {
+			cs.needActivate, cs.activateFrom = true, from
+		}
+	}
+	s.mu.Unlock()
+	s.wake()
+}
+
+func (s *session) readLoop() {
+	h := s.hub
+	for {
+		f, err := s.conn.Read(s.base)
+		if err != nil {
+			if s.isDead() || s.base.Err() != nil {
+				s.kill(wire.CloseGoingAway, "the server is shutting down")
+				return
+			}
+			if syncpoint.Code(err) == syncpoint.CodeMalformed {
+				// The frame boundary held, so answer and carry on.
+				s.send(&wire.Frame{Error: wire.ErrorFrom(err, false)})
+				continue
+			}
+			if syncpoint.Code(err) == syncpoint.CodeInternal {
+				s.kill(wire.CloseNormal, "connection closed")
+			} else {
+				s.kill(wire.CloseCodeFor(syncpoint.Code(err)), syncpoint.Message(err))
+			}
+			return
+		}
+		s.lastRecv.Store(h.cfg.Clock.Now().UnixNano())
+		switch {
+		case f.Ack != nil:
+			s.ack(f.Ack)
+		case f.Ping != nil:
+			s.send(&wire.Frame{Pong: &wire.Pong{Nonce: f.Ping.Nonce}})
+		case f.Pong != nil:
+		case f.Write != nil:
+			s.write(f.Write)
+		case f.Error != nil:
+			if f.Error.Fatal {
+				s.kill(wire.CloseNormal, "the device closed the session")
+				return
+			}
+		default:
+			s.send(&wire.Frame{Error: wire.ErrorFrom(syncpoint.Errorf(syncpoint.CodeMalformed, "unexpected frame after hello"), false)})
+		}
+	}
+}
+
+func (s *session) ack(a *wire.Ack) {
+	for _, p := range a.Positions {
+		ch, err := syncpoint.ParseChannel(p.Channel)
+		cs := s.chans[ch]
+		if err != nil || cs == nil || cs.ephemeral {
+			s.send(&wire.Frame{Error: wire.ErrorFrom(syncpoint.Errorf(syncpoint.CodeInvalid, "ack for %q: not a channel of this session", p.Channel), false)})
+			continue
+		}
+		s.mu.Lock()
+		pushed := cs.pushed
+		if (p.Epoch != "" && p.Epoch != pushed.Epoch) || pushed.Epoch == "" || p.Seq <= cs.acked {
+			s.mu.Unlock()
+			continue // stale or nothing new
+		}
+		seq := min(p.Seq, pushed.Seq) // a device cannot ack what it was not sent
+		cs.acked = seq
+		s.mu.Unlock()
+		s.hub.acked(s, cs, syncpoint.Position{Epoch: pushed.Epoch, Seq: seq})
+	}
+}
+
+func (s *session) write(w *wire.Write) {
+	rec := s.hub.cfg.Records
+	if rec == nil {
+		s.send(&wire.Frame{WriteResult: &wire.WriteResult{WriteID: w.WriteID, Error: wire.ErrorFrom(syncpoint.Errorf(syncpoint.CodeForbidden, "this server takes no record uploads"), false)}})
+		return
+	}
+	s.send(&wire.Frame{WriteResult: rec.Write(s.ctx, s.id, w)})
+}
+
+func (s *session) writeLoop() {
+	h := s.hub
+	interval := h.cfg.HeartbeatInterval
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	nextBeat := h.cfg.Clock.Now().Add(interval)
+	for s.ctx.Err() == nil {
+		if now := h.cfg.Clock.Now(); !now.Before(nextBeat) {
+			nextBeat = now.Add(interval)
+			if !s.heartbeat(now) {
+				break
+			}
+		}
+		push, err := s.fill()
+		if err != nil {
+			code := wire.CloseInternal
+			var ce *closeError
+			if errors.As(err, &ce) {
+				code = ce.code
+			} else if s.ctx.Err() == nil {
+				h.log.Error("read backlog", "device", s.id.DeviceID, "err", err)
+			}
+			msg := syncpoint.Message(err)
+			if ce != nil {
+				msg = ce.msg
+			}
+			s.kill(code, msg)
+			break
+		}
+		sent := false
+		for _, f := range s.takeControl() {
+			if !s.writeFrame(f) {
+				break
+			}
+			sent = true
+		}
+		if push != nil {
+			// Record first: a fast device can ack before Write returns.
+			s.pushed(push)
+			if !s.writeFrame(&wire.Frame{Push: push}) {
+				break
+			}
+			continue
+		}
+		if sent {
+			continue
+		}
+		select {
+		case <-s.notify:
+		case <-tick.C:
+		case <-s.ctx.Done():
+		}
+	}
+	s.mu.Lock()
+	if !s.dead {
+		s.dead, s.closeCode, s.closeReason = true, wire.CloseGoingAway, "the server is shutting down"
+	}
+	code, reason := s.closeCode, s.closeReason
+	s.mu.Unlock()
+	s.cancel()
+	h.metrics.disconnects.WithLabelValues(code.String()).Inc()
+	if code != wire.CloseNormal && s.base.Err() == nil {
+		ctx, cancel := context.WithTimeout(s.base, time.Second)
+		_ = s.conn.Write(ctx, &wire.Frame{Error: &wire.Error{Code: code, Reason: string(reasonFor(code)), Message: reason, Fatal: true}})
+		cancel()
+	}
+	_ = s.conn.Close(code, reason)
+}
+
+// heartbeat pings the device and reports false when it has been silent for
+// too long or its token expired.
+func (s *session) heartbeat(now time.Time) bool {
+	h := s.hub
+	if silent := now.Sub(time.Unix(0, s.lastRecv.Load())); silent > missedHeartbeats*h.cfg.HeartbeatInterval {
+		s.kill(wire.CloseHeartbeatTimeout, fmt.Sprintf("nothing received for %s", silent.Round(time.Second)))
+		return false
+	}
+	if !s.expires.IsZero() && !now.Before(s.expires) {
+		s.kill(wire.CloseUnauthorized, "the token expired; reconnect with a new one")
+		return false
+	}
+	return s.writeFrame(&wire.Frame{Ping: &wire.Ping{Nonce: uint64(now.UnixNano())}})
+}
+
+func (s *session) writeFrame(f *wire.Frame) bool {
+	ctx, cancel := context.WithTimeout(s.base, s.hub.cfg.WriteTimeout)
+	err := s.conn.Write(ctx, f)
+	cancel()
+	if err == nil {
+		return true
+	}
+	if s.base.Err() == nil {
+		if ctx.Err() != nil {
+			s.kill(wire.CloseSlowConsumer, fmt.Sprintf("a frame waited more than %s to be sent", s.hub.cfg.WriteTimeout))
+		} else {
+			s.kill(wire.CloseNormal, "connection closed")
+		}
+	}
+	return false
+}
+
+func (s *session) takeControl() []*wire.Frame {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.control) == 0 {
+		return nil
+	}
+	out := s.control
+	s.control = nil
+	return out
+}
+
+// pushed records what the device has now been sent, which bounds its acks.
+func (s *session) pushed(p *wire.Push) {
+	h := s.hub
+	h.metrics.pushes.Inc()
+	h.metrics.pushedEntries.Add(float64(len(p.Entries)))
+	s.mu.Lock()
+	for _, pos := range p.Positions {
+		ch, err := syncpoint.ParseChannel(pos.Channel)
+		if cs := s.chans[ch]; err == nil && cs != nil {
+			cs.pushed = syncpoint.Position{Epoch: pos.Epoch, Seq: pos.Seq}
+		}
+	}
+	s.mu.Unlock()
+}
+
+// closeError ends a session with a specific close code.
+type closeError struct {
+	code wire.CloseCode
+	msg  string
+}
+
+func (e *closeError) Error() string { return e.msg }
+
+func reasonFor(code wire.CloseCode) syncpoint.ErrorCode {
+	switch code {
+	case wire.CloseSlowConsumer:
+		return syncpoint.CodeSlowConsumer
+	case wire.CloseUnauthorized:
+		return syncpoint.CodeUnauthorized
+	case wire.CloseForbidden:
+		return syncpoint.CodeForbidden
+	case wire.CloseBadRequest:
+		return syncpoint.CodeMalformed
+	case wire.CloseInternal:
+		return syncpoint.CodeInternal
+	}
+	return syncpoint.CodeUnavailable
+}
+
+func newSessionID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
