@@ -2,6 +2,7 @@ package syncpoint
 
 import (
 	"encoding/json"
+	"net/url"
 	"regexp"
 	"time"
 )
@@ -37,7 +38,23 @@ type Biz struct {
 	Writable      bool           `json:"writable" yaml:"writable"`               // devices may upload records
 	Conflict      ConflictPolicy `json:"conflict" yaml:"conflict"`               // for writable bizzes
 	MaxEntryBytes int            `json:"max_entry_bytes" yaml:"max_entry_bytes"` // 0: DefaultMaxEntryBytes
+	Webhook       *Webhook       `json:"webhook,omitempty" yaml:"webhook"`       // writable bizzes: validation and upload notices
 }
+
+// Webhook is how a writable biz's business backend takes part in uploads.
+// Requests carry an HMAC-SHA256 signature of the body keyed by Secret.
+type Webhook struct {
+	// ValidateURL, when set, is asked to accept or reject each upload before
+	// it is applied.
+	ValidateURL string `json:"validate_url,omitempty" yaml:"validate_url"`
+	// NotifyURL, when set, is told of every applied upload, at least once.
+	NotifyURL string   `json:"notify_url,omitempty" yaml:"notify_url"`
+	Secret    string   `json:"secret,omitempty" yaml:"secret"`
+	Timeout   Duration `json:"timeout,omitempty" yaml:"timeout"` // 0: DefaultWebhookTimeout
+}
+
+// DefaultWebhookTimeout bounds one webhook request.
+const DefaultWebhookTimeout = 5 * time.Second
 
 // NewBiz returns a biz with every default filled in.
 func NewBiz(name string, target TargetKind) Biz {
@@ -104,6 +121,22 @@ func (b *Biz) Validate() error {
 	}
 	if b.Writable && !b.Persistent {
 		return Errorf(CodeInvalid, "biz %s: a writable biz must be persistent", b.Name)
+	}
+	if w := b.Webhook; w != nil {
+		if !b.Writable {
+			return Errorf(CodeInvalid, "biz %s: webhook applies only to writable bizzes", b.Name)
+		}
+		for _, u := range []struct{ name, v string }{{"validate_url", w.ValidateURL}, {"notify_url", w.NotifyURL}} {
+			if u.v == "" {
+				continue
+			}
+			if parsed, err := url.Parse(u.v); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
+				return Errorf(CodeInvalid, "biz %s: webhook %s %q: want an http or https URL", b.Name, u.name, u.v)
+			}
+		}
+		if w.Timeout < 0 {
+			return Errorf(CodeInvalid, "biz %s: webhook timeout must not be negative", b.Name)
+		}
 	}
 	return nil
 }
