@@ -147,8 +147,8 @@ func (e *Entry) Validate(maxBytes int) error {
 	if len(e.IdempotencyKey) > MaxIdempotencyKeyLen || strings.ContainsFunc(e.IdempotencyKey, isControl) {
 		return Errorf(CodeInvalid, "idempotency_key: want at most %d bytes without control characters", MaxIdempotencyKeyLen)
 	}
-	if len(e.Data) > 0 && !json.Valid(e.Data) {
-		return Errorf(CodeInvalid, "data is not valid JSON")
+	if len(e.Data) > 0 && (!json.Valid(e.Data) || !utf8.Valid(e.Data)) {
+		return Errorf(CodeInvalid, "data is not valid JSON in UTF-8")
 	}
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxEntryBytes

@@ -83,7 +83,7 @@ func (h *Hub) Serve(ctx context.Context, conn Conn) error {
 		var ce *closeError
 		if errors.As(err, &ce) {
 			code = ce.code
-			frame = &wire.Error{Code: code, Reason: string(reasonFor(code)), Message: ce.msg, Fatal: true}
+			frame = &wire.Error{Code: code, Reason: string(code.Reason()), Message: ce.msg, Fatal: true}
 		}
 		h.metrics.disconnects.WithLabelValues(code.String()).Inc()
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -519,7 +519,7 @@ func (s *session) writeLoop() {
 	h.metrics.disconnects.WithLabelValues(code.String()).Inc()
 	if code != wire.CloseNormal && s.base.Err() == nil {
 		ctx, cancel := context.WithTimeout(s.base, time.Second)
-		_ = s.conn.Write(ctx, &wire.Frame{Error: &wire.Error{Code: code, Reason: string(reasonFor(code)), Message: reason, Fatal: true}})
+		_ = s.conn.Write(ctx, &wire.Frame{Error: &wire.Error{Code: code, Reason: string(code.Reason()), Message: reason, Fatal: true}})
 		cancel()
 	}
 	_ = s.conn.Close(code, reason)
@@ -590,22 +590,6 @@ type closeError struct {
 }
 
 func (e *closeError) Error() string { return e.msg }
-
-func reasonFor(code wire.CloseCode) syncpoint.ErrorCode {
-	switch code {
-	case wire.CloseSlowConsumer:
-		return syncpoint.CodeSlowConsumer
-	case wire.CloseUnauthorized:
-		return syncpoint.CodeUnauthorized
-	case wire.CloseForbidden:
-		return syncpoint.CodeForbidden
-	case wire.CloseBadRequest:
-		return syncpoint.CodeMalformed
-	case wire.CloseInternal:
-		return syncpoint.CodeInternal
-	}
-	return syncpoint.CodeUnavailable
-}
 
 func newSessionID() string {
 	var b [8]byte
