@@ -1,0 +1,93 @@
+package main
+
+import (
+	"errors"
+	"io/fs"
+	"net/url"
+	"strings"
+
+	"github.com/spf13/pflag"
+)
+
+// clientFlags find the server and its secrets for the client subcommands:
+// each comes from its flag, else from the server's data dir (server.json,
+// secrets.json), else from the environment.
+type clientFlags struct {
+	server      string
+	apiKey      string
+	tokenSecret string
+	dataDir     string
+}
+
+// addServer adds --server and --api-key.
+func (c *clientFlags) addServer(fl *pflag.FlagSet) {
+	fl.StringVar(&c.server, "server", "", "server URL (default: from DATA/server.json, else $"+envServer+", else http://"+defaultListen+")")
+	fl.StringVar(&c.apiKey, "api-key", "", "API key (default: from DATA/secrets.json, else $"+envAPIKey+")")
+}
+
+// addTokenSecret adds --token-secret.
+func (c *clientFlags) addTokenSecret(fl *pflag.FlagSet) {
+	fl.StringVar(&c.tokenSecret, "token-secret", "", "token secret (default: from DATA/secrets.json, else $"+envTokenSecret+")")
+}
+
+// addDataDir adds --data-dir, and --data as its alias where --data means
+// nothing else.
+func (c *clientFlags) addDataDir(fl *pflag.FlagSet, withDataAlias bool) {
+	fl.StringVar(&c.dataDir, "data-dir", defaultDataDir, "the server's data dir, to find its address and secrets")
+	if withDataAlias {
+		fl.StringVar(&c.dataDir, "data", defaultDataDir, "the server's data dir (same as --data-dir)")
+	}
+}
+
+// serverURL returns the base URL of the server, without a trailing slash.
+func (c *clientFlags) serverURL(e env) (string, error) {
+	s := c.server
+	if s == "" {
+		if si, err := readServerInfo(c.dataDir); err == nil && si.HTTP != "" {
+			s = "http://" + si.HTTP
+		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+	}
+	if s == "" {
+		s = e.getenv(envServer)
+	}
+	if s == "" {
+		s = "http://" + defaultListen
+	}
+	if !strings.Contains(s, "://") {
+		s = "http://" + s
+	}
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", usagef("server %q: want a URL such as http://127.0.0.1:7420", s)
+	}
+	return strings.TrimRight(u.String(), "/"), nil
+}
+
+// resolveAPIKey returns the API key to send.
+func (c *clientFlags) resolveAPIKey(e env) (string, error) {
+	return c.resolve(e, c.apiKey, func(s secrets) string { return s.APIKey }, envAPIKey, "--api-key")
+}
+
+// resolveTokenSecret returns the secret to sign tokens with.
+func (c *clientFlags) resolveTokenSecret(e env) (string, error) {
+	return c.resolve(e, c.tokenSecret, func(s secrets) string { return s.TokenSecret }, envTokenSecret, "--token-secret")
+}
+
+func (c *clientFlags) resolve(e env, flag string, pick func(secrets) string, envName, flagName string) (string, error) {
+	if flag != "" {
+		return flag, nil
+	}
+	s, err := readSecrets(c.dataDir)
+	if err != nil {
+		return "", err
+	}
+	if v := pick(s); v != "" {
+		return v, nil
+	}
+	if v := e.getenv(envName); v != "" {
+		return v, nil
+	}
+	return "", usagef("no %s given, none in %s/%s and $%s is unset", flagName, c.dataDir, secretsFile, envName)
+}

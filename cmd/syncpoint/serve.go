@@ -1,0 +1,208 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/syncpoint/syncpoint/server"
+)
+
+type serveFlags struct {
+	data, listen, tcpListen, config string
+	store, nats, tlsCert, tlsKey    string
+	apiKey, tokenSecret, logLevel   string
+	rateLimit                       float64
+	rateBurst                       int
+	maxBodyBytes                    int64
+	sweepInterval, shutdownTimeout  time.Duration
+}
+
+func newServeCmd(e env) *cobra.Command {
+	var f serveFlags
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the server",
+		Long: `Run the server: the business API over HTTP on --listen, and device
+connections on --tcp-listen. Settings come from flags, then from the config
+file (--config, or ./syncpoint.yaml when present), then from defaults.
+
+The API key and the token secret come from --api-key/--token-secret, then
+SYNCPOINT_API_KEY/SYNCPOINT_TOKEN_SECRET, then DATA/secrets.json; when none
+gives one, it is generated, kept in DATA/secrets.json (mode 0600) and printed
+once.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error { return runServe(cmd, e, &f) },
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.data, "data", defaultDataDir, "data directory: the embedded store, secrets.json and server.json")
+	fl.StringVar(&f.listen, "listen", defaultListen, "HTTP address of the business API (port 0 picks a free port)")
+	fl.StringVar(&f.tcpListen, "tcp-listen", defaultTCPListen, `raw TCP address for device connections ("" disables it)`)
+	fl.StringVar(&f.config, "config", "", "YAML config file (default ./syncpoint.yaml when it exists)")
+	fl.StringVar(&f.store, "store", "", `store: "" for the embedded store in DATA/store, or a postgres:// URL`)
+	fl.StringVar(&f.nats, "nats", "", "nats:// URL for fan-out between nodes")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate file; with --tls-key, the TCP listener speaks TLS")
+	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file for --tls-cert")
+	fl.StringVar(&f.apiKey, "api-key", "", "API key of the business API (env "+envAPIKey+")")
+	fl.StringVar(&f.tokenSecret, "token-secret", "", "HS256 secret of device tokens (env "+envTokenSecret+")")
+	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.Float64Var(&f.rateLimit, "rate-limit", 0, "business API requests per second (0: unlimited)")
+	fl.IntVar(&f.rateBurst, "rate-burst", 0, "burst of the rate limit (0: the rate)")
+	fl.Int64Var(&f.maxBodyBytes, "max-body-bytes", 0, "largest request body (0: 16 MiB)")
+	fl.DurationVar(&f.sweepInterval, "sweep-interval", server.DefaultSweepInterval, "how often expired entries are deleted")
+	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long shutdown waits for in-flight requests")
+	return cmd
+}
+
+func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
+	fc, err := loadConfigFile(cmd, f.config)
+	if err != nil {
+		return err
+	}
+	f.apply(cmd, fc)
+	level, err := parseLogLevel(f.logLevel)
+	if err != nil {
+		return usageError{err}
+	}
+	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+
+	if err := os.MkdirAll(f.data, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	given := secrets{APIKey: f.apiKey, TokenSecret: f.tokenSecret}
+	if given.APIKey == "" {
+		given.APIKey = e.getenv(envAPIKey)
+	}
+	if given.TokenSecret == "" {
+		given.TokenSecret = e.getenv(envTokenSecret)
+	}
+	sec, generated, err := resolveSecrets(f.data, given)
+	if err != nil {
+		return err
+	}
+	printGenerated(e, f.data, generated)
+
+	cfg := server.Config{
+		DataDir:         f.data,
+		Listen:          f.listen,
+		TCPListen:       f.tcpListen,
+		TLSCert:         f.tlsCert,
+		TLSKey:          f.tlsKey,
+		StoreURL:        f.store,
+		NATSURL:         f.nats,
+		APIKey:          sec.APIKey,
+		TokenSecret:     sec.TokenSecret,
+		Logger:          logger,
+		RateLimit:       f.rateLimit,
+		RateBurst:       f.rateBurst,
+		MaxBodyBytes:    f.maxBodyBytes,
+		SweepInterval:   f.sweepInterval,
+		ShutdownTimeout: f.shutdownTimeout,
+	}
+	if fc != nil {
+		cfg.Bizzes = fc.Bizzes
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	info := serverInfo{HTTP: srv.Addr(), TCP: srv.TCPAddr(), PID: os.Getpid()}
+	infoPath := filepath.Join(f.data, serverFile)
+	if err := writeJSONFile(infoPath, info, 0o644); err != nil {
+		srv.Close()
+		return fmt.Errorf("write server info: %w", err)
+	}
+	logger.Info("listening on http://"+srv.Addr(), "data", f.data, "bizzes", len(srv.Registry().List()))
+	if info.TCP != "" {
+		logger.Info("listening for device connections on tcp://"+info.TCP, "tls", f.tlsCert != "")
+	}
+
+	err = srv.Run(cmd.Context())
+	// Only a server that still owns server.json removes it.
+	if cur, rerr := readServerInfo(f.data); rerr == nil && cur == info {
+		os.Remove(infoPath)
+	}
+	if err != nil {
+		return err
+	}
+	logger.Info("shut down cleanly")
+	return nil
+}
+
+// loadConfigFile reads --config, or ./syncpoint.yaml when the flag is not
+// given and the file exists. No file gives nil.
+func loadConfigFile(cmd *cobra.Command, path string) (*Config, error) {
+	explicit := cmd.Flags().Changed("config")
+	if !explicit {
+		path = defaultConfig
+	}
+	if path == "" {
+		return nil, nil // --config "" turns the default file off
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if !explicit && errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// apply fills every flag the command line did not set from the file.
+func (f *serveFlags) apply(cmd *cobra.Command, c *Config) {
+	if c == nil {
+		return
+	}
+	fl := cmd.Flags()
+	str := func(name string, dst *string, v *string) {
+		if v != nil && !fl.Changed(name) {
+			*dst = *v
+		}
+	}
+	fc := &c.file
+	str("data", &f.data, fc.Data)
+	str("listen", &f.listen, fc.Listen)
+	str("tcp-listen", &f.tcpListen, fc.TCPListen)
+	str("store", &f.store, fc.Store)
+	str("nats", &f.nats, fc.NATS)
+	str("tls-cert", &f.tlsCert, fc.TLSCert)
+	str("tls-key", &f.tlsKey, fc.TLSKey)
+	str("log-level", &f.logLevel, fc.LogLevel)
+	if fc.RateLimit != nil && !fl.Changed("rate-limit") {
+		f.rateLimit = *fc.RateLimit
+	}
+	if fc.RateBurst != nil && !fl.Changed("rate-burst") {
+		f.rateBurst = *fc.RateBurst
+	}
+	if fc.MaxBodyBytes != nil && !fl.Changed("max-body-bytes") {
+		f.maxBodyBytes = *fc.MaxBodyBytes
+	}
+	if fc.SweepInterval != nil && !fl.Changed("sweep-interval") {
+		f.sweepInterval = time.Duration(*fc.SweepInterval)
+	}
+	if fc.ShutdownTimeout != nil && !fl.Changed("shutdown-timeout") {
+		f.shutdownTimeout = time.Duration(*fc.ShutdownTimeout)
+	}
+}
+
+// printGenerated shows freshly generated secrets once; later starts read
+// them from the file without printing.
+func printGenerated(e env, dir string, g secrets) {
+	if g == (secrets{}) {
+		return
+	}
+	fmt.Fprintf(e.stdout, "Generated secrets, kept in %s (mode 0600); they are not printed again:\n", filepath.Join(dir, secretsFile))
+	if g.APIKey != "" {
+		fmt.Fprintf(e.stdout, "  API key:      %s\n", g.APIKey)
+	}
+	if g.TokenSecret != "" {
+		fmt.Fprintf(e.stdout, "  token secret: %s\n", g.TokenSecret)
+	}
+}

@@ -1,0 +1,100 @@
+package server_test
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/syncpoint/syncpoint/auth"
+	"github.com/syncpoint/syncpoint/tcp"
+	"github.com/syncpoint/syncpoint/wire"
+)
+
+// frameConn is what both transports look like to this test.
+type frameConn interface {
+	Read(ctx context.Context) (*wire.Frame, error)
+	Write(ctx context.Context, f *wire.Frame) error
+}
+
+type wsFrames struct{ c *websocket.Conn }
+
+func (w wsFrames) Read(ctx context.Context) (*wire.Frame, error) {
+	_, b, err := w.c.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return wire.DecodeJSON(b)
+}
+
+func (w wsFrames) Write(ctx context.Context, f *wire.Frame) error {
+	b, err := wire.EncodeJSON(nil, f)
+	if err != nil {
+		return err
+	}
+	return w.c.Write(ctx, websocket.MessageText, b)
+}
+
+// TestDevicesOverBothTransports runs a device over WebSocket and one over
+// raw TCP against the assembled server: publish over HTTP, receive by push,
+// and see both online in the device view.
+func TestDevicesOverBothTransports(t *testing.T) {
+	r := MustRunServer(t, testConfig(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	wc, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(r.URL, "http")+"/v1/connect", &websocket.DialOptions{Subprotocols: []string{wire.SubprotocolJSON}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wc.CloseNow()
+	nc, err := net.Dial("tcp", r.TCPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+
+	conns := []frameConn{wsFrames{wc}, tcp.NewConn(nc, 0)}
+	for i, c := range conns {
+		device := []string{"phone", "tablet"}[i]
+		tok, err := auth.Mint([]byte(testTokenSecret), auth.Claims{User: "u1", ExpiresAt: time.Now().Add(time.Hour)}, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Write(ctx, &wire.Frame{Hello: &wire.Hello{Versions: []uint32{wire.ProtocolVersion}, Token: tok, DeviceID: device, Bizzes: []string{"chat"}}}); err != nil {
+			t.Fatal(err)
+		}
+		f, err := c.Read(ctx)
+		if err != nil || f.Welcome == nil {
+			t.Fatalf("%s: want welcome, got %+v, %v", device, f, err)
+		}
+	}
+	publishText(t, r.URL, "u1", "to both")
+	for i, c := range conns {
+		for {
+			f, err := c.Read(ctx)
+			if err != nil {
+				t.Fatalf("device %d: %v", i, err)
+			}
+			if f.Push != nil && len(f.Push.Entries) == 1 {
+				if got := string(f.Push.Entries[0].Data); got != `{"text":"to both"}` {
+					t.Fatalf("device %d got %s", i, got)
+				}
+				break
+			}
+		}
+	}
+	for _, device := range []string{"phone", "tablet"} {
+		var view struct {
+			UserID string `json:"user_id"`
+			Online bool   `json:"online"`
+		}
+		if code := do(t, http.MethodGet, r.URL+"/v1/devices/"+device, nil, &view); code != http.StatusOK || !view.Online || view.UserID != "u1" {
+			t.Fatalf("device view of %s: HTTP %d %+v", device, code, view)
+		}
+	}
+}

@@ -1,0 +1,531 @@
+// Package server assembles a syncpoint node: it opens the store, loads the
+// bizzes, builds the publisher and the business API, binds the listeners,
+// sweeps expired entries, and shuts all of it down in order.
+//
+// It reads no flags, files or environment: cmd/syncpoint fills a Config.
+// Tests start the real thing in-process on 127.0.0.1:0.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/auth"
+	"github.com/syncpoint/syncpoint/httpapi"
+	"github.com/syncpoint/syncpoint/hub"
+	"github.com/syncpoint/syncpoint/internal/clock"
+	"github.com/syncpoint/syncpoint/local"
+	"github.com/syncpoint/syncpoint/pebble"
+	"github.com/syncpoint/syncpoint/publish"
+	"github.com/syncpoint/syncpoint/tcp"
+	"github.com/syncpoint/syncpoint/ws"
+)
+
+// Defaults filled in by New.
+const (
+	DefaultListen            = "127.0.0.1:7420"
+	DefaultSweepInterval     = time.Minute
+	DefaultShutdownTimeout   = 30 * time.Second
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	// StoreDir is where the embedded store lives inside DataDir.
+	StoreDir = "store"
+)
+
+// Config is what a Server needs. The zero value of each optional field
+// means its Default* constant.
+type Config struct {
+	// DataDir holds the embedded store (in DataDir/StoreDir). Required
+	// unless StoreURL names an external store.
+	DataDir string
+	// Listen is the HTTP address (business API, and later WebSocket and
+	// SSE); "" means DefaultListen, port 0 picks a free port.
+	Listen string
+	// TCPListen is the raw TCP device address; "" means no TCP listener.
+	TCPListen string
+	// TLSCert and TLSKey are PEM files; given together, the TCP listener
+	// speaks TLS.
+	TLSCert, TLSKey string
+	// StoreURL is "" for the embedded store, or a postgres:// URL.
+	StoreURL string
+	// NATSURL is "" for a single node, or a nats:// URL for fan-out
+	// between nodes.
+	NATSURL string
+	// APIKey guards the business API; TokenSecret verifies device tokens
+	// (HS256). Both are required.
+	APIKey      string
+	TokenSecret string
+	// Bizzes come from the config file; they win over stored ones.
+	Bizzes []syncpoint.Biz
+	Logger *slog.Logger // nil: discard
+	Clock  clock.Clock  // nil: clock.Real{}
+	// RateLimit is business API requests per second (0: unlimited) with a
+	// burst of RateBurst.
+	RateLimit    float64
+	RateBurst    int
+	MaxBodyBytes int64 // 0: httpapi.DefaultMaxBodyBytes
+	// SweepInterval is how often expired entries are deleted.
+	SweepInterval time.Duration
+	// ShutdownTimeout bounds how long Run waits for in-flight requests
+	// once its context is done; the store still finishes its commits.
+	ShutdownTimeout   time.Duration
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	// HeartbeatInterval is how often device sessions are pinged; 0 means
+	// hub.DefaultHeartbeatInterval.
+	HeartbeatInterval time.Duration
+	// SendQueue bounds the live entries queued per device connection; 0
+	// means hub.DefaultQueueLimit.
+	SendQueue int
+	// MaxFrameBytes bounds one frame from a device; 0 means
+	// wire.DefaultMaxFrameBytes.
+	MaxFrameBytes int
+}
+
+// Server is one running syncpoint node.
+type Server struct {
+	cfg      Config
+	logger   *slog.Logger
+	clock    clock.Clock
+	metrics  *prometheus.Registry
+	store    syncpoint.Store
+	broker   syncpoint.Broker
+	registry *syncpoint.Registry
+	verifier *auth.Verifier
+	pub      *publish.Publisher
+	api      *httpapi.Server
+	hub      *hub.Hub
+
+	// mux serves the business API; the device transports (WebSocket, SSE,
+	// HTTP sync) add their routes to it too.
+	mux  *http.ServeMux
+	http *http.Server
+	ln   net.Listener
+	// tcpLn is bound (and TLS-wrapped when tlsConfig is set) but has no
+	// protocol yet: the TCP transport takes its connections in serveTCP.
+	tcpLn     net.Listener
+	tlsConfig *tls.Config
+	// closers are closed in reverse order after the listeners stop and
+	// before the broker and the store close: the hub and transports go here.
+	closers []io.Closer
+	// runners run beside the listeners until Run's context is done (the
+	// hub's Run goes here); an error from one shuts the server down.
+	runners []func(context.Context) error
+	dirLock io.Closer // held until the store is closed
+
+	sweeps      prometheus.Counter
+	sweepErrors prometheus.Counter
+	stopping    atomic.Bool
+	running     atomic.Bool
+	closing     chan struct{} // closed by Close to stop Run
+	runDone     chan struct{} // closed when Run returns
+	stopOnce    sync.Once
+	closeOnce   sync.Once
+	closeErr    error
+}
+
+// New opens the store, loads the bizzes, builds the API and binds the
+// listeners, so Addr is known when it returns. On error everything it
+// opened is closed again.
+func New(cfg Config) (_ *Server, err error) {
+	if cfg.Listen == "" {
+		cfg.Listen = DefaultListen
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = DefaultSweepInterval
+	}
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	if cfg.APIKey == "" {
+		return nil, errors.New("server: no API key configured")
+	}
+	if cfg.RateLimit < 0 || cfg.RateBurst < 0 || cfg.MaxBodyBytes < 0 {
+		return nil, errors.New("server: rate limit, burst and body limit must not be negative")
+	}
+	s := &Server{
+		cfg:     cfg,
+		logger:  cfg.Logger,
+		clock:   cfg.Clock,
+		metrics: prometheus.NewRegistry(),
+		mux:     http.NewServeMux(),
+		closing: make(chan struct{}),
+		runDone: make(chan struct{}),
+	}
+	defer func() {
+		if err != nil {
+			s.release()
+		}
+	}()
+	s.verifier, err = auth.NewVerifier(auth.VerifierConfig{Secret: []byte(cfg.TokenSecret), Clock: cfg.Clock})
+	if err != nil {
+		return nil, fmt.Errorf("server: token secret: %w", err)
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("server: TLS needs both a certificate and a key file")
+	}
+	if cfg.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("server: load TLS key pair: %w", err)
+		}
+		s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	}
+
+	s.metrics.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	s.sweeps = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "syncpoint_sweeps_total", Help: "Sweeps of expired entries started.",
+	})
+	s.sweepErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "syncpoint_sweep_errors_total", Help: "Sweeps of expired entries that failed.",
+	})
+	s.metrics.MustRegister(s.sweeps, s.sweepErrors)
+
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("server: create data dir: %w", err)
+		}
+		if s.dirLock, err = lockDir(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	if s.store, err = s.openStore(); err != nil {
+		return nil, err
+	}
+	if s.broker, err = s.openBroker(); err != nil {
+		return nil, err
+	}
+	s.registry = syncpoint.NewRegistry(s.store)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.registry.Load(ctx, cfg.Bizzes); err != nil {
+		return nil, fmt.Errorf("server: load bizzes: %w", err)
+	}
+	s.pub = publish.New(publish.Config{
+		Store:      s.store,
+		Broker:     s.broker,
+		Registry:   s.registry,
+		Clock:      s.clock,
+		Registerer: s.metrics,
+		Logger:     s.logger,
+	})
+	s.hub = hub.New(hub.Config{
+		Store:             s.store,
+		Registry:          s.registry,
+		Verifier:          s.verifier,
+		Clock:             s.clock,
+		Logger:            s.logger,
+		Registerer:        s.metrics,
+		HeartbeatInterval: cfg.HeartbeatInterval,
+		QueueLimit:        cfg.SendQueue,
+	})
+	unsubscribe, err := s.broker.Subscribe(s.hub.Deliver)
+	if err != nil {
+		return nil, fmt.Errorf("server: subscribe hub: %w", err)
+	}
+	s.closers = append(s.closers, closerFunc(func() error { unsubscribe(); return nil }))
+	s.runners = append(s.runners, s.hub.Run)
+	s.api = httpapi.New(httpapi.Config{
+		Publisher:    s.pub,
+		Store:        s.store,
+		Registry:     s.registry,
+		APIKey:       cfg.APIKey,
+		Logger:       s.logger,
+		Clock:        s.clock,
+		Gatherer:     s.metrics,
+		Registerer:   s.metrics,
+		RateLimit:    cfg.RateLimit,
+		RateBurst:    cfg.RateBurst,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Presence:     s.hub,
+		Ready:        s.ready,
+	})
+	s.api.Register(s.mux)
+	s.mux.Handle("GET /v1/connect", &ws.Handler{Hub: s.hub, Logger: s.logger, MaxFrameBytes: int64(cfg.MaxFrameBytes)})
+
+	s.http = &http.Server{
+		Handler:           s.mux,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("server: listen %s: %w", cfg.Listen, err)
+	}
+	if cfg.TCPListen != "" {
+		if s.tcpLn, err = net.Listen("tcp", cfg.TCPListen); err != nil {
+			return nil, fmt.Errorf("server: tcp listen %s: %w", cfg.TCPListen, err)
+		}
+		if s.tlsConfig != nil {
+			s.tcpLn = tls.NewListener(s.tcpLn, s.tlsConfig)
+		}
+	}
+	return s, nil
+}
+
+// openStore opens the store StoreURL names.
+func (s *Server) openStore() (syncpoint.Store, error) {
+	if s.cfg.StoreURL == "" {
+		if s.cfg.DataDir == "" {
+			return nil, errors.New("server: no data dir for the embedded store")
+		}
+		dir := filepath.Join(s.cfg.DataDir, StoreDir)
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("server: create store dir: %w", err)
+		}
+		st, err := pebble.Open(dir, pebble.Options{Clock: s.clock, Logger: s.logger, Registerer: s.metrics})
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		return st, nil
+	}
+	u, err := url.Parse(s.cfg.StoreURL)
+	if err != nil {
+		return nil, fmt.Errorf("server: store URL: %w", redactURLError(err))
+	}
+	switch u.Scheme {
+	case "postgres", "postgresql":
+		return nil, errors.New("server: the PostgreSQL store is not supported yet; leave --store empty for the embedded store")
+	}
+	return nil, fmt.Errorf("server: store URL scheme %q: want postgres:// or nothing for the embedded store", u.Scheme)
+}
+
+// openBroker returns the in-process broker for a single node.
+func (s *Server) openBroker() (syncpoint.Broker, error) {
+	if s.cfg.NATSURL != "" {
+		return nil, errors.New("server: NATS fan-out is not supported yet; leave --nats empty for a single node")
+	}
+	return local.New(), nil
+}
+
+// redactURLError keeps a password in a store URL out of error messages.
+func redactURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return errors.New(ue.Err.Error())
+	}
+	return err
+}
+
+// Addr returns the HTTP listener's address, with the real port.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// TCPAddr returns the raw TCP listener's address, or "" when there is none.
+func (s *Server) TCPAddr() string {
+	if s.tcpLn == nil {
+		return ""
+	}
+	return s.tcpLn.Addr().String()
+}
+
+// Registry returns the bizzes the server serves.
+func (s *Server) Registry() *syncpoint.Registry { return s.registry }
+
+// Verifier returns the device token verifier.
+func (s *Server) Verifier() *auth.Verifier { return s.verifier }
+
+// ready backs /readyz: not ready once shutdown starts, so load balancers
+// drain the node first.
+func (s *Server) ready(ctx context.Context) error {
+	if s.stopping.Load() {
+		return syncpoint.Errorf(syncpoint.CodeUnavailable, "shutting down")
+	}
+	return nil
+}
+
+// Run serves until ctx is done or Close is called, then shuts down: it
+// stops accepting, waits up to ShutdownTimeout for in-flight requests, and
+// closes the store, which finishes its commits. It returns nil after a clean
+// shutdown.
+func (s *Server) Run(ctx context.Context) error {
+	if !s.running.CompareAndSwap(false, true) {
+		return errors.New("server: Run called twice")
+	}
+	defer close(s.runDone)
+	select {
+	case <-s.closing:
+		return s.releaseOnce()
+	default:
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	errc := make(chan error, 2+len(s.runners))
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("serve http: %w", err)
+		}
+	})
+	if s.tcpLn != nil {
+		wg.Go(func() {
+			if err := s.serveTCP(ctx); err != nil {
+				errc <- fmt.Errorf("serve tcp: %w", err)
+			}
+		})
+	}
+	wg.Go(func() { s.sweepLoop(ctx) })
+	for _, run := range s.runners {
+		wg.Go(func() {
+			if err := run(ctx); err != nil && ctx.Err() == nil {
+				errc <- err
+			}
+		})
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case <-s.closing:
+	case runErr = <-errc:
+		s.logger.Error("server: a listener failed; shutting down", "err", runErr)
+	}
+	s.stopping.Store(true)
+	// Sessions first: they hear GoingAway and store their sync points
+	// while the store is still open.
+	s.hub.Close()
+	cancel()
+	s.stopServing()
+	wg.Wait() // the sweeper must be done before the store closes
+	return errors.Join(runErr, s.releaseOnce())
+}
+
+// stopServing stops the listeners and waits up to ShutdownTimeout for
+// in-flight requests, whose commits then finish before the store closes.
+func (s *Server) stopServing() {
+	if s.tcpLn != nil {
+		s.tcpLn.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := s.http.Shutdown(ctx); err != nil {
+		// Requests still running are cut off; the store still finishes
+		// the appends they started.
+		s.logger.Warn("server: in-flight requests did not finish in time; closing them", "timeout", s.cfg.ShutdownTimeout)
+		s.http.Close()
+	}
+}
+
+// serveTCP serves device sessions on the raw TCP listener (already
+// TLS-wrapped when configured) until ctx is done.
+func (s *Server) serveTCP(ctx context.Context) error {
+	ts := &tcp.Server{Hub: s.hub, Logger: s.logger, MaxFrameBytes: s.cfg.MaxFrameBytes}
+	return ts.Serve(ctx, s.tcpLn)
+}
+
+// Hub returns the device session hub.
+func (s *Server) Hub() *hub.Hub { return s.hub }
+
+// Store returns the server's store.
+func (s *Server) Store() syncpoint.Store { return s.store }
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// sweepLoop deletes expired entries every SweepInterval.
+func (s *Server) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		s.sweeps.Inc()
+		n, err := s.store.Sweep(ctx, s.clock.Now())
+		if err != nil {
+			if ctx.Err() == nil {
+				s.sweepErrors.Inc()
+				s.logger.Error("server: sweep failed", "err", err)
+			}
+			continue
+		}
+		if n > 0 {
+			s.logger.Debug("server: swept expired entries", "count", n)
+		}
+	}
+}
+
+// releaseOnce runs release once and remembers its error.
+func (s *Server) releaseOnce() error {
+	s.closeOnce.Do(func() { s.closeErr = s.release() })
+	return s.closeErr
+}
+
+// release closes everything New opened, in reverse order.
+func (s *Server) release() error {
+	var errs []error
+	if s.ln != nil {
+		if err := s.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close http listener: %w", err))
+		}
+	}
+	if s.tcpLn != nil {
+		if err := s.tcpLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close tcp listener: %w", err))
+		}
+	}
+	for _, c := range slices.Backward(s.closers) {
+		if err := c.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.broker != nil {
+		if err := s.broker.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close broker: %w", err))
+		}
+	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close store: %w", err))
+		}
+	}
+	if s.dirLock != nil {
+		s.dirLock.Close()
+	}
+	return errors.Join(errs...)
+}
+
+// Close stops a running server and waits for Run to return, or releases a
+// server that never ran. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.stopOnce.Do(func() { close(s.closing) })
+	if s.running.Load() {
+		<-s.runDone
+	}
+	return s.releaseOnce()
+}
