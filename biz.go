@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/url"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -94,9 +95,25 @@ func ValidateBizName(name string) error {
 	return nil
 }
 
+// ReservedBizPrefix starts the names of bizzes the server keeps for itself
+// (such as the log of upload notices); no configured biz may use it.
+const ReservedBizPrefix = "syncpoint-"
+
+// ValidateConfiguredBizName is ValidateBizName plus the reserved prefix, for
+// bizzes that operators define.
+func ValidateConfiguredBizName(name string) error {
+	if err := ValidateBizName(name); err != nil {
+		return err
+	}
+	if strings.HasPrefix(name, ReservedBizPrefix) {
+		return Errorf(CodeInvalid, "biz name %q: names starting with %q are reserved for the server", name, ReservedBizPrefix)
+	}
+	return nil
+}
+
 // Validate returns an *Error with CodeInvalid naming the first bad field.
 func (b *Biz) Validate() error {
-	if err := ValidateBizName(b.Name); err != nil {
+	if err := ValidateConfiguredBizName(b.Name); err != nil {
 		return err
 	}
 	if !b.Target.Valid() {

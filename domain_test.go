@@ -164,6 +164,7 @@ func TestBizDefaultsAndValidate(t *testing.T) {
 			b.Writable, b.Webhook = true, &syncpoint.Webhook{ValidateURL: "ftp://x"}
 		},
 		"max_backlog":     func(b *syncpoint.Biz) { b.MaxBacklog = -1 },
+		"reserved name":   func(b *syncpoint.Biz) { b.Name = syncpoint.ReservedBizPrefix + "uploads" },
 		"max_entry_bytes": func(b *syncpoint.Biz) { b.MaxEntryBytes = 1 << 30 },
 	}
 	for name, mod := range bad {

@@ -34,6 +34,7 @@ import (
 	"github.com/syncpoint/syncpoint/local"
 	"github.com/syncpoint/syncpoint/pebble"
 	"github.com/syncpoint/syncpoint/publish"
+	"github.com/syncpoint/syncpoint/records"
 	"github.com/syncpoint/syncpoint/tcp"
 	"github.com/syncpoint/syncpoint/ws"
 )
@@ -112,6 +113,7 @@ type Server struct {
 	pub      *publish.Publisher
 	api      *httpapi.Server
 	hub      *hub.Hub
+	records  *records.Service
 
 	// mux serves the business API; the device transports (WebSocket, SSE,
 	// HTTP sync) add their routes to it too.
@@ -241,10 +243,20 @@ func New(cfg Config) (_ *Server, err error) {
 		Registerer: s.metrics,
 		Logger:     s.logger,
 	})
+	s.records = records.New(records.Config{
+		Publisher:  s.pub,
+		Store:      s.store,
+		Registry:   s.registry,
+		Clock:      s.clock,
+		Logger:     s.logger,
+		Registerer: s.metrics,
+	})
+	s.runners = append(s.runners, s.records.Run)
 	s.hub = hub.New(hub.Config{
 		Store:             s.store,
 		Registry:          s.registry,
 		Verifier:          s.verifier,
+		Records:           s.records,
 		Clock:             s.clock,
 		Logger:            s.logger,
 		Registerer:        s.metrics,
