@@ -1,0 +1,212 @@
+package client
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/tcp"
+	"github.com/syncpoint/syncpoint/wire"
+)
+
+// conn is one connection to the server, whatever the transport: whole
+// frames in and out. Writes may come from two goroutines (acks and pongs).
+type conn interface {
+	read(ctx context.Context) (*wire.Frame, error)
+	write(ctx context.Context, f *wire.Frame) error
+	// close ends the session normally, telling the server so.
+	close()
+	// abort drops the connection without a goodbye.
+	abort()
+}
+
+// closedError is how a session ended when the server said why: an error
+// frame with fatal set, or a WebSocket close status.
+type closedError struct{ e *wire.Error }
+
+func (c *closedError) Error() string { return "closed by the server: " + c.e.Error() }
+func (c *closedError) Unwrap() error { return c.e }
+
+// wsURL turns the configured http(s) base URL into the ws(s) URL of
+// /v1/connect.
+func wsURL(server string) (string, error) {
+	u, err := url.Parse(server)
+	if err != nil {
+		return "", fmt.Errorf("server %q: %w", server, err)
+	}
+	switch u.Scheme {
+	case "http", "ws":
+		u.Scheme = "ws"
+	case "https", "wss":
+		u.Scheme = "wss"
+	default:
+		return "", fmt.Errorf("server %q: want an http:// or https:// URL", server)
+	}
+	if u.Host == "" {
+		return "", fmt.Errorf("server %q: no host", server)
+	}
+	u.Path = strings.TrimRight(u.Path, "/") + "/v1/connect"
+	u.RawQuery, u.Fragment = "", ""
+	return u.String(), nil
+}
+
+func (c *Client) dial(ctx context.Context) (conn, error) {
+	if c.cfg.TCP != "" {
+		return c.dialTCP(ctx)
+	}
+	return c.dialWS(ctx)
+}
+
+func (c *Client) dialTCP(ctx context.Context) (conn, error) {
+	d := &net.Dialer{KeepAlive: 30 * time.Second}
+	var nc net.Conn
+	var err error
+	if c.cfg.TLS != nil {
+		td := &tls.Dialer{NetDialer: d, Config: c.cfg.TLS}
+		nc, err = td.DialContext(ctx, "tcp", c.cfg.TCP)
+	} else {
+		nc, err = d.DialContext(ctx, "tcp", c.cfg.TCP)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("dial tcp %s: %w", c.cfg.TCP, err)
+	}
+	return &tcpConn{nc: nc, c: tcp.NewConn(nc, c.cfg.MaxFrameBytes)}, nil
+}
+
+func (c *Client) dialWS(ctx context.Context) (conn, error) {
+	sub, codec := wire.SubprotocolJSON, wire.JSON
+	if c.cfg.Encoding == EncodingProto {
+		sub, codec = wire.SubprotocolProto, wire.Proto
+	}
+	opts := &websocket.DialOptions{Subprotocols: []string{sub}, CompressionMode: websocket.CompressionDisabled}
+	if c.cfg.TLS != nil {
+		opts.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: c.cfg.TLS, Proxy: http.ProxyFromEnvironment}}
+	}
+	wc, resp, err := websocket.Dial(ctx, c.wsURL, opts)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("dial %s: HTTP %d: %w", c.wsURL, resp.StatusCode, err)
+		}
+		return nil, fmt.Errorf("dial %s: %w", c.wsURL, err)
+	}
+	wc.SetReadLimit(int64(c.cfg.MaxFrameBytes))
+	if got := wc.Subprotocol(); got != "" && got != sub {
+		wc.CloseNow()
+		return nil, fmt.Errorf("dial %s: the server chose subprotocol %q, not %q", c.wsURL, got, sub)
+	}
+	return &wsConn{c: wc, codec: codec, limit: c.cfg.MaxFrameBytes}, nil
+}
+
+type tcpConn struct {
+	nc net.Conn
+	c  *tcp.Conn
+}
+
+func (t *tcpConn) read(ctx context.Context) (*wire.Frame, error) {
+	f, err := t.c.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if f.Error != nil && f.Error.Fatal {
+		return nil, &closedError{f.Error}
+	}
+	return f, nil
+}
+
+func (t *tcpConn) write(ctx context.Context, f *wire.Frame) error { return t.c.Write(ctx, f) }
+
+// close sends the goodbye that TCP has instead of a close status.
+func (t *tcpConn) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	_ = t.c.Write(ctx, &wire.Frame{Error: &wire.Error{Code: wire.CloseNormal, Message: "the device closed the session", Fatal: true}})
+	cancel()
+	t.nc.Close()
+}
+
+func (t *tcpConn) abort() { t.nc.Close() }
+
+type wsConn struct {
+	c     *websocket.Conn
+	codec wire.Codec
+	limit int
+}
+
+func (w *wsConn) read(ctx context.Context) (*wire.Frame, error) {
+	typ, b, err := w.c.Read(ctx)
+	if err != nil {
+		var ce websocket.CloseError
+		if errors.As(err, &ce) {
+			return nil, &closedError{&wire.Error{Code: wire.CloseCode(ce.Code), Reason: reasonOf(wire.CloseCode(ce.Code)), Message: ce.Reason, Fatal: true}}
+		}
+		if errors.Is(err, websocket.ErrMessageTooBig) {
+			return nil, syncpoint.Errorf(syncpoint.CodeTooLarge, "a frame from the server is over the %d byte limit", w.limit)
+		}
+		return nil, err
+	}
+	var f *wire.Frame
+	if typ == websocket.MessageText {
+		f, err = wire.DecodeJSON(b)
+	} else {
+		f, err = wire.DecodeProto(b)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if f.Error != nil && f.Error.Fatal {
+		return nil, &closedError{f.Error}
+	}
+	return f, nil
+}
+
+func (w *wsConn) write(ctx context.Context, f *wire.Frame) error {
+	b, err := w.codec.Encode(nil, f)
+	if err != nil {
+		return err
+	}
+	typ := websocket.MessageBinary
+	if w.codec == wire.JSON {
+		typ = websocket.MessageText
+	}
+	return w.c.Write(ctx, typ, b)
+}
+
+func (w *wsConn) close() { _ = w.c.Close(websocket.StatusNormalClosure, "") }
+
+func (w *wsConn) abort() { _ = w.c.CloseNow() }
+
+// reasonOf names the error code behind a close status, for a close that
+// came without an error frame.
+func reasonOf(code wire.CloseCode) string {
+	switch code {
+	case wire.CloseUnauthorized:
+		return string(syncpoint.CodeUnauthorized)
+	case wire.CloseForbidden:
+		return string(syncpoint.CodeForbidden)
+	case wire.CloseTooLarge:
+		return string(syncpoint.CodeTooLarge)
+	case wire.CloseSlowConsumer:
+		return string(syncpoint.CodeSlowConsumer)
+	case wire.CloseBadRequest:
+		return string(syncpoint.CodeMalformed)
+	case wire.CloseInternal:
+		return string(syncpoint.CodeInternal)
+	case wire.CloseUnavailable, wire.CloseGoingAway:
+		return string(syncpoint.CodeUnavailable)
+	}
+	return ""
+}
+
+// isEOF reports whether err is the connection ending without a word.
+func isEOF(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed)
+}

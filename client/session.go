@@ -1,0 +1,308 @@
+package client
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/wire"
+)
+
+// outcome is how one session ended.
+type outcome struct {
+	welcomed bool        // the server accepted the hello
+	err      error       // why it ended, for the log
+	fatal    *wire.Error // the server said stop: Run returns
+	stopped  bool        // the Handler returned StopAfter
+}
+
+// session is one connection after its welcome.
+type session struct {
+	c      *Client
+	conn   conn
+	hb     time.Duration
+	epochs map[string]string // each channel's epoch as the server last said
+
+	lastRecv atomic.Int64 // unix nanoseconds, by the client's clock
+
+	pending   map[string]wire.Position // committed, not yet acked
+	unacked   int                      // entries applied since the last ack
+	ackTimer  *time.Timer
+	ackTimerC <-chan time.Time
+}
+
+type readResult struct {
+	f   *wire.Frame
+	err error
+}
+
+// session connects, says hello, applies the welcome and streams until the
+// connection ends or ctx is done.
+func (c *Client) session(ctx context.Context) outcome {
+	token := c.cfg.Token
+	if c.cfg.TokenFunc != nil {
+		t, err := c.cfg.TokenFunc(ctx)
+		if err != nil {
+			return outcome{err: fmt.Errorf("get token: %w", err)}
+		}
+		token = t
+	}
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.DialTimeout)
+	defer cancel()
+	cn, err := c.dial(dctx)
+	if err != nil {
+		return outcome{err: err}
+	}
+	hello := &wire.Hello{
+		Versions:   []uint32{wire.ProtocolVersion},
+		Token:      token,
+		DeviceID:   c.cfg.DeviceID,
+		Platform:   c.cfg.Platform,
+		AppVersion: c.cfg.AppVersion,
+		Bizzes:     c.cfg.Bizzes,
+	}
+	positions, err := loadPositions(dctx, c.db)
+	if err != nil {
+		cn.abort()
+		return outcome{err: err}
+	}
+	for ch, p := range positions {
+		// Positions of bizzes no longer subscribed stay local; the server
+		// would ignore them.
+		biz, _, _ := strings.Cut(ch, "/")
+		if p.Seq > 0 && slices.Contains(c.cfg.Bizzes, biz) {
+			hello.Positions = append(hello.Positions, wire.Position{Channel: ch, Epoch: p.Epoch, Seq: p.Seq})
+		}
+	}
+	slices.SortFunc(hello.Positions, func(a, b wire.Position) int { return cmp.Compare(a.Channel, b.Channel) })
+	if err := cn.write(dctx, &wire.Frame{Hello: hello}); err != nil {
+		cn.abort()
+		return outcome{err: fmt.Errorf("send hello: %w", err)}
+	}
+	var w *wire.Welcome
+	for w == nil {
+		f, err := cn.read(dctx)
+		if err != nil {
+			cn.abort()
+			if ctx.Err() != nil {
+				return outcome{err: ctx.Err()}
+			}
+			if dctx.Err() != nil {
+				return outcome{err: fmt.Errorf("no welcome within %s", c.cfg.DialTimeout)}
+			}
+			return c.classify(err, false)
+		}
+		switch {
+		case f.Welcome != nil:
+			w = f.Welcome
+		case f.Ping != nil:
+			_ = cn.write(dctx, &wire.Frame{Pong: &wire.Pong{Nonce: f.Ping.Nonce}})
+		case f.Error != nil:
+			c.log.Warn("client: the server reported an error", "err", f.Error)
+		default:
+			c.log.Warn("client: unexpected frame before the welcome", "type", f.Type())
+		}
+	}
+	s := &session{c: c, conn: cn, hb: w.HeartbeatInterval, epochs: make(map[string]string), pending: make(map[string]wire.Position)}
+	if s.hb <= 0 {
+		s.hb = DefaultHeartbeatInterval
+	}
+	if err := c.applyWelcome(ctx, w, s.epochs); err != nil {
+		cn.abort()
+		return outcome{welcomed: true, err: err}
+	}
+	c.log.Debug("client: connected", "session", w.SessionID, "channels", len(w.Channels))
+	c.setState(Connected)
+	if err := c.deliverNotices(ctx); err != nil {
+		cn.abort()
+		return outcome{welcomed: true, err: err}
+	}
+	return s.run(ctx)
+}
+
+// classify turns the error that ended a connection into what to do next,
+// following the close code's action.
+func (c *Client) classify(err error, welcomed bool) outcome {
+	out := outcome{welcomed: welcomed, err: err}
+	var ce *closedError
+	if errors.As(err, &ce) {
+		code := ce.e.Code
+		if code.Action() != wire.Stop {
+			return out
+		}
+		// The token expired during a session: a fresh one may be at hand.
+		if code == wire.CloseUnauthorized && welcomed && c.cfg.TokenFunc != nil {
+			return out
+		}
+		out.fatal = ce.e
+		return out
+	}
+	if syncpoint.Code(err) == syncpoint.CodeTooLarge {
+		// Retrying would get the same frame; the app must raise the limit.
+		out.fatal = &wire.Error{Code: wire.CloseTooLarge, Reason: string(syncpoint.CodeTooLarge), Message: syncpoint.Message(err) + "; raise Config.MaxFrameBytes", Fatal: true}
+	}
+	return out
+}
+
+func (s *session) touch() { s.lastRecv.Store(s.c.clock.Now().UnixNano()) }
+
+func (s *session) run(ctx context.Context) outcome {
+	c := s.c
+	s.touch()
+	rctx, rcancel := context.WithCancel(context.Background())
+	frames := make(chan readResult, 16)
+	var wg sync.WaitGroup
+	wg.Go(func() { s.readLoop(rctx, frames) })
+	defer func() {
+		rcancel()
+		wg.Wait()
+		if s.ackTimer != nil {
+			s.ackTimer.Stop()
+		}
+	}()
+
+	watch := time.NewTicker(max(s.hb/4, 10*time.Millisecond))
+	defer watch.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			s.goodbye()
+			return outcome{welcomed: true, err: ctx.Err()}
+		case r := <-frames:
+			s.touch()
+			if r.err != nil {
+				s.conn.abort()
+				return c.classify(r.err, true)
+			}
+			if out, done := s.handle(ctx, r.f); done {
+				return out
+			}
+		case <-s.ackTimerC:
+			s.ackTimer, s.ackTimerC = nil, nil
+			if err := s.flushAck(context.Background()); err != nil {
+				s.conn.abort()
+				return outcome{welcomed: true, err: err}
+			}
+		case <-watch.C:
+			silent := c.clock.Now().Sub(time.Unix(0, s.lastRecv.Load()))
+			if silent > missedHeartbeats*s.hb {
+				s.conn.abort()
+				return outcome{welcomed: true, err: fmt.Errorf("nothing from the server for %s (heartbeat %s)", silent.Round(time.Millisecond), s.hb)}
+			}
+		}
+	}
+}
+
+// readLoop reads frames for run and answers pings itself, so a Handler
+// that takes its time does not make the server think the device is gone.
+func (s *session) readLoop(ctx context.Context, out chan<- readResult) {
+	for {
+		f, err := s.conn.read(ctx)
+		if err == nil {
+			s.touch()
+			if f.Ping != nil {
+				wctx, cancel := context.WithTimeout(ctx, s.c.cfg.WriteTimeout)
+				err = s.conn.write(wctx, &wire.Frame{Pong: &wire.Pong{Nonce: f.Ping.Nonce}})
+				cancel()
+				if err == nil {
+					continue
+				}
+				f, err = nil, fmt.Errorf("send pong: %w", err)
+			}
+		}
+		select {
+		case out <- readResult{f: f, err: err}:
+		case <-ctx.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// handle acts on one frame; done reports that the session is over.
+func (s *session) handle(ctx context.Context, f *wire.Frame) (outcome, bool) {
+	c := s.c
+	switch {
+	case f.Push != nil:
+		res, err := c.applyPush(ctx, f.Push, s.epochs)
+		if err != nil {
+			if ctx.Err() != nil {
+				s.goodbye()
+				return outcome{welcomed: true, err: ctx.Err()}, true
+			}
+			c.log.Error("client: apply push; reconnecting to get it again", "err", err)
+			s.conn.abort()
+			return outcome{welcomed: true, err: err}, true
+		}
+		for _, p := range res.positions {
+			s.pending[p.Channel] = p
+		}
+		s.unacked += res.applied
+		if res.stopped {
+			s.goodbye()
+			return outcome{welcomed: true, stopped: true}, true
+		}
+		if len(s.pending) == 0 {
+			return outcome{}, false
+		}
+		if s.unacked >= c.cfg.AckEntries {
+			if err := s.flushAck(ctx); err != nil {
+				s.conn.abort()
+				return outcome{welcomed: true, err: err}, true
+			}
+		} else if s.ackTimer == nil {
+			s.ackTimer = time.NewTimer(c.cfg.AckInterval)
+			s.ackTimerC = s.ackTimer.C
+		}
+	case f.Error != nil:
+		c.log.Warn("client: the server reported an error", "err", f.Error)
+	case f.Pong != nil, f.WriteResult != nil:
+		// No pings or writes are sent yet.
+	default:
+		c.log.Warn("client: unexpected frame", "type", f.Type())
+	}
+	return outcome{}, false
+}
+
+// flushAck sends the committed positions not acked yet.
+func (s *session) flushAck(ctx context.Context) error {
+	if s.ackTimer != nil {
+		s.ackTimer.Stop()
+		s.ackTimer, s.ackTimerC = nil, nil
+	}
+	if len(s.pending) == 0 {
+		return nil
+	}
+	a := &wire.Ack{Positions: make([]wire.Position, 0, len(s.pending))}
+	for _, p := range s.pending {
+		a.Positions = append(a.Positions, p)
+	}
+	slices.SortFunc(a.Positions, func(x, y wire.Position) int { return cmp.Compare(x.Channel, y.Channel) })
+	wctx, cancel := context.WithTimeout(ctx, s.c.cfg.WriteTimeout)
+	defer cancel()
+	if err := s.conn.write(wctx, &wire.Frame{Ack: a}); err != nil {
+		return fmt.Errorf("send ack: %w", err)
+	}
+	clear(s.pending)
+	s.unacked = 0
+	return nil
+}
+
+// goodbye acks what is committed and ends the session normally.
+func (s *session) goodbye() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := s.flushAck(ctx); err != nil {
+		s.c.log.Debug("client: final ack", "err", err)
+	}
+	s.conn.close()
+}
