@@ -1,0 +1,224 @@
+package pebble
+
+import (
+	"encoding/binary"
+	"errors"
+	"time"
+
+	"github.com/syncpoint/syncpoint"
+)
+
+// entryVersion is the first byte of every stored entry, so the format can
+// change without a migration of old rows.
+const entryVersion = 1
+
+var errCorrupt = errors.New("corrupt record")
+
+// encodeEntry writes the fields of e that the key does not already hold
+// (channel and seq).
+func encodeEntry(b []byte, e *syncpoint.Entry) []byte {
+	b = append(b, entryVersion)
+	b = appendVarStr(b, string(e.Op))
+	b = appendVarStr(b, e.Key)
+	b = appendVarStr(b, string(e.Data))
+	b = appendVarTime(b, e.CreatedAt)
+	b = appendVarTime(b, e.ExpiresAt)
+	b = binary.AppendUvarint(b, uint64(len(e.Conditions.Platforms)))
+	for _, p := range e.Conditions.Platforms {
+		b = appendVarStr(b, p)
+	}
+	b = appendVarStr(b, e.Conditions.MinAppVersion)
+	b = appendVarStr(b, e.Conditions.MaxAppVersion)
+	b = appendVarStr(b, e.Origin)
+	return appendVarStr(b, e.IdempotencyKey)
+}
+
+// decodeEntry is the inverse of encodeEntry. It never panics on bad input.
+func decodeEntry(b []byte, e *syncpoint.Entry) error {
+	r := reader{b: b}
+	if v := r.byte(); v != entryVersion {
+		return errCorrupt
+	}
+	e.Op = syncpoint.Op(r.str())
+	e.Key = r.str()
+	if data := r.bytes(); len(data) > 0 {
+		e.Data = append([]byte(nil), data...)
+	} else {
+		e.Data = nil
+	}
+	e.CreatedAt = r.time()
+	e.ExpiresAt = r.time()
+	n := r.uvarint()
+	if n > uint64(len(r.b)) { // each platform takes at least one byte
+		return errCorrupt
+	}
+	e.Conditions.Platforms = nil
+	if n > 0 {
+		e.Conditions.Platforms = make([]string, n)
+		for i := range e.Conditions.Platforms {
+			e.Conditions.Platforms[i] = r.str()
+		}
+	}
+	e.Conditions.MinAppVersion = r.str()
+	e.Conditions.MaxAppVersion = r.str()
+	e.Origin = r.str()
+	e.IdempotencyKey = r.str()
+	if r.bad || len(r.b) != 0 {
+		return errCorrupt
+	}
+	return nil
+}
+
+// meta is a channel's persisted state. An empty epoch means the channel
+// does not exist.
+type meta struct {
+	Epoch    string
+	FirstSeq uint64
+	LastSeq  uint64
+}
+
+func encodeMeta(m meta) []byte {
+	b := appendVarStr(nil, m.Epoch)
+	b = binary.AppendUvarint(b, m.FirstSeq)
+	return binary.AppendUvarint(b, m.LastSeq)
+}
+
+func decodeMeta(b []byte) (meta, error) {
+	r := reader{b: b}
+	m := meta{Epoch: r.str(), FirstSeq: r.uvarint(), LastSeq: r.uvarint()}
+	if r.bad || len(r.b) != 0 || m.Epoch == "" || m.FirstSeq == 0 || m.FirstSeq > m.LastSeq+1 {
+		return meta{}, errCorrupt
+	}
+	return m, nil
+}
+
+// idemVal is what an idempotency key row holds: the original seq and when
+// the key may be forgotten.
+func encodeIdem(seq uint64, deadline time.Time) []byte {
+	b := binary.AppendUvarint(nil, seq)
+	return appendTime(b, deadline)
+}
+
+func decodeIdem(b []byte) (uint64, time.Time, error) {
+	seq, n := binary.Uvarint(b)
+	if n <= 0 || len(b)-n != timeLen {
+		return 0, time.Time{}, errCorrupt
+	}
+	return seq, readTime(b[n:]), nil
+}
+
+func encodePosition(p syncpoint.Position, updated time.Time) []byte {
+	b := appendVarStr(nil, p.Epoch)
+	b = binary.AppendUvarint(b, p.Seq)
+	return appendVarTime(b, updated)
+}
+
+func decodePosition(b []byte) (syncpoint.Position, time.Time, error) {
+	r := reader{b: b}
+	p := syncpoint.Position{Epoch: r.str(), Seq: r.uvarint()}
+	t := r.time()
+	if r.bad || len(r.b) != 0 {
+		return syncpoint.Position{}, time.Time{}, errCorrupt
+	}
+	return p, t, nil
+}
+
+// Blob rows: a zero expiry means the blob never expires.
+func encodeBlob(value []byte, expires time.Time) []byte {
+	return append(appendVarTime(nil, expires), value...)
+}
+
+func decodeBlob(b []byte) ([]byte, time.Time, error) {
+	r := reader{b: b}
+	t := r.time()
+	if r.bad {
+		return nil, time.Time{}, errCorrupt
+	}
+	return r.b, t, nil
+}
+
+func appendVarStr(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendVarTime writes 0 for the zero time, else 1, seconds and nanoseconds,
+// so that a zero time decodes as zero.
+func appendVarTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = binary.AppendVarint(b, t.Unix())
+	return binary.AppendUvarint(b, uint64(t.Nanosecond()))
+}
+
+// reader decodes from b; after the first error it sets bad and returns
+// zero values, so a decoder checks once at the end.
+type reader struct {
+	b   []byte
+	bad bool
+}
+
+func (r *reader) byte() byte {
+	if len(r.b) == 0 {
+		r.bad = true
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.bad = true
+		r.b = nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.bad = true
+		r.b = nil
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) bytes() []byte {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.bad = true
+		r.b = nil
+		return nil
+	}
+	v := r.b[:n]
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) str() string { return string(r.bytes()) }
+
+func (r *reader) time() time.Time {
+	switch r.byte() {
+	case 0:
+		return time.Time{}
+	case 1:
+		sec := r.varint()
+		nsec := r.uvarint()
+		if nsec >= 1e9 {
+			r.bad = true
+			return time.Time{}
+		}
+		return time.Unix(sec, int64(nsec)).UTC()
+	}
+	r.bad = true
+	return time.Time{}
+}
