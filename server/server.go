@@ -270,19 +270,20 @@ func New(cfg Config) (_ *Server, err error) {
 	s.closers = append(s.closers, closerFunc(func() error { unsubscribe(); return nil }))
 	s.runners = append(s.runners, s.hub.Run)
 	s.api = httpapi.New(httpapi.Config{
-		Publisher:    s.pub,
-		Store:        s.store,
-		Registry:     s.registry,
-		APIKey:       cfg.APIKey,
-		Logger:       s.logger,
-		Clock:        s.clock,
-		Gatherer:     s.metrics,
-		Registerer:   s.metrics,
-		RateLimit:    cfg.RateLimit,
-		RateBurst:    cfg.RateBurst,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		Presence:     s.hub,
-		Ready:        s.ready,
+		Publisher:      s.pub,
+		Store:          s.store,
+		Registry:       s.registry,
+		APIKey:         cfg.APIKey,
+		Logger:         s.logger,
+		Clock:          s.clock,
+		Gatherer:       s.metrics,
+		Registerer:     s.metrics,
+		RateLimit:      cfg.RateLimit,
+		RateBurst:      cfg.RateBurst,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		Presence:       s.hub,
+		OnChannelReset: s.hub.ResetChannel,
+		Ready:          s.ready,
 	})
 	s.api.Register(s.mux)
 	s.mux.Handle("GET /v1/connect", &ws.Handler{Hub: s.hub, Logger: s.logger, MaxFrameBytes: int64(cfg.MaxFrameBytes)})

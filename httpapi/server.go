@@ -1,0 +1,361 @@
+// Package httpapi serves the business API: publishing, reading channels,
+// managing bizzes, inspecting devices, and the health and metrics endpoints.
+// Every error leaves through one table that maps syncpoint error codes to
+// HTTP status; docs/openapi.yaml describes the routes.
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
+
+	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/internal/clock"
+	"github.com/syncpoint/syncpoint/publish"
+)
+
+// DefaultMaxBodyBytes caps a request body; it leaves room for a full batch.
+const DefaultMaxBodyBytes = 16 << 20
+
+// Presence tells whether a device is connected now. The device hub
+// implements it.
+type Presence interface {
+	Online(deviceID string) bool
+}
+
+// Config is what a Server needs.
+type Config struct {
+	Publisher *publish.Publisher
+	Store     syncpoint.Store
+	Registry  *syncpoint.Registry
+	// APIKey is required: with an empty key every /v1 request is refused.
+	// It is compared in constant time.
+	APIKey     string
+	Logger     *slog.Logger          // nil: discard
+	Clock      clock.Clock           // nil: clock.Real{}
+	Gatherer   prometheus.Gatherer   // served at /metrics; nil: an empty registry
+	Registerer prometheus.Registerer // the API's own metrics; nil: none
+	// RateLimit is business API requests per second over all clients, as a
+	// token bucket of RateBurst; 0 means unlimited.
+	RateLimit    float64
+	RateBurst    int   // 0: max(1, RateLimit)
+	MaxBodyBytes int64 // 0: DefaultMaxBodyBytes
+	Presence     Presence
+	// Ready backs /readyz; nil means always ready.
+	Ready func(context.Context) error
+	// OnChannelReset, when set, is called after DELETE /v1/channels reset
+	// a channel, so the hub can tell the devices reading it to resync now
+	// rather than on the channel's next entry.
+	OnChannelReset func(syncpoint.Channel)
+}
+
+// Server is the business API. Add it to a mux with Register.
+type Server struct {
+	publisher      *publish.Publisher
+	store          syncpoint.Store
+	registry       *syncpoint.Registry
+	logger         *slog.Logger
+	clock          clock.Clock
+	gatherer       prometheus.Gatherer
+	limiter        *rate.Limiter // nil: unlimited
+	maxBody        int64
+	presence       Presence
+	ready          func(context.Context) error
+	onReset        func(syncpoint.Channel)
+	keyHash        [sha256.Size]byte
+	keySet         bool
+	metrics        *apiMetrics // nil: no metrics
+	routes         []route
+	metricsHandler http.Handler
+	bufs           sync.Pool // *bytes.Buffer for request bodies
+}
+
+// route is one method and path of the API.
+type route struct {
+	method string
+	path   string // http.ServeMux pattern syntax
+	auth   bool   // needs the API key and counts against the rate limit
+	handle func(w http.ResponseWriter, r *http.Request) error
+}
+
+// New returns a Server. Its routes are served once Register adds them to a
+// mux.
+func New(cfg Config) *Server {
+	s := &Server{
+		publisher: cfg.Publisher,
+		store:     cfg.Store,
+		registry:  cfg.Registry,
+		logger:    cfg.Logger,
+		clock:     cfg.Clock,
+		gatherer:  cfg.Gatherer,
+		maxBody:   cfg.MaxBodyBytes,
+		presence:  cfg.Presence,
+		ready:     cfg.Ready,
+		onReset:   cfg.OnChannelReset,
+	}
+	if s.logger == nil {
+		s.logger = slog.New(slog.DiscardHandler)
+	}
+	if s.clock == nil {
+		s.clock = clock.Real{}
+	}
+	if s.gatherer == nil {
+		s.gatherer = prometheus.NewRegistry()
+	}
+	if s.maxBody <= 0 {
+		s.maxBody = DefaultMaxBodyBytes
+	}
+	if cfg.APIKey != "" {
+		s.keyHash = sha256.Sum256([]byte(cfg.APIKey))
+		s.keySet = true
+	} else {
+		s.logger.Warn("httpapi: no API key configured; every /v1 request will be refused")
+	}
+	if cfg.RateLimit > 0 {
+		burst := cfg.RateBurst
+		if burst <= 0 {
+			burst = int(math.Max(1, cfg.RateLimit))
+		}
+		s.limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), burst)
+	}
+	if cfg.Registerer != nil {
+		s.metrics = newAPIMetrics(cfg.Registerer)
+	}
+	s.metricsHandler = promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelError),
+	})
+	s.bufs.New = func() any { return new(bytes.Buffer) }
+	s.routes = []route{
+		{"POST", "/v1/publish", true, s.handlePublish},
+		{"POST", "/v1/publish/batch", true, s.handlePublishBatch},
+		{"GET", "/v1/channels/{biz}/{target}", true, s.handleReadChannel},
+		{"DELETE", "/v1/channels/{biz}/{target}", true, s.handleResetChannel},
+		{"GET", "/v1/bizzes", true, s.handleListBizzes},
+		{"GET", "/v1/bizzes/{name}", true, s.handleGetBiz},
+		{"PUT", "/v1/bizzes/{name}", true, s.handlePutBiz},
+		{"DELETE", "/v1/bizzes/{name}", true, s.handleDeleteBiz},
+		{"GET", "/v1/devices/{id}", true, s.handleGetDevice},
+		{"GET", "/v1/users/{id}/devices", true, s.handleUserDevices},
+		{"GET", "/healthz", false, s.handleHealth},
+		{"GET", "/readyz", false, s.handleReady},
+		{"GET", "/metrics", false, s.handleMetrics},
+	}
+	return s
+}
+
+// Register adds the API's routes to mux, and "/" as the JSON answer for
+// every request no route takes: 405 with an Allow header when the path is
+// served with other methods (by any package's routes on mux), else 404.
+// The device transports add their own routes to the same mux.
+func (s *Server) Register(mux *http.ServeMux) {
+	for _, rt := range s.routes {
+		mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
+	}
+	mux.Handle("/", s.wrap(route{path: "/", handle: func(w http.ResponseWriter, r *http.Request) error {
+		return unmatched(mux, w, r)
+	}}))
+}
+
+// probeMethods are the methods tried to tell a 405 from a 404.
+var probeMethods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
+
+func unmatched(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) error {
+	var allow []string
+	for _, m := range probeMethods {
+		probe := &http.Request{Method: m, URL: r.URL, Host: r.Host, Header: http.Header{}}
+		if _, pattern := mux.Handler(probe); pattern != "" && pattern != "/" {
+			allow = append(allow, m)
+		}
+	}
+	if len(allow) == 0 {
+		return syncpoint.Errorf(syncpoint.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path)
+	}
+	list := strings.Join(allow, ", ")
+	w.Header().Set("Allow", list)
+	return &statusError{http.StatusMethodNotAllowed, syncpoint.Error{
+		Code:    "method_not_allowed",
+		Message: "method " + r.Method + " is not allowed on " + r.URL.Path + "; use " + list,
+	}}
+}
+
+// statusError is an error response whose status is not one of an error
+// code's (405 only).
+type statusError struct {
+	status int
+	body   syncpoint.Error
+}
+
+func (e *statusError) Error() string { return e.body.Error() }
+
+// wrap adds authentication, rate limiting, metrics and error handling to a
+// route's handler.
+func (s *Server) wrap(rt route) http.Handler {
+	label := rt.path
+	if rt.method != "" {
+		label = rt.method + " " + rt.path
+	}
+	var inst *routeMetrics
+	if s.metrics != nil {
+		inst = s.metrics.route(label)
+	}
+	if inst == nil {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			s.serve(w, r, rt)
+		})
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := s.clock.Now()
+		rec := statusRecorder{ResponseWriter: w}
+		s.serve(&rec, r, rt)
+		inst.observe(rec.status, s.clock.Now().Sub(start))
+	})
+}
+
+// serve runs a route's handler behind the API key and the rate limit, and
+// answers its error.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt route) {
+	var err error
+	if rt.auth {
+		err = s.authenticate(r)
+		if err == nil {
+			err = s.allow(w)
+		}
+	}
+	if err == nil {
+		err = rt.handle(w, r)
+	}
+	if err == nil {
+		return
+	}
+	var se *statusError
+	if errors.As(err, &se) {
+		writeJSON(w, se.status, errorBody{Error: se.body})
+		return
+	}
+	s.writeError(w, r, err)
+}
+
+func (s *Server) authenticate(r *http.Request) error {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return syncpoint.Errorf(syncpoint.CodeUnauthorized, "missing Authorization header; want Bearer <api key>")
+	}
+	scheme, token, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return syncpoint.Errorf(syncpoint.CodeUnauthorized, "Authorization header: want Bearer <api key>")
+	}
+	// Hashing first makes the comparison independent of the key's length.
+	sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	if !s.keySet || subtle.ConstantTimeCompare(sum[:], s.keyHash[:]) != 1 {
+		return syncpoint.Errorf(syncpoint.CodeUnauthorized, "invalid API key")
+	}
+	return nil
+}
+
+func (s *Server) allow(w http.ResponseWriter) error {
+	if s.limiter == nil {
+		return nil
+	}
+	now := s.clock.Now()
+	res := s.limiter.ReserveN(now, 1)
+	if !res.OK() {
+		return syncpoint.Errorf(syncpoint.CodeRateLimited, "rate limit exceeded")
+	}
+	delay := res.DelayFrom(now)
+	if delay == 0 {
+		return nil
+	}
+	res.CancelAt(now)
+	secs := int64(math.Ceil(delay.Seconds()))
+	if secs < 1 {
+		secs = 1
+	}
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	return syncpoint.Errorf(syncpoint.CodeRateLimited, "rate limit exceeded; retry in %ds", secs)
+}
+
+// statusRecorder remembers the status a handler wrote, for metrics.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
+// readBody reads the capped request body into a pooled buffer; call done
+// when the bytes are no longer used.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, done func(), err error) {
+	buf := s.bufs.Get().(*bytes.Buffer)
+	buf.Reset()
+	done = func() {
+		if buf.Cap() <= 1<<20 {
+			s.bufs.Put(buf)
+		}
+	}
+	_, err = buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.maxBody))
+	if err != nil {
+		done()
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, nil, syncpoint.Errorf(syncpoint.CodeTooLarge, "the body is over the limit of %d bytes", mbe.Limit)
+		}
+		return nil, nil, syncpoint.Errorf(syncpoint.CodeMalformed, "reading the body failed")
+	}
+	return buf.Bytes(), done, nil
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) error {
+	writeBody(w, http.StatusOK, []byte(`{"status":"ok"}`+"\n"))
+	return nil
+}
+
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) error {
+	if s.ready != nil {
+		if err := s.ready(r.Context()); err != nil {
+			s.logger.Warn("httpapi: not ready", "err", err)
+			var se *syncpoint.Error
+			if errors.As(err, &se) {
+				return syncpoint.Errorf(syncpoint.CodeUnavailable, "%s", se.Message)
+			}
+			return syncpoint.Errorf(syncpoint.CodeUnavailable, "not ready")
+		}
+	}
+	writeBody(w, http.StatusOK, []byte(`{"status":"ready"}`+"\n"))
+	return nil
+}
+
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) error {
+	s.metricsHandler.ServeHTTP(w, r)
+	return nil
+}
+
+// now is the server's clock, for reads that skip expired entries.
+func (s *Server) now() time.Time { return s.clock.Now() }
