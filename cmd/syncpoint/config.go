@@ -21,20 +21,23 @@ const MaxConfigBytes = 4 << 20
 // `syncpoint serve`, which its flags override. Pointers tell "absent" from
 // "zero" so that only settings the file gives are applied.
 type fileConfig struct {
-	Data            *string             `yaml:"data"`
-	Listen          *string             `yaml:"listen"`
-	TCPListen       *string             `yaml:"tcp_listen"`
-	Store           *string             `yaml:"store"`
-	NATS            *string             `yaml:"nats"`
-	TLSCert         *string             `yaml:"tls_cert"`
-	TLSKey          *string             `yaml:"tls_key"`
-	LogLevel        *string             `yaml:"log_level"`
-	RateLimit       *float64            `yaml:"rate_limit"`
-	RateBurst       *int                `yaml:"rate_burst"`
-	MaxBodyBytes    *int64              `yaml:"max_body_bytes"`
-	SweepInterval   *syncpoint.Duration `yaml:"sweep_interval"`
-	ShutdownTimeout *syncpoint.Duration `yaml:"shutdown_timeout"`
-	Bizzes          []yaml.Node         `yaml:"bizzes"`
+	Data              *string             `yaml:"data"`
+	Listen            *string             `yaml:"listen"`
+	TCPListen         *string             `yaml:"tcp_listen"`
+	Store             *string             `yaml:"store"`
+	NATS              *string             `yaml:"nats"`
+	TLSCert           *string             `yaml:"tls_cert"`
+	TLSKey            *string             `yaml:"tls_key"`
+	LogLevel          *string             `yaml:"log_level"`
+	RateLimit         *float64            `yaml:"rate_limit"`
+	RateBurst         *int                `yaml:"rate_burst"`
+	MaxBodyBytes      *int64              `yaml:"max_body_bytes"`
+	SweepInterval     *syncpoint.Duration `yaml:"sweep_interval"`
+	ShutdownTimeout   *syncpoint.Duration `yaml:"shutdown_timeout"`
+	HeartbeatInterval *syncpoint.Duration `yaml:"heartbeat_interval"`
+	SendQueue         *int                `yaml:"send_queue"`
+	MaxFrameBytes     *int                `yaml:"max_frame_bytes"`
+	Bizzes            []yaml.Node         `yaml:"bizzes"`
 }
 
 // Config is a parsed config file.
@@ -156,6 +159,12 @@ func (c *Config) checkSettings() error {
 	}
 	if f.MaxBodyBytes != nil && *f.MaxBodyBytes < 0 {
 		return errors.New("max_body_bytes must not be negative")
+	}
+	if f.HeartbeatInterval != nil && *f.HeartbeatInterval <= 0 {
+		return errors.New("heartbeat_interval must be positive")
+	}
+	if (f.SendQueue != nil && *f.SendQueue <= 0) || (f.MaxFrameBytes != nil && *f.MaxFrameBytes <= 0) {
+		return errors.New("send_queue and max_frame_bytes must be positive")
 	}
 	if f.SweepInterval != nil && *f.SweepInterval <= 0 {
 		return errors.New("sweep_interval must be positive")

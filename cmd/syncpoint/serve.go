@@ -11,7 +11,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/syncpoint/syncpoint/hub"
 	"github.com/syncpoint/syncpoint/server"
+	"github.com/syncpoint/syncpoint/wire"
 )
 
 type serveFlags struct {
@@ -22,6 +24,8 @@ type serveFlags struct {
 	rateBurst                       int
 	maxBodyBytes                    int64
 	sweepInterval, shutdownTimeout  time.Duration
+	heartbeat                       time.Duration
+	sendQueue, maxFrameBytes        int
 }
 
 func newServeCmd(e env) *cobra.Command {
@@ -57,6 +61,9 @@ once.`,
 	fl.Int64Var(&f.maxBodyBytes, "max-body-bytes", 0, "largest request body (0: 16 MiB)")
 	fl.DurationVar(&f.sweepInterval, "sweep-interval", server.DefaultSweepInterval, "how often expired entries are deleted")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long shutdown waits for in-flight requests")
+	fl.DurationVar(&f.heartbeat, "heartbeat-interval", hub.DefaultHeartbeatInterval, "how often device connections are pinged; 3 missed intervals close one")
+	fl.IntVar(&f.sendQueue, "send-queue", hub.DefaultQueueLimit, "live entries queued per device connection before it is cut as a slow consumer")
+	fl.IntVar(&f.maxFrameBytes, "max-frame-bytes", wire.DefaultMaxFrameBytes, "largest frame a device may send")
 	return cmd
 }
 
@@ -89,21 +96,24 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 	printGenerated(e, f.data, generated)
 
 	cfg := server.Config{
-		DataDir:         f.data,
-		Listen:          f.listen,
-		TCPListen:       f.tcpListen,
-		TLSCert:         f.tlsCert,
-		TLSKey:          f.tlsKey,
-		StoreURL:        f.store,
-		NATSURL:         f.nats,
-		APIKey:          sec.APIKey,
-		TokenSecret:     sec.TokenSecret,
-		Logger:          logger,
-		RateLimit:       f.rateLimit,
-		RateBurst:       f.rateBurst,
-		MaxBodyBytes:    f.maxBodyBytes,
-		SweepInterval:   f.sweepInterval,
-		ShutdownTimeout: f.shutdownTimeout,
+		DataDir:           f.data,
+		Listen:            f.listen,
+		TCPListen:         f.tcpListen,
+		TLSCert:           f.tlsCert,
+		TLSKey:            f.tlsKey,
+		StoreURL:          f.store,
+		NATSURL:           f.nats,
+		APIKey:            sec.APIKey,
+		TokenSecret:       sec.TokenSecret,
+		Logger:            logger,
+		RateLimit:         f.rateLimit,
+		RateBurst:         f.rateBurst,
+		MaxBodyBytes:      f.maxBodyBytes,
+		SweepInterval:     f.sweepInterval,
+		ShutdownTimeout:   f.shutdownTimeout,
+		HeartbeatInterval: f.heartbeat,
+		SendQueue:         f.sendQueue,
+		MaxFrameBytes:     f.maxFrameBytes,
 	}
 	if fc != nil {
 		cfg.Bizzes = fc.Bizzes
@@ -189,6 +199,15 @@ func (f *serveFlags) apply(cmd *cobra.Command, c *Config) {
 	}
 	if fc.ShutdownTimeout != nil && !fl.Changed("shutdown-timeout") {
 		f.shutdownTimeout = time.Duration(*fc.ShutdownTimeout)
+	}
+	if fc.HeartbeatInterval != nil && !fl.Changed("heartbeat-interval") {
+		f.heartbeat = time.Duration(*fc.HeartbeatInterval)
+	}
+	if fc.SendQueue != nil && !fl.Changed("send-queue") {
+		f.sendQueue = *fc.SendQueue
+	}
+	if fc.MaxFrameBytes != nil && !fl.Changed("max-frame-bytes") {
+		f.maxFrameBytes = *fc.MaxFrameBytes
 	}
 }
 
