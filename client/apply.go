@@ -12,7 +12,8 @@ import (
 
 // applyWelcome acts on each channel's status in one transaction: a reset
 // drops the channel's records and position, a gap moves the position to
-// where delivery resumes. Each leaves a notice for deliverNotices.
+// where delivery resumes. Each leaves a notice for deliverNotices. The
+// channels are kept too: they give each biz's default channel.
 func (c *Client) applyWelcome(ctx context.Context, w *wire.Welcome, epochs map[string]string) error {
 	tx, err := c.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -56,10 +57,18 @@ func (c *Client) applyWelcome(ctx context.Context, w *wire.Welcome, epochs map[s
 			c.log.Warn("client: unknown channel status in welcome", "channel", st.Channel, "status", st.Status)
 		}
 	}
+	chans := make([]string, len(w.Channels))
+	for i, st := range w.Channels {
+		chans[i] = st.Channel
+	}
+	if err := saveChannels(ctx, tx, chans); err != nil {
+		return fmt.Errorf("apply welcome: %w", err)
+	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("apply welcome: %w", err)
 	}
 	c.mu.Lock()
+	c.defaults = defaultsOf(chans)
 	c.pos = pos
 	clear(c.serverLast)
 	for _, st := range w.Channels {
@@ -146,16 +155,30 @@ func (c *Client) applyPush(ctx context.Context, p *wire.Push, epochs map[string]
 	}
 	// Records go in after the Handler so that a StopAfter keeps the records
 	// of exactly the entries it took.
+	rtx := newCachedTx(tx)
+	guarded, err := anyServerRecs(ctx, rtx)
+	if err != nil {
+		return applied{}, fmt.Errorf("apply push: %w", err)
+	}
 	for i := range fresh {
 		e := &fresh[i]
-		if e.Seq == 0 || e.Key == "" {
+		if e.Seq == 0 || e.Key == "" || (e.Op != OpPut && e.Op != OpDelete) {
 			continue
 		}
-		switch syncpoint.Op(e.Op) {
-		case syncpoint.OpPut:
-			err = putRecord(ctx, tx, e)
-		case syncpoint.OpDelete:
-			err = deleteRecord(ctx, tx, e.Channel, e.Key)
+		if guarded {
+			// Local changes pending for the record win until their result.
+			skip, err := pushServerRec(ctx, rtx, e)
+			if err != nil {
+				return applied{}, fmt.Errorf("apply push: %w", err)
+			}
+			if skip {
+				continue
+			}
+		}
+		if e.Op == OpPut {
+			err = putRecord(ctx, rtx, e)
+		} else {
+			err = deleteRecord(ctx, rtx, e.Channel, e.Key, e.Seq)
 		}
 		if err != nil {
 			return applied{}, fmt.Errorf("apply push: %w", err)
@@ -167,6 +190,11 @@ func (c *Client) applyPush(ctx context.Context, p *wire.Push, epochs map[string]
 	for _, np := range next {
 		if err := savePosition(ctx, tx, np.Channel, syncpoint.Position{Epoch: np.Epoch, Seq: np.Seq}, nowMs); err != nil {
 			return applied{}, fmt.Errorf("apply push: %w", err)
+		}
+		if guarded {
+			if err := dropGuards(ctx, rtx, np.Channel, np.Seq); err != nil {
+				return applied{}, fmt.Errorf("apply push: %w", err)
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {

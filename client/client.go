@@ -31,6 +31,16 @@ const (
 	DefaultMaxFrameBytes = 32 << 20
 	// DefaultHeartbeatInterval is assumed when a welcome names none.
 	DefaultHeartbeatInterval = 20 * time.Second
+	// DefaultWriteRecords, DefaultWriteBytes and DefaultWritesInFlight
+	// shape the outbox's uploads.
+	DefaultWriteRecords   = 100
+	DefaultWriteBytes     = 1 << 20
+	DefaultWritesInFlight = 4
+	// DefaultMaxRecordBytes matches the server's default max_entry_bytes
+	// and stays well under its 4 MiB frame limit.
+	DefaultMaxRecordBytes = syncpoint.DefaultMaxEntryBytes
+	// maxWriteRecords is the server's limit on records in one write.
+	maxWriteRecords = 1000
 	// missedHeartbeats intervals without a frame mean the server is gone.
 	missedHeartbeats = 3
 )
@@ -74,7 +84,9 @@ type Config struct {
 	// writes through tx commits atomically with them. An error rolls the
 	// whole push back; the connection is dropped and the entries come again
 	// after a reconnect. Return StopAfter(n) to keep only the first n
-	// entries and make Run return.
+	// entries and make Run return. The device's own uploads come back as
+	// entries too (origin "device:<id>"). Do not call Put or Delete from
+	// it: they need the transaction it is in.
 	Handler func(tx *sql.Tx, batch []Entry) error
 	// OnReset is called when a channel's history was replaced (its epoch
 	// changed): its local records and position were dropped, and entries of
@@ -86,6 +98,16 @@ type Config struct {
 	// OnState is called on every change of State, on the goroutine that
 	// changed it.
 	OnState func(State)
+	// OnConflict is called when the server refused a local change because
+	// the record changed since the version it was based on (a reject
+	// biz), or kept its own value of a field both sides changed (a merge
+	// biz). The local record has already been set to the server's, and
+	// later local changes to it that were not sent yet were dropped.
+	OnConflict func(Conflict)
+	// OnWriteError is called when the server refused a local change for
+	// any other reason (invalid_id, invalid_data, exists, forbidden...).
+	// The change was rolled back to the server's version of the record.
+	OnWriteError func(WriteError)
 
 	Logger *slog.Logger // nil: discard
 	Clock  clock.Clock  // nil: clock.Real{}
@@ -106,6 +128,17 @@ type Config struct {
 	WriteTimeout time.Duration
 	// MaxFrameBytes bounds one frame from the server.
 	MaxFrameBytes int
+
+	// WriteRecords and WriteBytes bound one upload of the outbox (a
+	// record larger than WriteBytes goes alone); WritesInFlight is how
+	// many uploads may await their result at once.
+	WriteRecords   int
+	WriteBytes     int
+	WritesInFlight int
+	// MaxRecordBytes bounds the id and data of one Put. Keep it under the
+	// server's frame limit (4 MiB by default), or such a write would end
+	// the connection instead of being refused on its own.
+	MaxRecordBytes int
 }
 
 func (cfg *Config) setDefaults() {
@@ -139,6 +172,19 @@ func (cfg *Config) setDefaults() {
 	}
 	if cfg.MaxFrameBytes <= 0 {
 		cfg.MaxFrameBytes = DefaultMaxFrameBytes
+	}
+	if cfg.WriteRecords <= 0 {
+		cfg.WriteRecords = DefaultWriteRecords
+	}
+	cfg.WriteRecords = min(cfg.WriteRecords, maxWriteRecords)
+	if cfg.WriteBytes <= 0 {
+		cfg.WriteBytes = DefaultWriteBytes
+	}
+	if cfg.WritesInFlight <= 0 {
+		cfg.WritesInFlight = DefaultWritesInFlight
+	}
+	if cfg.MaxRecordBytes <= 0 {
+		cfg.MaxRecordBytes = DefaultMaxRecordBytes
 	}
 }
 
@@ -232,11 +278,16 @@ type Client struct {
 	clock clock.Clock
 	// wsURL is Config.Server turned into the WebSocket URL.
 	wsURL string
+	// kick tells a running session that the outbox has something new.
+	kick chan struct{}
+	// hooks are set by tests only.
+	hooks hooks
 
 	mu         sync.Mutex
 	state      State
 	pos        map[string]syncpoint.Position // committed positions, mirrored from the db
 	serverLast map[string]uint64             // the newest seq the server has told of, per channel
+	defaults   map[string]string             // biz -> the device's default channel, learned from welcomes
 	running    bool
 	closed     bool
 	cancelRun  context.CancelFunc
@@ -253,7 +304,7 @@ func Open(cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("client: %w", err)
 	}
-	c := &Client{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, serverLast: make(map[string]uint64)}
+	c := &Client{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, serverLast: make(map[string]uint64), kick: make(chan struct{}, 1)}
 	if cfg.Server != "" {
 		u, err := wsURL(cfg.Server)
 		if err != nil {
@@ -269,6 +320,10 @@ func Open(cfg Config) (*Client, error) {
 	}
 	c.db = db
 	if c.pos, err = loadPositions(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	if c.defaults, err = loadDefaults(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("client: %w", err)
 	}
@@ -438,8 +493,8 @@ func (c *Client) backoff(attempt int) time.Duration {
 	return time.Duration(rand.Int64N(int64(ceil) + 1))
 }
 
-// deliverNotices calls OnReset and OnGap for the stored notices, oldest
-// first, deleting each once its callback returned.
+// deliverNotices calls OnReset, OnGap, OnConflict and OnWriteError for the
+// stored notices, oldest first, deleting each once its callback returned.
 func (c *Client) deliverNotices(ctx context.Context) error {
 	notices, err := loadNotices(ctx, c.db)
 	if err != nil {
@@ -451,6 +506,20 @@ func (c *Client) deliverNotices(ctx context.Context) error {
 			c.cfg.OnReset(n.channel)
 		case n.kind == noticeGap && c.cfg.OnGap != nil:
 			c.cfg.OnGap(n.channel, n.firstSeq)
+		case n.kind == noticeConflict && c.cfg.OnConflict != nil:
+			var cf Conflict
+			if err := json.Unmarshal(n.payload, &cf); err != nil {
+				c.log.Error("client: a stored conflict does not decode; dropping it", "err", err)
+			} else {
+				c.cfg.OnConflict(cf)
+			}
+		case n.kind == noticeWriteError && c.cfg.OnWriteError != nil:
+			var we WriteError
+			if err := json.Unmarshal(n.payload, &we); err != nil {
+				c.log.Error("client: a stored write error does not decode; dropping it", "err", err)
+			} else {
+				c.cfg.OnWriteError(we)
+			}
 		}
 		if _, err := c.db.ExecContext(ctx, `DELETE FROM syncpoint_notices WHERE id = ?`, n.id); err != nil {
 			return fmt.Errorf("delete notice: %w", err)

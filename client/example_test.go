@@ -3,6 +3,7 @@ package client_test
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"log"
 	"os"
 	"os/signal"
@@ -48,4 +49,33 @@ func Example() {
 	if err := c.Run(ctx); err != nil {
 		log.Fatal(err) // a refused token, a forbidden biz...: reconnecting would not help
 	}
+}
+
+// An app that edits notes offline: Put shows the change locally at once and
+// queues it; the server's answer comes back through the callbacks.
+func ExampleClient_Put() {
+	c, err := client.Open(client.Config{
+		Server:   "http://127.0.0.1:7420",
+		Token:    os.Getenv("DEVICE_TOKEN"),
+		DeviceID: "phone-1",
+		Bizzes:   []string{"notes"},
+		DBPath:   "app.db",
+		OnConflict: func(cf client.Conflict) {
+			// The local note is already the server's (cf.Current); offer the
+			// user their version, cf.Data, to apply again with Put.
+			log.Printf("note %s changed elsewhere: %s", cf.ID, cf.Message)
+		},
+		OnWriteError: func(we client.WriteError) { log.Printf("note %s refused: %s %s", we.ID, we.Code, we.Message) },
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	go c.Run(ctx)
+	if err := c.Put(ctx, "notes", "01HZX5N0010000000000000000", json.RawMessage(`{"title":"groceries"}`)); err != nil {
+		log.Print(err) // not a JSON value, too large, or the biz's channel is not known yet
+	}
+	note, _, _ := c.GetBiz(ctx, "notes", "01HZX5N0010000000000000000")
+	log.Printf("note: %s; %d changes not yet confirmed", note, c.Pending())
 }

@@ -41,7 +41,16 @@ func testBizzes() []syncpoint.Biz {
 	short.MaxBacklog = 5
 	presence := syncpoint.NewBiz("presence", syncpoint.TargetUser)
 	presence.Persistent = false
-	return []syncpoint.Biz{chat, config, inbox, team, short, presence}
+	// Writable bizzes for the outbox, one per conflict policy.
+	notes := syncpoint.NewBiz("notes", syncpoint.TargetUser)
+	notes.Writable, notes.Conflict = true, syncpoint.ConflictReject
+	lww := syncpoint.NewBiz("lww", syncpoint.TargetUser)
+	lww.Writable, lww.Conflict = true, syncpoint.ConflictServerOrder
+	merged := syncpoint.NewBiz("merged", syncpoint.TargetUser)
+	merged.Writable, merged.Conflict = true, syncpoint.ConflictMerge
+	tasks := syncpoint.NewBiz("tasks", syncpoint.TargetGroup)
+	tasks.Writable = true
+	return []syncpoint.Biz{chat, config, inbox, team, short, presence, notes, lww, merged, tasks}
 }
 
 const testAPIKey = "client-test-api-key"

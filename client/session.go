@@ -36,6 +36,19 @@ type session struct {
 	unacked   int                      // entries applied since the last ack
 	ackTimer  *time.Timer
 	ackTimerC <-chan time.Time
+
+	ob outboxState
+}
+
+// outboxState is what a session knows of the outbox's uploads.
+type outboxState struct {
+	queued   []*outWrite     // given their rows in an earlier session; sent first
+	inflight []*outWrite     // sent, awaiting their results, in send order
+	busy     map[recKey]bool // records with a change in a write not answered yet
+	paused   bool            // a write failed for now; wait for the timer
+	attempt  int             // failures in a row, for the backoff
+	timer    *time.Timer
+	timerC   <-chan time.Time
 }
 
 type readResult struct {
@@ -124,6 +137,17 @@ func (c *Client) session(ctx context.Context) outcome {
 		cn.abort()
 		return outcome{welcomed: true, err: err}
 	}
+	queued, err := c.loadAssigned(ctx)
+	if err != nil {
+		cn.abort()
+		return outcome{welcomed: true, err: err}
+	}
+	s.ob = outboxState{queued: queued, busy: make(map[recKey]bool)}
+	for _, ow := range queued {
+		for _, r := range ow.rows {
+			s.ob.busy[r.k] = true
+		}
+	}
 	return s.run(ctx)
 }
 
@@ -166,12 +190,27 @@ func (s *session) run(ctx context.Context) outcome {
 		if s.ackTimer != nil {
 			s.ackTimer.Stop()
 		}
+		if s.ob.timer != nil {
+			s.ob.timer.Stop()
+		}
 	}()
 
 	watch := time.NewTicker(max(s.hb/4, 10*time.Millisecond))
 	defer watch.Stop()
+	if err := s.flushOutbox(ctx); err != nil {
+		return s.fail(ctx, err)
+	}
 	for {
 		select {
+		case <-c.kick:
+			if err := s.flushOutbox(ctx); err != nil {
+				return s.fail(ctx, err)
+			}
+		case <-s.ob.timerC:
+			s.ob.timer, s.ob.timerC, s.ob.paused = nil, nil, false
+			if err := s.flushOutbox(ctx); err != nil {
+				return s.fail(ctx, err)
+			}
 		case <-ctx.Done():
 			s.goodbye()
 			return outcome{welcomed: true, err: ctx.Err()}
@@ -263,10 +302,14 @@ func (s *session) handle(ctx context.Context, f *wire.Frame) (outcome, bool) {
 			s.ackTimer = time.NewTimer(c.cfg.AckInterval)
 			s.ackTimerC = s.ackTimer.C
 		}
+	case f.WriteResult != nil:
+		if err := s.onWriteResult(ctx, f.WriteResult); err != nil {
+			return s.fail(ctx, err), true
+		}
 	case f.Error != nil:
 		c.log.Warn("client: the server reported an error", "err", f.Error)
-	case f.Pong != nil, f.WriteResult != nil:
-		// No pings or writes are sent yet.
+	case f.Pong != nil:
+		// No pings are sent.
 	default:
 		c.log.Warn("client: unexpected frame", "type", f.Type())
 	}
@@ -305,4 +348,118 @@ func (s *session) goodbye() {
 		s.c.log.Debug("client: final ack", "err", err)
 	}
 	s.conn.close()
+}
+
+// fail ends the session after an outbox error: quietly when ctx is done,
+// otherwise dropping the connection so the next one starts afresh.
+func (s *session) fail(ctx context.Context, err error) outcome {
+	if ctx.Err() != nil {
+		s.goodbye()
+		return outcome{welcomed: true, err: ctx.Err()}
+	}
+	s.c.log.Error("client: outbox; reconnecting", "err", err)
+	s.conn.abort()
+	return outcome{welcomed: true, err: err}
+}
+
+// flushOutbox sends writes while fewer than Config.WritesInFlight await
+// their results: first those given their rows before, then new ones.
+func (s *session) flushOutbox(ctx context.Context) error {
+	c, ob := s.c, &s.ob
+	for !ob.paused && len(ob.inflight) < c.cfg.WritesInFlight {
+		var w *outWrite
+		if len(ob.queued) > 0 {
+			w, ob.queued = ob.queued[0], ob.queued[1:]
+		} else {
+			var err error
+			if w, err = c.nextWrite(ctx, ob.busy); err != nil {
+				return err
+			}
+			if w == nil {
+				return nil
+			}
+			for _, r := range w.rows {
+				ob.busy[r.k] = true
+			}
+		}
+		wctx, cancel := context.WithTimeout(ctx, c.cfg.WriteTimeout)
+		err := s.conn.write(wctx, &wire.Frame{Write: w.frame})
+		cancel()
+		var se *syncpoint.Error
+		if errors.As(err, &se) {
+			// The frame did not encode, so nothing was sent; Put checks
+			// for this, so only rows of another SDK version can get here.
+			c.log.Error("client: a write does not encode; refusing its changes", "write_id", w.id, "err", err)
+			res := &wire.WriteResult{WriteID: w.id, Error: &wire.Error{Code: wire.CloseBadRequest, Reason: string(syncpoint.CodeInvalid), Message: se.Message}}
+			if _, err := c.applyResult(ctx, res); err != nil {
+				return err
+			}
+			for _, r := range w.rows {
+				delete(ob.busy, r.k)
+			}
+			if err := c.deliverNotices(ctx); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("send write: %w", err)
+		}
+		if c.hooks.sentWrite != nil {
+			c.hooks.sentWrite(w.id)
+		}
+		ob.inflight = append(ob.inflight, w)
+	}
+	return nil
+}
+
+// onWriteResult applies the result of a write in flight, hands its
+// conflicts and errors to the app, and sends what may go next.
+func (s *session) onWriteResult(ctx context.Context, res *wire.WriteResult) error {
+	c, ob := s.c, &s.ob
+	i := slices.IndexFunc(ob.inflight, func(w *outWrite) bool { return w.id == res.WriteID })
+	if i < 0 {
+		c.log.Debug("client: result of a write not in flight", "write_id", res.WriteID)
+		return nil
+	}
+	if c.hooks.dropResult != nil && c.hooks.dropResult(res.WriteID) {
+		return errors.New("test hook: write result dropped")
+	}
+	out, err := c.applyResult(ctx, res)
+	if err != nil {
+		return err
+	}
+	w := ob.inflight[i]
+	ob.inflight = slices.Delete(ob.inflight, i, i+1)
+	if out.retryWrite {
+		ob.queued = append([]*outWrite{w}, ob.queued...)
+		s.pauseOutbox()
+	} else {
+		for _, r := range w.rows {
+			delete(ob.busy, r.k)
+		}
+		if out.retried > 0 {
+			s.pauseOutbox()
+		} else {
+			ob.attempt = 0
+		}
+	}
+	if err := c.deliverNotices(ctx); err != nil {
+		return err
+	}
+	return s.flushOutbox(ctx)
+}
+
+// pauseOutbox holds new sends for a backoff after a write the server could
+// not take for now.
+func (s *session) pauseOutbox() {
+	ob := &s.ob
+	if ob.paused {
+		return
+	}
+	d := s.c.backoff(ob.attempt)
+	ob.attempt++
+	ob.paused = true
+	ob.timer = time.NewTimer(d)
+	ob.timerC = ob.timer.C
 }

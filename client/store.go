@@ -17,10 +17,10 @@ import (
 
 // schemaVersion is the newest local schema this SDK writes. A database
 // written by a newer SDK is refused rather than misread.
-const schemaVersion = 1
+const schemaVersion = 2
 
 // migrations[i] takes the schema from version i to i+1; each runs in its own
-// transaction. The record outbox will be the next one.
+// transaction.
 var migrations = []string{
 	`CREATE TABLE syncpoint_positions (
 		channel    TEXT PRIMARY KEY,
@@ -44,12 +44,47 @@ var migrations = []string{
 		kind      TEXT NOT NULL,
 		first_seq INTEGER NOT NULL
 	);`,
+	// The outbox of local changes, in order. write_id, kind and base_seq
+	// are fixed together, before the first send, so a resend is the same
+	// write. syncpoint_server_records holds the server's version of each
+	// record with changes in the outbox (and, briefly, of records whose
+	// newest server seq the channel's position has not reached).
+	`CREATE TABLE syncpoint_outbox (
+		id         INTEGER PRIMARY KEY AUTOINCREMENT,
+		channel    TEXT NOT NULL,
+		key        TEXT NOT NULL,
+		op         TEXT NOT NULL,
+		data       BLOB,
+		created_at INTEGER NOT NULL,
+		write_id   TEXT,
+		kind       TEXT,
+		base_seq   INTEGER
+	);
+	CREATE INDEX syncpoint_outbox_key ON syncpoint_outbox (channel, key, id);
+	CREATE INDEX syncpoint_outbox_write ON syncpoint_outbox (write_id, id) WHERE write_id IS NOT NULL;
+	CREATE TABLE syncpoint_server_records (
+		channel    TEXT NOT NULL,
+		key        TEXT NOT NULL,
+		seq        INTEGER NOT NULL,
+		live       INTEGER NOT NULL,
+		data       BLOB,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL,
+		origin     TEXT NOT NULL,
+		PRIMARY KEY (channel, key)
+	) WITHOUT ROWID;
+	CREATE TABLE syncpoint_channels (
+		channel TEXT PRIMARY KEY
+	) WITHOUT ROWID;
+	ALTER TABLE syncpoint_notices ADD COLUMN payload BLOB;`,
 }
 
 // The kinds of syncpoint_notices rows.
 const (
-	noticeReset = "reset"
-	noticeGap   = "gap"
+	noticeReset      = "reset"
+	noticeGap        = "gap"
+	noticeConflict   = "conflict"    // payload: a Conflict in JSON
+	noticeWriteError = "write_error" // payload: a WriteError in JSON
 )
 
 // openDB opens path in WAL mode. synchronous=FULL because a commit that a
@@ -126,6 +161,60 @@ func readSchemaVersion(ctx context.Context, tx *sql.Tx) (int, error) {
 	return v, nil
 }
 
+// dbTx is what *sql.Tx and *cachedTx share.
+type dbTx interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// cachedTx is a transaction that prepares each statement once. The driver
+// parses a statement on every use otherwise, which is most of the cost of
+// applying a push or a result of many records.
+type cachedTx struct {
+	*sql.Tx
+	stmts map[string]*sql.Stmt
+}
+
+func newCachedTx(tx *sql.Tx) *cachedTx { return &cachedTx{Tx: tx, stmts: make(map[string]*sql.Stmt)} }
+
+// stmt returns q prepared in the transaction, which closes it at its end.
+func (t *cachedTx) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if s := t.stmts[q]; s != nil {
+		return s, nil
+	}
+	s, err := t.Tx.PrepareContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	t.stmts[q] = s
+	return s, nil
+}
+
+func (t *cachedTx) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	s, err := t.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return s.ExecContext(ctx, args...)
+}
+
+func (t *cachedTx) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	s, err := t.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return s.QueryContext(ctx, args...)
+}
+
+func (t *cachedTx) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	s, err := t.stmt(ctx, q)
+	if err != nil {
+		return t.Tx.QueryRowContext(ctx, q, args...) // reports the same error through Scan
+	}
+	return s.QueryRowContext(ctx, args...)
+}
+
 // queryer is what *sql.DB and *sql.Tx share.
 type queryer interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
@@ -152,7 +241,7 @@ func loadPositions(ctx context.Context, q queryer) (map[string]syncpoint.Positio
 	return out, nil
 }
 
-func savePosition(ctx context.Context, tx *sql.Tx, ch string, p syncpoint.Position, nowMs int64) error {
+func savePosition(ctx context.Context, tx dbTx, ch string, p syncpoint.Position, nowMs int64) error {
 	seq, err := dbSeq(p.Seq)
 	if err != nil {
 		return err
@@ -174,7 +263,9 @@ func dbSeq(seq uint64) (int64, error) {
 	return int64(seq), nil
 }
 
-func putRecord(ctx context.Context, tx *sql.Tx, e *Entry) error {
+// putRecord stores a pushed put, unless the record is already at a newer
+// seq: the result of this device's own write can get there first.
+func putRecord(ctx context.Context, tx dbTx, e *Entry) error {
 	seq, err := dbSeq(e.Seq)
 	if err != nil {
 		return err
@@ -185,7 +276,8 @@ func putRecord(ctx context.Context, tx *sql.Tx, e *Entry) error {
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO syncpoint_records (channel, key, seq, data, created_at, expires_at, origin) VALUES (?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (channel, key) DO UPDATE SET seq = excluded.seq, data = excluded.data, created_at = excluded.created_at,
-			expires_at = excluded.expires_at, origin = excluded.origin`,
+			expires_at = excluded.expires_at, origin = excluded.origin
+		WHERE excluded.seq >= syncpoint_records.seq`,
 		e.Channel, e.Key, seq, data, unixMs(e.CreatedAt), unixMs(e.ExpiresAt), e.Origin)
 	if err != nil {
 		return fmt.Errorf("put record %s/%s: %w", e.Channel, e.Key, err)
@@ -193,20 +285,36 @@ func putRecord(ctx context.Context, tx *sql.Tx, e *Entry) error {
 	return nil
 }
 
-func deleteRecord(ctx context.Context, tx *sql.Tx, ch, key string) error {
-	if _, err := tx.ExecContext(ctx, `DELETE FROM syncpoint_records WHERE channel = ? AND key = ?`, ch, key); err != nil {
+// deleteRecord applies a pushed delete at seq, unless the record is already
+// at a newer one.
+func deleteRecord(ctx context.Context, tx dbTx, ch, key string, seq uint64) error {
+	s, err := dbSeq(seq)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM syncpoint_records WHERE channel = ? AND key = ? AND seq <= ?`, ch, key, s); err != nil {
 		return fmt.Errorf("delete record %s/%s: %w", ch, key, err)
 	}
 	return nil
 }
 
-// dropChannel forgets everything held for ch: records and position.
+// dropChannel forgets what the server said of ch: records and position.
+// Local changes still in the outbox stay, are shown again on their own, and
+// are judged against the channel's new history.
 func dropChannel(ctx context.Context, tx *sql.Tx, ch string) error {
-	if _, err := tx.ExecContext(ctx, `DELETE FROM syncpoint_records WHERE channel = ?`, ch); err != nil {
-		return fmt.Errorf("drop channel %s: %w", ch, err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM syncpoint_positions WHERE channel = ?`, ch); err != nil {
-		return fmt.Errorf("drop channel %s: %w", ch, err)
+	for _, q := range []string{
+		`DELETE FROM syncpoint_records WHERE channel = ?`,
+		`DELETE FROM syncpoint_positions WHERE channel = ?`,
+		`DELETE FROM syncpoint_server_records AS s WHERE channel = ?1
+			AND NOT EXISTS (SELECT 1 FROM syncpoint_outbox o WHERE o.channel = s.channel AND o.key = s.key)`,
+		`UPDATE syncpoint_server_records SET seq = 0, live = 0, data = NULL WHERE channel = ?`,
+		`INSERT INTO syncpoint_records (channel, key, seq, data, created_at, expires_at, origin)
+			SELECT o.channel, o.key, 0, o.data, o.created_at, 0, '' FROM syncpoint_outbox o
+			WHERE o.channel = ?1 AND o.op = 'put' AND o.id = (SELECT max(id) FROM syncpoint_outbox m WHERE m.channel = o.channel AND m.key = o.key)`,
+	} {
+		if _, err := tx.ExecContext(ctx, q, ch); err != nil {
+			return fmt.Errorf("drop channel %s: %w", ch, err)
+		}
 	}
 	return nil
 }
@@ -216,21 +324,22 @@ type notice struct {
 	channel  string
 	kind     string
 	firstSeq uint64
+	payload  []byte
 }
 
-func addNotice(ctx context.Context, tx *sql.Tx, n notice) error {
+func addNotice(ctx context.Context, tx dbTx, n notice) error {
 	seq, err := dbSeq(n.firstSeq)
 	if err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO syncpoint_notices (channel, kind, first_seq) VALUES (?, ?, ?)`, n.channel, n.kind, seq); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO syncpoint_notices (channel, kind, first_seq, payload) VALUES (?, ?, ?, ?)`, n.channel, n.kind, seq, n.payload); err != nil {
 		return fmt.Errorf("add %s notice: %w", n.kind, err)
 	}
 	return nil
 }
 
 func loadNotices(ctx context.Context, db *sql.DB) ([]notice, error) {
-	rows, err := db.QueryContext(ctx, `SELECT id, channel, kind, first_seq FROM syncpoint_notices ORDER BY id`)
+	rows, err := db.QueryContext(ctx, `SELECT id, channel, kind, first_seq, payload FROM syncpoint_notices ORDER BY id`)
 	if err != nil {
 		return nil, fmt.Errorf("load notices: %w", err)
 	}
@@ -239,7 +348,7 @@ func loadNotices(ctx context.Context, db *sql.DB) ([]notice, error) {
 	for rows.Next() {
 		var n notice
 		var first int64
-		if err := rows.Scan(&n.id, &n.channel, &n.kind, &first); err != nil {
+		if err := rows.Scan(&n.id, &n.channel, &n.kind, &first, &n.payload); err != nil {
 			return nil, fmt.Errorf("load notices: %w", err)
 		}
 		n.firstSeq = uint64(first)
