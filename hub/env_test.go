@@ -18,6 +18,7 @@ import (
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/auth"
 	"github.com/syncpoint/syncpoint/hub"
+	"github.com/syncpoint/syncpoint/internal/testcert"
 	"github.com/syncpoint/syncpoint/local"
 	"github.com/syncpoint/syncpoint/pebble"
 	"github.com/syncpoint/syncpoint/publish"
@@ -92,7 +93,8 @@ func newEnv(t testing.TB, mod func(*hub.Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	serverTLS, clientTLS := testTLS(t)
+	cert := testcert.New(t)
+	serverTLS, clientTLS := cert.Server, cert.Client
 	tlsLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

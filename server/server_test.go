@@ -3,20 +3,11 @@ package server_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,6 +15,7 @@ import (
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/internal/clock"
+	"github.com/syncpoint/syncpoint/internal/testcert"
 	"github.com/syncpoint/syncpoint/server"
 )
 
@@ -388,7 +380,8 @@ func TestDataDirInUse(t *testing.T) {
 
 func TestTLSConfig(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.TLSCert, cfg.TLSKey = writeSelfSigned(t, t.TempDir())
+	cert := testcert.New(t)
+	cfg.TLSCert, cfg.TLSKey = cert.CertFile, cert.KeyFile
 	r := MustRunServer(t, cfg)
 	if r.TCPAddr() == "" {
 		t.Fatal("no TCP listener")
@@ -405,38 +398,6 @@ func TestNoTCPListener(t *testing.T) {
 	if r.TCPAddr() != "" {
 		t.Fatalf("TCPAddr = %q; want none", r.TCPAddr())
 	}
-}
-
-// writeSelfSigned writes a throwaway certificate and key for 127.0.0.1.
-func writeSelfSigned(tb testing.TB, dir string) (certFile, keyFile string) {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	kder, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	return certFile, keyFile
 }
 
 // BenchmarkPublishHTTP publishes over a real socket into the embedded

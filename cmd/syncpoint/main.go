@@ -3,6 +3,9 @@
 //	syncpoint serve      run the server
 //	syncpoint publish    publish an entry through the business API
 //	syncpoint token      mint a device token for development
+//	syncpoint tail       act as a device: print entries as JSON lines, ack, resume
+//	syncpoint write      upload one record change as a device
+//	syncpoint bench      the load generator
 //
 // This is the only place flags, environment variables and the YAML config
 // file are read; everything else takes a Config struct.
@@ -90,6 +93,9 @@ func newRootCmd(e env) *cobra.Command {
 		return usageError{fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
 	root.AddCommand(newServeCmd(e), newPublishCmd(e), newTokenCmd(e))
+	root.AddCommand(newWriteCmd(e))
+	root.AddCommand(newBenchCmd(e))
+	root.AddCommand(newTailCmd(e))
 	return root
 }
 

@@ -2,17 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,6 +11,7 @@ import (
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/auth"
+	"github.com/syncpoint/syncpoint/internal/testcert"
 	"github.com/syncpoint/syncpoint/server"
 )
 
@@ -52,7 +44,8 @@ func MustRunTailServer(tb testing.TB, withTLS bool) tailServer {
 	}
 	var ts tailServer
 	if withTLS {
-		ts.caFile, cfg.TLSKey = tailCert(tb)
+		cert := testcert.New(tb)
+		ts.caFile, cfg.TLSKey = cert.CertFile, cert.KeyFile
 		cfg.TLSCert = ts.caFile
 	}
 	s, err := server.New(cfg)
@@ -65,42 +58,6 @@ func MustRunTailServer(tb testing.TB, withTLS bool) tailServer {
 	tb.Cleanup(func() { cancel(); <-done })
 	ts.url, ts.tcp = "http://"+s.Addr(), s.TCPAddr()
 	return ts
-}
-
-// tailCert writes a self-signed certificate for 127.0.0.1 and its key as
-// PEM files.
-func tailCert(tb testing.TB) (certFile, keyFile string) {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "syncpoint tail test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	dir := tb.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		tb.Fatal(err)
-	}
-	return certFile, keyFile
 }
 
 // tailPublish publishes with the publish command.

@@ -1,0 +1,26 @@
+// Package bench is syncpoint's load generator: the scenarios behind
+// `syncpoint bench`.
+//
+// Each scenario is a function that takes a Config and returns a Report. The
+// devices are raw protocol clients built on package wire (a socket, a
+// reader goroutine and a few counters each), not the SDK, so one process can
+// hold tens of thousands of them. Entries are published through the business
+// API, as a backend would.
+//
+//   - Latency: devices on their own user channels, a paced publish rate, and
+//     publish-to-receive latency with per-device checks that every entry
+//     arrived exactly once and in order.
+//   - Fanout: one global entry at a time, and how long until the last device
+//     had it.
+//   - Idle: connect and hold devices; the connect rate, and the server's
+//     memory per connection read from its /metrics.
+//   - Catchup: one device syncs a large backlog from zero.
+//   - Publish: durable publishes per second through the business API.
+//   - Upload: record writes from devices, answered by write_result.
+//
+// A figure is never reported for work that failed. Every report counts its
+// errors (connect failures, failed publishes, protocol errors, unexpected
+// closes) and its delivery failures (lost, duplicated and reordered
+// entries), and Failures returns their sum, so a caller can tell whether the
+// figures stand.
+package bench

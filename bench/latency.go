@@ -1,0 +1,297 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/wire"
+)
+
+// Defaults shared by the scenarios.
+const (
+	DefaultBiz        = "bench"         // user biz of latency, idle, catchup and publish
+	DefaultGlobalBiz  = "bench-global"  // global biz of fanout
+	DefaultRecordsBiz = "bench-records" // writable user biz of upload
+	DefaultDevices    = 100
+	DefaultRate       = 1000
+	DefaultDuration   = 10 * time.Second
+	DefaultSize       = 128
+	DefaultPublishers = 64
+	DefaultDrain      = 10 * time.Second
+)
+
+// LatencyConfig configures Latency. Zero fields take their defaults.
+type LatencyConfig struct {
+	Target
+	Devices  int           // connected devices, one user (and channel) each
+	Rate     float64       // entries per second, over all channels
+	Duration time.Duration // how long to publish
+	Size     int           // bytes of entry data
+	// Publishers is how many requests may be in flight at once while
+	// pacing to Rate.
+	Publishers int
+	// Drain is how long to wait after the last publish for deliveries
+	// still on their way; what has not arrived by then is lost.
+	Drain time.Duration
+}
+
+// LatencyReport is the outcome of Latency.
+type LatencyReport struct {
+	Scenario        string      `json:"scenario"`
+	RunID           string      `json:"run_id"`
+	Biz             string      `json:"biz"`
+	Transport       string      `json:"transport"`
+	Encoding        string      `json:"encoding"`
+	Devices         int         `json:"devices"`
+	Connected       int         `json:"connected"`
+	ConnectSeconds  float64     `json:"connect_s"`
+	TargetRate      float64     `json:"target_rate"`
+	DurationSeconds float64     `json:"duration_s"`
+	Size            int         `json:"size"`
+	Published       int64       `json:"published"`       // entries published with success
+	PublishRate     float64     `json:"publish_rate"`    // of those, per second of the publish phase
+	PublishLatency  Percentiles `json:"publish_latency"` // HTTP request to answer
+	Delivered       int64       `json:"delivered"`       // first copies received
+	DeliveredRate   float64     `json:"delivered_per_s"`
+	Latency         Percentiles `json:"latency"` // publish request sent to entry received
+	Delivery        Delivery    `json:"delivery"`
+	// CPU covers the publishing and the drain.
+	CPU    CPU    `json:"cpu"`
+	Errors Errors `json:"errors"`
+}
+
+// Failures implements Report.
+func (r *LatencyReport) Failures() int64 { return r.Errors.Total() + r.Delivery.Failures() }
+
+// WriteText implements Report.
+func (r *LatencyReport) WriteText(w io.Writer) error {
+	t := newTextReport(w, r.Errors, &r.Delivery)
+	t.head("latency: %d devices (%s/%s), %s entries of %d B for %s, biz %s, run %s",
+		r.Devices, r.Transport, r.Encoding, perSecond(r.TargetRate), r.Size, durText(r.DurationSeconds), r.Biz, r.RunID)
+	t.info("connected", "%d of %d in %.2fs", r.Connected, r.Devices, r.ConnectSeconds)
+	behind := ""
+	if r.PublishRate < 0.95*r.TargetRate {
+		behind = fmt.Sprintf("  [BEHIND: %.0f%% of the target rate; the figures are for the rate reached]", 100*r.PublishRate/r.TargetRate)
+	}
+	t.figure("published", "%d entries, %s (target %s)%s", r.Published, perSecond(r.PublishRate), perSecond(r.TargetRate), behind)
+	t.figure("publish latency", "%s", r.PublishLatency)
+	t.figure("delivered", "%d entries, %s", r.Delivered, perSecond(r.DeliveredRate))
+	t.figure("latency", "%s", r.Latency)
+	t.info("delivery", "%s", r.Delivery)
+	t.info("cpu", "%s", r.CPU.perUnit(r.Published, "entry"))
+	t.errors(r.Errors)
+	return t.err
+}
+
+// Latency connects Devices devices, each on its own user channel, and
+// publishes Rate entries per second through POST /v1/publish, round robin
+// over the channels, for Duration. It measures how long each entry took
+// from the publish request to its device, and checks that every device got
+// every entry published to it exactly once and in order. An error is
+// returned only when the run could not start; failures during the run are
+// counted in the report.
+func Latency(ctx context.Context, cfg LatencyConfig) (*LatencyReport, error) {
+	if cfg.Devices <= 0 {
+		cfg.Devices = DefaultDevices
+	}
+	if cfg.Rate <= 0 {
+		cfg.Rate = DefaultRate
+	}
+	if cfg.Duration <= 0 {
+		cfg.Duration = DefaultDuration
+	}
+	if cfg.Size <= 0 {
+		cfg.Size = DefaultSize
+	}
+	if cfg.Publishers <= 0 {
+		cfg.Publishers = DefaultPublishers
+	}
+	if cfg.Drain <= 0 {
+		cfg.Drain = DefaultDrain
+	}
+	if cfg.Biz == "" {
+		cfg.Biz = DefaultBiz
+	}
+	r, err := newRunner(cfg.Target, true)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	biz := cfg.Biz
+	if err := r.ensureBiz(ctx, syncpoint.NewBiz(biz, syncpoint.TargetUser)); err != nil {
+		return nil, fmt.Errorf("latency: %w", err)
+	}
+	n := cfg.Devices
+	rep := &LatencyReport{
+		Scenario: "latency", RunID: r.t.RunID, Biz: biz, Transport: r.t.Transport, Encoding: r.t.Encoding,
+		Devices: n, TargetRate: cfg.Rate, DurationSeconds: seconds(cfg.Duration), Size: cfg.Size,
+	}
+
+	users := make([]string, n)
+	chans := make([]string, n)
+	for i := range n {
+		users[i] = r.userID(strconv.Itoa(i))
+		chans[i] = biz + "/user:" + users[i]
+	}
+	tracks := make([]seqTrack, n)
+	logs := make([]pubLog, n)
+	lat, pubLat := newRecorder(), newRecorder()
+	onPush := func(d *device, p *wire.Push, at time.Duration) {
+		for i := range p.Entries {
+			e := &p.Entries[i]
+			if e.Channel != chans[d.idx] {
+				r.errs.add(errProtocol, 1, fmt.Errorf("device %s: entry of channel %s, which it did not subscribe to", d.id, e.Channel))
+				continue
+			}
+			if !tracks[d.idx].add(e.Seq) {
+				continue
+			}
+			t, _, ok := parseStamp(e.Data)
+			if !ok {
+				r.errs.add(errProtocol, 1, fmt.Errorf("device %s: %s seq %d: the data lost its stamp", d.id, e.Channel, e.Seq))
+				continue
+			}
+			lat.record(d.idx, at-time.Duration(t))
+		}
+	}
+
+	var conns, published atomic.Int64
+	phase := "connecting"
+	var phaseMu sync.Mutex
+	stopProgress := startProgress(r.t.Progress, "latency", func() string {
+		phaseMu.Lock()
+		p := phase
+		phaseMu.Unlock()
+		var got int64
+		for i := range tracks {
+			got += tracks[i].distinct.Load()
+		}
+		return fmt.Sprintf("%s  connected %d/%d  published %d  received %d  errors %d", p, conns.Load(), n, published.Load(), got, r.errs.total())
+	})
+	defer stopProgress()
+	setPhase := func(p string) { phaseMu.Lock(); phase = p; phaseMu.Unlock() }
+
+	t0 := r.clock.Now()
+	devs := r.connectAll(ctx, n, func(i int) devSpec {
+		return devSpec{user: users[i], id: r.deviceID(strconv.Itoa(i)), bizzes: []string{biz}}
+	}, func(d *device, w *wire.Welcome) error {
+		d.onPush = onPush
+		return expectChannel(w, chans[d.idx])
+	}, nil, &conns)
+	rep.ConnectSeconds = seconds(r.clock.Now().Sub(t0))
+	var live []int
+	for i, d := range devs {
+		if d != nil {
+			live = append(live, i)
+		}
+	}
+	rep.Connected = len(live)
+	if len(live) == 0 {
+		closeAll(devs)
+		rep.Errors = r.errs.snapshot()
+		return rep, nil
+	}
+
+	setPhase("publishing")
+	interval := time.Duration(float64(time.Second) / cfg.Rate)
+	cpu := r.markCPU(ctx)
+	start := r.clock.Now()
+	end := start.Add(cfg.Duration)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for p := range cfg.Publishers {
+		wg.Go(func() {
+			buf := make([]byte, 0, 128+cfg.Size)
+			for {
+				k := next.Add(1) - 1
+				due := start.Add(time.Duration(k) * interval)
+				if !due.Before(end) || !sleepUntil(ctx, r, due) {
+					return
+				}
+				ch := live[int(k%int64(len(live)))]
+				buf = append(buf[:0], `{"biz":`...)
+				buf = strconv.AppendQuote(buf, biz)
+				buf = append(buf, `,"users":[`...)
+				buf = strconv.AppendQuote(buf, users[ch])
+				buf = append(buf, `],"data":`...)
+				sent := r.now()
+				buf = appendStamp(buf, int64(sent), uint64(k), cfg.Size)
+				buf = append(buf, '}')
+				res, err := r.publish(ctx, buf)
+				took := r.now() - sent
+				if err != nil {
+					if ctx.Err() == nil {
+						r.errs.add(errPublish, 1, err)
+					}
+					continue
+				}
+				pubLat.record(p, took)
+				logs[ch].add(res[0].Seq)
+				published.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	pubTook := r.clock.Now().Sub(start)
+
+	setPhase("draining")
+	drained := func() bool {
+		for _, i := range live {
+			if devs[i].alive() && tracks[i].distinct.Load() < logs[i].n.Load() {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := r.clock.Now().Add(cfg.Drain)
+	for !drained() && r.clock.Now().Before(deadline) && sleepFor(ctx, 5*time.Millisecond) {
+	}
+	took := r.clock.Now().Sub(start)
+	rep.CPU = r.since(ctx, cpu)
+	stopProgress()
+	closeAll(devs)
+
+	for _, i := range live {
+		rep.Delivery.add(tracks[i].tally(logs[i].list()))
+	}
+	rep.Published = published.Load()
+	rep.PublishRate = rate(rep.Published, pubTook)
+	rep.PublishLatency = pubLat.percentiles()
+	rep.Delivered = rep.Delivery.Received
+	rep.DeliveredRate = rate(rep.Delivered, took)
+	rep.Latency = lat.percentiles()
+	rep.Errors = r.errs.snapshot()
+	if ctx.Err() != nil {
+		return rep, fmt.Errorf("latency: %w", ctx.Err())
+	}
+	return rep, nil
+}
+
+// sleepUntil waits until t by the runner's clock; false when ctx ended.
+func sleepUntil(ctx context.Context, r *runner, t time.Time) bool {
+	return sleepFor(ctx, t.Sub(r.clock.Now()))
+}
+
+// sleepFor waits d; false when ctx ended first.
+func sleepFor(ctx context.Context, d time.Duration) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,402 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/auth"
+	"github.com/syncpoint/syncpoint/internal/clock"
+)
+
+// The transports and encodings a device can use.
+const (
+	TransportWS   = "ws"
+	TransportTCP  = "tcp"
+	EncodingJSON  = "json"
+	EncodingProto = "proto"
+)
+
+// Defaults for Target.
+const (
+	DefaultConnectConcurrency = 128
+	DefaultTimeout            = 10 * time.Second
+	// DefaultTokenTTL outlives any run; tokens are minted once per device.
+	DefaultTokenTTL = 24 * time.Hour
+)
+
+// maxResponseBytes bounds what is read of one API response.
+const maxResponseBytes = 64 << 20
+
+// Target is the server under test and how the devices reach it. Every
+// scenario's Config embeds it.
+type Target struct {
+	// Server is the HTTP base URL, e.g. http://127.0.0.1:7420. Required.
+	Server string
+	// TCP is host:port of the raw TCP listener; needed by TransportTCP.
+	TCP string
+	// APIKey authorizes the business API (publishes, biz setup).
+	APIKey string
+	// TokenSecret signs the device tokens (HS256), one per device.
+	TokenSecret string
+	// Transport is TransportWS (the default) or TransportTCP.
+	Transport string
+	// Encoding is EncodingJSON or EncodingProto; "" means JSON on
+	// WebSocket. TCP speaks only protobuf.
+	Encoding string
+	// Biz is the biz to use; "" means the scenario's own (DefaultBiz,
+	// DefaultGlobalBiz or DefaultRecordsBiz).
+	Biz string
+	// CreateBiz creates Biz through PUT /v1/bizzes when it does not exist.
+	// An existing biz is used as it is, and must have the kind the scenario
+	// needs.
+	CreateBiz bool
+	// SourceIPs, when set, are the local addresses connections are spread
+	// over, so more than one address's worth of ephemeral ports can be
+	// used over loopback.
+	SourceIPs []netip.Addr
+	// RunID tells this run's users and devices apart from earlier runs';
+	// "" picks a random one.
+	RunID string
+	// ConnectConcurrency bounds handshakes in flight.
+	ConnectConcurrency int
+	// Timeout bounds one request, one handshake and one wait for an
+	// answer (a write result, a fanout entry).
+	Timeout time.Duration
+	// Progress, when set, gets a progress line every second, rewritten in
+	// place with a carriage return; give it a terminal.
+	Progress io.Writer
+	Clock    clock.Clock // nil: clock.Real{}
+}
+
+func (t *Target) setDefaults() {
+	if t.Transport == "" {
+		t.Transport = TransportWS
+	}
+	if t.Encoding == "" {
+		t.Encoding = EncodingJSON
+		if t.Transport == TransportTCP {
+			t.Encoding = EncodingProto
+		}
+	}
+	if t.ConnectConcurrency <= 0 {
+		t.ConnectConcurrency = DefaultConnectConcurrency
+	}
+	if t.Timeout <= 0 {
+		t.Timeout = DefaultTimeout
+	}
+	if t.Clock == nil {
+		t.Clock = clock.Real{}
+	}
+}
+
+// runner is one scenario's view of the target: clients, time origin and
+// error counts.
+type runner struct {
+	t      Target
+	clock  clock.Clock
+	base   time.Time // the time origin of the stamps carried in entries
+	prefix string    // "bench-<run>-", for user and device ids
+	api    *http.Client
+	dialWS *http.Client
+	nextIP atomic.Uint64
+	errs   *errCounter
+	downs  atomic.Int64 // devices whose connection failed
+}
+
+// newRunner checks t and builds the clients; needDevices asks for a token
+// secret as well as an API key.
+func newRunner(t Target, needDevices bool) (*runner, error) {
+	t.setDefaults()
+	u, err := url.Parse(t.Server)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("bench: server %q: want an http:// or https:// URL", t.Server)
+	}
+	t.Server = strings.TrimRight(u.String(), "/")
+	if t.APIKey == "" {
+		return nil, errors.New("bench: no API key")
+	}
+	switch t.Transport {
+	case TransportWS:
+		if t.Encoding != EncodingJSON && t.Encoding != EncodingProto {
+			return nil, fmt.Errorf("bench: encoding %q: want json or proto", t.Encoding)
+		}
+	case TransportTCP:
+		if t.Encoding != EncodingProto {
+			return nil, fmt.Errorf("bench: encoding %q: TCP speaks only proto", t.Encoding)
+		}
+		if needDevices && t.TCP == "" {
+			return nil, errors.New("bench: no TCP address for the tcp transport")
+		}
+	default:
+		return nil, fmt.Errorf("bench: transport %q: want ws or tcp", t.Transport)
+	}
+	if needDevices && len(t.TokenSecret) < auth.MinSecretBytes {
+		return nil, fmt.Errorf("bench: the token secret must be at least %d bytes", auth.MinSecretBytes)
+	}
+	if t.RunID == "" {
+		b := make([]byte, 4)
+		if _, err := rand.Read(b); err != nil {
+			return nil, fmt.Errorf("bench: run id: %w", err)
+		}
+		t.RunID = hex.EncodeToString(b)
+	}
+	if err := syncpoint.ValidateID("run id", t.RunID); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	r := &runner{t: t, clock: t.Clock, prefix: "bench-" + t.RunID + "-", errs: newErrCounter()}
+	r.base = r.clock.Now()
+	r.api = &http.Client{Transport: &http.Transport{
+		MaxIdleConns:        1024,
+		MaxIdleConnsPerHost: 1024,
+		DisableCompression:  true,
+		IdleConnTimeout:     time.Minute,
+	}, Timeout: t.Timeout}
+	// WebSocket handshakes get their own transport, dialing from the
+	// source addresses; the upgraded connections leave its pool.
+	r.dialWS = &http.Client{Transport: &http.Transport{
+		DialContext:        r.dialContext,
+		DisableCompression: true,
+	}}
+	return r, nil
+}
+
+// now is the time since the run's origin, as carried in entry stamps.
+func (r *runner) now() time.Duration { return r.clock.Now().Sub(r.base) }
+
+// dialContext dials from the next source address, round robin.
+func (r *runner) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := net.Dialer{Timeout: r.t.Timeout, KeepAlive: 30 * time.Second}
+	if n := len(r.t.SourceIPs); n > 0 {
+		ip := r.t.SourceIPs[(r.nextIP.Add(1)-1)%uint64(n)]
+		d.LocalAddr = &net.TCPAddr{IP: ip.AsSlice(), Zone: ip.Zone()}
+	}
+	return d.DialContext(ctx, network, addr)
+}
+
+// userID and deviceID name this run's users and devices.
+func (r *runner) userID(name string) string   { return r.prefix + "u" + name }
+func (r *runner) deviceID(name string) string { return r.prefix + "d" + name }
+
+// token mints a device token for user.
+func (r *runner) token(user string) (string, error) {
+	now := r.clock.Now()
+	tok, err := auth.Mint([]byte(r.t.TokenSecret), auth.Claims{User: user, ExpiresAt: now.Add(DefaultTokenTTL)}, now)
+	if err != nil {
+		return "", fmt.Errorf("mint token: %w", err)
+	}
+	return tok, nil
+}
+
+// apiError is the error body of the business API.
+type apiError struct {
+	Error *struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// call sends one API request and returns the status and body of any
+// answer; err is set only when no answer came.
+func (r *runner) call(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, r.t.Server+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+r.t.APIKey)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := r.api.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return resp.StatusCode, nil, fmt.Errorf("read response: %w", err)
+	}
+	return resp.StatusCode, out, nil
+}
+
+// httpError describes a non-2xx answer with the server's message.
+func httpError(status int, body []byte) error {
+	var ae apiError
+	if json.Unmarshal(body, &ae) == nil && ae.Error != nil {
+		return fmt.Errorf("HTTP %d %s: %s", status, ae.Error.Code, ae.Error.Message)
+	}
+	return fmt.Errorf("HTTP %d: %s", status, bytes.TrimSpace(body[:min(len(body), 200)]))
+}
+
+// ensureBiz makes sure the biz the scenario uses exists with want's kind:
+// it is created from want when missing and CreateBiz is set; an existing
+// biz is used as it is, never changed.
+func (r *runner) ensureBiz(ctx context.Context, want syncpoint.Biz) error {
+	path := "/v1/bizzes/" + url.PathEscape(want.Name)
+	status, body, err := r.call(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return fmt.Errorf("get biz %s: %w", want.Name, err)
+	}
+	switch {
+	case status == http.StatusOK:
+		var have syncpoint.Biz
+		if err := json.Unmarshal(body, &have); err != nil {
+			return fmt.Errorf("get biz %s: %w", want.Name, err)
+		}
+		return checkBiz(have, want)
+	case status == http.StatusNotFound && r.t.CreateBiz:
+		b, err := json.Marshal(want)
+		if err != nil {
+			return fmt.Errorf("create biz %s: %w", want.Name, err)
+		}
+		status, body, err = r.call(ctx, http.MethodPut, path, b)
+		if err != nil {
+			return fmt.Errorf("create biz %s: %w", want.Name, err)
+		}
+		if status/100 != 2 {
+			return fmt.Errorf("create biz %s: %w", want.Name, httpError(status, body))
+		}
+		return nil
+	case status == http.StatusNotFound:
+		return fmt.Errorf("biz %s does not exist; create it, or let the bench create it", want.Name)
+	}
+	return fmt.Errorf("get biz %s: %w", want.Name, httpError(status, body))
+}
+
+// checkBiz refuses a biz the scenario cannot measure with.
+func checkBiz(have, want syncpoint.Biz) error {
+	switch {
+	case have.Target != want.Target:
+		return fmt.Errorf("biz %s has target %s; this scenario needs a %s biz", have.Name, have.Target, want.Target)
+	case !have.Persistent:
+		return fmt.Errorf("biz %s is not persistent; its entries have no seqs to check", have.Name)
+	case want.Writable && !have.Writable:
+		return fmt.Errorf("biz %s is not writable", have.Name)
+	case have.Target == syncpoint.TargetUser && !have.MultiDevice:
+		return fmt.Errorf("biz %s has multi_device: false", have.Name)
+	case have.MaxBacklog != 0 || have.Compact:
+		return fmt.Errorf("biz %s trims or compacts its channels; entries would be skipped", have.Name)
+	}
+	return nil
+}
+
+// channelHead returns where a channel stands now, so devices can start
+// after entries of earlier runs.
+func (r *runner) channelHead(ctx context.Context, ch syncpoint.Channel) (syncpoint.Position, error) {
+	path := "/v1/channels/" + url.PathEscape(ch.Biz) + "/" + url.PathEscape(ch.Target.String()) + "?limit=1"
+	status, body, err := r.call(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return syncpoint.Position{}, fmt.Errorf("read channel %s: %w", ch, err)
+	}
+	if status != http.StatusOK {
+		return syncpoint.Position{}, fmt.Errorf("read channel %s: %w", ch, httpError(status, body))
+	}
+	var info syncpoint.ChannelInfo
+	if err := json.Unmarshal(body, &info); err != nil {
+		return syncpoint.Position{}, fmt.Errorf("read channel %s: %w", ch, err)
+	}
+	return syncpoint.Position{Epoch: info.Epoch, Seq: info.LastSeq}, nil
+}
+
+// published is one channel's result of a publish.
+type published struct {
+	Channel string    `json:"channel"`
+	Seq     uint64    `json:"seq"`
+	Epoch   string    `json:"epoch"`
+	Error   *apiFault `json:"error"`
+}
+
+type apiFault struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+func (f *apiFault) Error() string { return f.Code + ": " + f.Message }
+
+// publish sends POST /v1/publish to one channel and returns its entry; an
+// answer without exactly one published entry is an error.
+func (r *runner) publish(ctx context.Context, body []byte) ([]published, error) {
+	status, out, err := r.call(ctx, http.MethodPost, "/v1/publish", body)
+	if err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("publish: %w", httpError(status, out))
+	}
+	var resp batchResult
+	if err := json.Unmarshal(out, &resp); err != nil {
+		return nil, fmt.Errorf("publish: answer: %w", err)
+	}
+	if err := resp.check(); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	return resp.Entries, nil
+}
+
+// batchResult is one item's result of a batch publish: its entries, or the
+// error that refused it.
+type batchResult struct {
+	Entries []published `json:"entries"`
+	Error   *apiFault   `json:"error"`
+}
+
+// check returns the error of a one-channel publish result, or nil when it
+// published.
+func (it batchResult) check() error {
+	switch {
+	case it.Error != nil:
+		return it.Error
+	case len(it.Entries) != 1:
+		return fmt.Errorf("%d channels in the answer; want 1", len(it.Entries))
+	case it.Entries[0].Error != nil:
+		return fmt.Errorf("%s: %w", it.Entries[0].Channel, it.Entries[0].Error)
+	case it.Entries[0].Seq == 0:
+		return fmt.Errorf("%s: seq 0: the biz is not persistent", it.Entries[0].Channel)
+	}
+	return nil
+}
+
+// publishBatch sends POST /v1/publish/batch with n items and returns one
+// result per item.
+func (r *runner) publishBatch(ctx context.Context, body []byte, n int) ([]batchResult, error) {
+	status, out, err := r.call(ctx, http.MethodPost, "/v1/publish/batch", body)
+	if err != nil {
+		return nil, fmt.Errorf("publish batch: %w", err)
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("publish batch: %w", httpError(status, out))
+	}
+	var resp struct {
+		Results []batchResult `json:"results"`
+	}
+	if err := json.Unmarshal(out, &resp); err != nil {
+		return nil, fmt.Errorf("publish batch: answer: %w", err)
+	}
+	if len(resp.Results) != n {
+		return nil, fmt.Errorf("publish batch: %d results for %d items", len(resp.Results), n)
+	}
+	return resp.Results, nil
+}
+
+// close releases idle API connections.
+func (r *runner) close() {
+	r.api.CloseIdleConnections()
+	r.dialWS.CloseIdleConnections()
+}

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// benchDataDir writes the server.json and secrets.json a local server would
+// leave, so bench finds the server and its secrets from --data alone.
+func benchDataDir(t *testing.T, url, apiKey, tokenSecret string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := writeJSONFile(filepath.Join(dir, serverFile), serverInfo{HTTP: strings.TrimPrefix(url, "http://")}, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeJSONFile(filepath.Join(dir, secretsFile), secrets{APIKey: apiKey, TokenSecret: tokenSecret}, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestBenchPublishCommand(t *testing.T) {
+	url := MustRunServer(t, "k1")
+	e := newTestEnv(nil)
+	code := run(t.Context(), e.env, []string{"bench", "publish", "--server", url, "--api-key", "k1",
+		"--concurrency", "2", "--duration", "200ms", "--channels", "5", "--json"})
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, e.err, e.out)
+	}
+	var rep struct {
+		Scenario string  `json:"scenario"`
+		Entries  int64   `json:"entries"`
+		Rate     float64 `json:"entries_per_s"`
+		Latency  struct {
+			Count int64   `json:"count"`
+			P99   float64 `json:"p99_ms"`
+		} `json:"latency"`
+		Errors struct {
+			Publish int64 `json:"publish"`
+		} `json:"errors"`
+	}
+	if err := json.Unmarshal(e.out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, e.out)
+	}
+	if rep.Scenario != "publish" || rep.Entries == 0 || rep.Latency.Count != rep.Entries || rep.Errors.Publish != 0 {
+		t.Fatalf("report %+v", rep)
+	}
+}
+
+func TestBenchLatencyCommand(t *testing.T) {
+	url := MustRunServer(t, "k1")
+	data := benchDataDir(t, url, "k1", "0123456789abcdef0123")
+	e := newTestEnv(nil)
+	code := run(t.Context(), e.env, []string{"bench", "latency", "--data", data,
+		"--devices", "5", "--rate", "100", "--duration", "300ms", "--encoding", "proto"})
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, e.err, e.out)
+	}
+	out := e.out.String()
+	for _, want := range []string{"latency: 5 devices (ws/proto)", "connected        5 of 5", "lost 0, duplicated 0, reordered 0", "errors           none"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "FAILED") {
+		t.Errorf("a clean run is marked failed:\n%s", out)
+	}
+
+	// Devices that cannot authenticate fail the command, and the report says so.
+	e = newTestEnv(nil)
+	code = run(t.Context(), e.env, []string{"bench", "latency", "--server", url, "--api-key", "k1",
+		"--token-secret", "some-other-secret-0123456789", "--devices", "2", "--duration", "100ms"})
+	if code != 1 || !strings.Contains(e.out.String(), "FAILED") || !strings.Contains(e.err.String(), "failures") {
+		t.Fatalf("exit %d; want 1 with a failed report:\n%s\n%s", code, e.out, e.err)
+	}
+}
+
+func TestBenchCommandErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"bench"}, "name a scenario"},
+		{[]string{"bench", "latency", "--transport", "udp"}, "--transport"},
+		{[]string{"bench", "latency", "--transport", "tcp", "--encoding", "json"}, "only proto"},
+		{[]string{"bench", "latency", "--source-ips", "127.0.0.9-127.0.0.2"}, "ends before it starts"},
+		{[]string{"bench", "latency", "--devices", "0"}, "must be positive"},
+		{[]string{"bench", "publish", "--batch", "1001"}, "at most 1000"},
+		{[]string{"bench", "latency", "--transport", "tcp", "--data", "/nonexistent", "--api-key", "k", "--token-secret", "0123456789abcdef0123"}, "--tcp"},
+	} {
+		e := newTestEnv(nil)
+		if code := run(t.Context(), e.env, tc.args); code != 2 || !strings.Contains(e.err.String(), tc.want) {
+			t.Errorf("%v: exit %d, stderr %q; want exit 2 mentioning %q", tc.args, code, e.err, tc.want)
+		}
+	}
+}
