@@ -39,7 +39,7 @@ func decodeEntry(b []byte, e *syncpoint.Entry) error {
 	if v := r.byte(); v != entryVersion {
 		return errCorrupt
 	}
-	e.Op = syncpoint.Op(r.str())
+	e.Op = syncpoint.Op(r.common())
 	e.Key = r.str()
 	if data := r.bytes(); len(data) > 0 {
 		e.Data = append([]byte(nil), data...)
@@ -61,7 +61,7 @@ func decodeEntry(b []byte, e *syncpoint.Entry) error {
 	}
 	e.Conditions.MinAppVersion = r.str()
 	e.Conditions.MaxAppVersion = r.str()
-	e.Origin = r.str()
+	e.Origin = r.common()
 	e.IdempotencyKey = r.str()
 	if r.bad || len(r.b) != 0 {
 		return errCorrupt
@@ -205,6 +205,24 @@ func (r *reader) bytes() []byte {
 }
 
 func (r *reader) str() string { return string(r.bytes()) }
+
+// common is str for fields that nearly always hold one of a few values (op,
+// origin): a catch-up decodes millions of entries, and these need not each
+// allocate a copy.
+func (r *reader) common() string {
+	b := r.bytes()
+	switch string(b) {
+	case "msg":
+		return "msg"
+	case "put":
+		return "put"
+	case "delete":
+		return "delete"
+	case syncpoint.OriginAPI:
+		return syncpoint.OriginAPI
+	}
+	return string(b)
+}
 
 func (r *reader) time() time.Time {
 	switch r.byte() {
