@@ -2,6 +2,12 @@ package server_test
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -9,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/syncpoint/syncpoint/auth"
 	"github.com/syncpoint/syncpoint/tcp"
@@ -96,5 +103,56 @@ func TestDevicesOverBothTransports(t *testing.T) {
 		if code := do(t, http.MethodGet, r.URL+"/v1/devices/"+device, nil, &view); code != http.StatusOK || !view.Online || view.UserID != "u1" {
 			t.Fatalf("device view of %s: HTTP %d %+v", device, code, view)
 		}
+	}
+}
+
+// TestPublicKeyTokens: a backend signs device tokens with its own ES256 key
+// and the server holds only the public half.
+func TestPublicKeyTokens(t *testing.T) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKIXPublicKey(&key.PublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig(t)
+	cfg.TokenPublicKey = pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+	r := MustRunServer(t, cfg)
+
+	other, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for _, tc := range []struct {
+		name   string
+		signer *ecdsa.PrivateKey
+		ok     bool
+	}{{"signed by the backend's key", key, true}, {"signed by another key", other, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			tok, err := jwt.NewWithClaims(jwt.SigningMethodES256, jwt.MapClaims{"sub": "u9", "exp": time.Now().Add(time.Hour).Unix()}).SignedString(tc.signer)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			wc, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(r.URL, "http")+"/v1/connect", &websocket.DialOptions{Subprotocols: []string{wire.SubprotocolJSON}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer wc.CloseNow()
+			c := wsFrames{wc}
+			if err := c.Write(ctx, &wire.Frame{Hello: &wire.Hello{Versions: []uint32{wire.ProtocolVersion}, Token: tok, DeviceID: "es-" + fmt.Sprint(tc.ok), Bizzes: []string{"chat"}}}); err != nil {
+				t.Fatal(err)
+			}
+			f, err := c.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.ok && f.Welcome == nil {
+				t.Fatalf("want welcome, got %+v", f.Error)
+			}
+			if !tc.ok && (f.Error == nil || f.Error.Code != wire.CloseUnauthorized) {
+				t.Fatalf("want unauthorized, got %+v", f)
+			}
+		})
 	}
 }

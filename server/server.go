@@ -73,6 +73,10 @@ type Config struct {
 	// (HS256). Both are required.
 	APIKey      string
 	TokenSecret string
+	// TokenPublicKey, when set, is a PEM RSA (RS256) or P-256 (ES256)
+	// public key that device tokens may be signed with instead, so a
+	// backend can mint tokens without sharing a secret.
+	TokenPublicKey []byte
 	// Bizzes come from the config file; they win over stored ones.
 	Bizzes []syncpoint.Biz
 	Logger *slog.Logger // nil: discard
@@ -188,7 +192,7 @@ func New(cfg Config) (_ *Server, err error) {
 			s.release()
 		}
 	}()
-	s.verifier, err = auth.NewVerifier(auth.VerifierConfig{Secret: []byte(cfg.TokenSecret), Clock: cfg.Clock})
+	s.verifier, err = auth.NewVerifier(auth.VerifierConfig{Secret: []byte(cfg.TokenSecret), PublicKeyPEM: cfg.TokenPublicKey, Clock: cfg.Clock})
 	if err != nil {
 		return nil, fmt.Errorf("server: token secret: %w", err)
 	}

@@ -29,6 +29,7 @@ type fileConfig struct {
 	TLSCert           *string             `yaml:"tls_cert"`
 	TLSKey            *string             `yaml:"tls_key"`
 	LogLevel          *string             `yaml:"log_level"`
+	TokenPublicKey    *string             `yaml:"token_public_key"`
 	RateLimit         *float64            `yaml:"rate_limit"`
 	RateBurst         *int                `yaml:"rate_burst"`
 	MaxBodyBytes      *int64              `yaml:"max_body_bytes"`

@@ -20,6 +20,7 @@ type serveFlags struct {
 	data, listen, tcpListen, config string
 	store, nats, tlsCert, tlsKey    string
 	apiKey, tokenSecret, logLevel   string
+	tokenPublicKey                  string
 	rateLimit                       float64
 	rateBurst                       int
 	maxBodyBytes                    int64
@@ -55,6 +56,7 @@ once.`,
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file for --tls-cert")
 	fl.StringVar(&f.apiKey, "api-key", "", "API key of the business API (env "+envAPIKey+")")
 	fl.StringVar(&f.tokenSecret, "token-secret", "", "HS256 secret of device tokens (env "+envTokenSecret+")")
+	fl.StringVar(&f.tokenPublicKey, "token-public-key", "", "PEM file of an RSA (RS256) or P-256 (ES256) public key that device tokens may also be signed with")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.Float64Var(&f.rateLimit, "rate-limit", 0, "business API requests per second (0: unlimited)")
 	fl.IntVar(&f.rateBurst, "rate-burst", 0, "burst of the rate limit (0: the rate)")
@@ -95,6 +97,12 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 	}
 	printGenerated(e, f.data, generated)
 
+	var publicKey []byte
+	if f.tokenPublicKey != "" {
+		if publicKey, err = os.ReadFile(f.tokenPublicKey); err != nil {
+			return fmt.Errorf("token public key: %w", err)
+		}
+	}
 	cfg := server.Config{
 		DataDir:           f.data,
 		Listen:            f.listen,
@@ -105,6 +113,7 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 		NATSURL:           f.nats,
 		APIKey:            sec.APIKey,
 		TokenSecret:       sec.TokenSecret,
+		TokenPublicKey:    publicKey,
 		Logger:            logger,
 		RateLimit:         f.rateLimit,
 		RateBurst:         f.rateBurst,
@@ -185,6 +194,7 @@ func (f *serveFlags) apply(cmd *cobra.Command, c *Config) {
 	str("tls-cert", &f.tlsCert, fc.TLSCert)
 	str("tls-key", &f.tlsKey, fc.TLSKey)
 	str("log-level", &f.logLevel, fc.LogLevel)
+	str("token-public-key", &f.tokenPublicKey, fc.TokenPublicKey)
 	if fc.RateLimit != nil && !fl.Changed("rate-limit") {
 		f.rateLimit = *fc.RateLimit
 	}
