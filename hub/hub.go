@@ -295,6 +295,10 @@ func (h *Hub) unindexLocked(s *session) {
 		h.removeLocked(cs.ch, s)
 		if cs.single {
 			h.activateLocked(cs.ch)
+			if len(list) == 0 {
+				// The stored user-wide sync point is loaded again on the next connect.
+				delete(h.userAck, cs.ch)
+			}
 		}
 	}
 }
