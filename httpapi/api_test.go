@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/internal/jsontext"
 	"github.com/syncpoint/syncpoint/pebble"
 )
 
@@ -549,7 +550,7 @@ func TestAppendString(t *testing.T) {
 
 func checkAppendString(t *testing.T, s string) {
 	t.Helper()
-	b := appendString(nil, s)
+	b := jsontext.AppendString(nil, s)
 	var got string
 	if err := json.Unmarshal(b, &got); err != nil {
 		t.Fatalf("appendString(%q) = %s: not JSON: %v", s, b, err)

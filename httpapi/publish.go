@@ -4,9 +4,9 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/internal/jsontext"
 	"github.com/syncpoint/syncpoint/publish"
 )
 
@@ -90,11 +90,11 @@ func appendEntries(buf []byte, results []publish.Result) []byte {
 			buf = append(buf, ',')
 		}
 		buf = append(buf, `{"channel":`...)
-		buf = appendString(buf, res.Channel.String())
+		buf = jsontext.AppendString(buf, res.Channel.String())
 		buf = append(buf, `,"seq":`...)
 		buf = strconv.AppendUint(buf, res.Seq, 10)
 		buf = append(buf, `,"epoch":`...)
-		buf = appendString(buf, res.Epoch)
+		buf = jsontext.AppendString(buf, res.Epoch)
 		buf = append(buf, `,"duplicate":`...)
 		buf = strconv.AppendBool(buf, res.Duplicate)
 		if res.Ephemeral {
@@ -121,52 +121,8 @@ func appendErrorObject(buf []byte, e syncpoint.Error) []byte {
 
 func appendErrorFields(buf []byte, e syncpoint.Error) []byte {
 	buf = append(buf, `{"code":`...)
-	buf = appendString(buf, string(e.Code))
+	buf = jsontext.AppendString(buf, string(e.Code))
 	buf = append(buf, `,"message":`...)
-	buf = appendString(buf, e.Message)
+	buf = jsontext.AppendString(buf, e.Message)
 	return append(buf, '}')
-}
-
-// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
-// encoding/json does.
-func appendString(buf []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	buf = append(buf, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			buf = append(buf, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				buf = append(buf, '\\', c)
-			case '\n':
-				buf = append(buf, '\\', 'n')
-			case '\r':
-				buf = append(buf, '\\', 'r')
-			case '\t':
-				buf = append(buf, '\\', 't')
-			default:
-				buf = append(buf, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			buf = append(buf, s[start:i]...)
-			buf = append(buf, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	buf = append(buf, s[start:]...)
-	return append(buf, '"')
 }

@@ -9,6 +9,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/internal/jsontext"
 )
 
 // Seeds beyond the sample frames live in testdata/fuzz/<FuzzName>.
@@ -148,7 +149,7 @@ func FuzzValidJSON(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		mine, theirs := validJSON(b), json.Valid(b)
+		mine, theirs := jsontext.Valid(b), json.Valid(b)
 		if mine && !theirs {
 			t.Fatalf("accepted %q, which encoding/json refuses", b)
 		}
@@ -156,8 +157,8 @@ func FuzzValidJSON(f *testing.F) {
 			t.Fatalf("refused %q, which encoding/json accepts", b)
 		}
 		if mine {
-			tb := trimJSON(b)
-			if !validJSON(tb) || (len(tb) > 0 && (tb[0] == ' ' || tb[len(tb)-1] == ' ')) {
+			tb := jsontext.Trim(b)
+			if !jsontext.Valid(tb) || (len(tb) > 0 && (tb[0] == ' ' || tb[len(tb)-1] == ' ')) {
 				t.Fatalf("trim broke %q", b)
 			}
 		}

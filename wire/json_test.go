@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/internal/jsontext"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden from the encoder")
@@ -164,7 +165,7 @@ func TestDecodeJSONRejects(t *testing.T) {
 		{`{"write":{"changes":[{"created":[{"data":{]}}]}}`, "data is not valid JSON"},
 		{`{"write_result":{"error":5}}`, "want an object"},
 		{`{"write_result":{"errors":[{"current":[]}]}}`, "want an object"},
-		{`{"ping":{"x":` + strings.Repeat("[", maxDepth+1) + strings.Repeat("]", maxDepth+1) + `}}`, "not valid JSON"},
+		{`{"ping":{"x":` + strings.Repeat("[", jsontext.MaxDepth+1) + strings.Repeat("]", jsontext.MaxDepth+1) + `}}`, "not valid JSON"},
 	} {
 		f, err := DecodeJSON([]byte(tc.in))
 		if err == nil {
@@ -219,13 +220,13 @@ func TestDecodeJSONAccepts(t *testing.T) {
 // into U+FFFD rather than into an invalid text frame.
 func TestEncodeJSONStrings(t *testing.T) {
 	for _, s := range []string{"", "plain", "\"\\/", "\x00\x01\x1f\x7f", "\n\r\t\b\f", "é✓😀", "\u2028", "<script>&"} {
-		b := appendString(nil, s)
+		b := jsontext.AppendString(nil, s)
 		var got string
 		if err := json.Unmarshal(b, &got); err != nil || got != s {
 			t.Errorf("%q: encoded %s, read back %q, %v", s, b, got, err)
 		}
 	}
-	b := appendString(nil, "a\xffb\xc3")
+	b := jsontext.AppendString(nil, "a\xffb\xc3")
 	if string(b) != `"a\ufffdb\ufffd"` {
 		t.Errorf("invalid UTF-8: got %s", b)
 	}
@@ -233,20 +234,20 @@ func TestEncodeJSONStrings(t *testing.T) {
 
 func TestValidJSON(t *testing.T) {
 	for _, s := range []string{`0`, `-0`, `1.5e+10`, `-0.0E-1`, `""`, `"\u00e9"`, `[]`, `{}`, ` [ 1 , { "a" : [ ] } ] `, `true`, `false`, `null`, `"é"`} {
-		if !validJSON([]byte(s)) {
+		if !jsontext.Valid([]byte(s)) {
 			t.Errorf("%s: not valid", s)
 		}
 	}
 	for _, s := range []string{``, ` `, `01`, `1.`, `.5`, `1e`, `-`, `+1`, `[1,]`, `{"a"}`, `{"a":1,}`, `{1:2}`, `[1 2]`, `tru`, `nul`, `"a`, "\"\x7f\xff\"", `1 2`, `{}}`, `]`, `[`, `"\u00g0"`} {
-		if validJSON([]byte(s)) {
+		if jsontext.Valid([]byte(s)) {
 			t.Errorf("%q: valid", s)
 		}
 	}
-	deep := strings.Repeat("[", maxDepth) + strings.Repeat("]", maxDepth)
-	if !validJSON([]byte(deep)) {
-		t.Error("maxDepth nesting is refused")
+	deep := strings.Repeat("[", jsontext.MaxDepth) + strings.Repeat("]", jsontext.MaxDepth)
+	if !jsontext.Valid([]byte(deep)) {
+		t.Error("MaxDepth nesting is refused")
 	}
-	if validJSON([]byte("[" + deep + "]")) {
-		t.Error("nesting past maxDepth is accepted")
+	if jsontext.Valid([]byte("[" + deep + "]")) {
+		t.Error("nesting past MaxDepth is accepted")
 	}
 }

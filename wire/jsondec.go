@@ -7,13 +7,13 @@ package wire
 // Unknown members inside a message are skipped, so that newer peers can add
 // fields; null reads as an absent member.
 func DecodeJSON(b []byte) (*Frame, error) {
-	r := jsonReader{b: b}
+	r := newJSONReader(b)
 	f := new(Frame)
 	if r.peek() != '{' {
 		r.fail("want a JSON object")
 		return nil, r.err
 	}
-	r.i++
+	r.Pos++
 	var name string
 	for first := true; r.member(&first); {
 		if name != "" {
@@ -62,9 +62,10 @@ func DecodeJSON(b []byte) (*Frame, error) {
 	if r.err == nil && name == "" {
 		r.fail("the frame holds no message")
 	}
-	if r.err == nil && skipWS(r.b, r.i) != len(r.b) {
-		r.i = skipWS(r.b, r.i)
-		r.fail("data after the frame")
+	if r.err == nil {
+		if r.Space(); r.Pos != len(r.Data) {
+			r.fail("data after the frame")
+		}
 	}
 	if r.err != nil {
 		return nil, r.err
@@ -106,7 +107,7 @@ func (r *jsonReader) element() bool {
 		r.fail("want an object in the array")
 		return false
 	}
-	r.i++
+	r.Pos++
 	return true
 }
 
@@ -244,12 +245,13 @@ func (r *jsonReader) entry(e *Entry) {
 // op reads an op, sharing the constant strings of the known ones.
 func (r *jsonReader) op() string {
 	if r.peek() == '"' {
-		if end, esc := scanString(r.b, r.i); end > 0 && !esc {
-			if op, ok := knownOp(r.b[r.i+1 : end-1]); ok {
-				r.i = end
+		start := r.Pos
+		if raw, plain, err := r.RawString(); err == nil && plain {
+			if op, ok := knownOp(raw); ok {
 				return op
 			}
 		}
+		r.Pos = start
 	}
 	return r.str()
 }

@@ -3,9 +3,9 @@ package wire
 import (
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/internal/jsontext"
 )
 
 // EncodeJSON appends the JSON form of f to dst: an object with one key, the
@@ -75,7 +75,7 @@ func (w *jsonWriter) key(first *bool, k string) {
 func (w *jsonWriter) str(first *bool, k, v string) {
 	if v != "" {
 		w.key(first, k)
-		w.b = appendString(w.b, v)
+		w.b = jsontext.AppendString(w.b, v)
 	}
 }
 
@@ -106,7 +106,7 @@ func (w *jsonWriter) data(first *bool, v []byte) bool {
 	if len(v) == 0 {
 		return true
 	}
-	if !validJSON(v) {
+	if !jsontext.Valid(v) {
 		return false
 	}
 	w.key(first, "data")
@@ -130,7 +130,7 @@ func (w *jsonWriter) strings(first *bool, k string, v []string) {
 		if i > 0 {
 			w.b = append(w.b, ',')
 		}
-		w.b = appendString(w.b, s)
+		w.b = jsontext.AppendString(w.b, s)
 	}
 	w.b = append(w.b, ']')
 }
@@ -367,51 +367,6 @@ func (w *jsonWriter) error(e *Error) {
 	w.str(&first, "message", e.Message)
 	w.boolean(&first, "fatal", e.Fatal)
 	w.b = append(w.b, '}')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, so
-// the output is always valid UTF-8 (WebSocket text frames require it).
-func appendString(dst []byte, s string) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 const maxUint32 = 1<<32 - 1

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/internal/jsontext"
 	"github.com/syncpoint/syncpoint/wire/wirepb"
 )
 
@@ -239,7 +240,7 @@ func toPBEntries(es []Entry) ([]*wirepb.Entry, error) {
 }
 
 func toPBEntry(p *wirepb.Entry, e *Entry) error {
-	if len(e.Data) > 0 && !validJSON(e.Data) {
+	if len(e.Data) > 0 && !jsontext.Valid(e.Data) {
 		return encodeErr("entry %s seq %d: data is not valid JSON", e.Channel, e.Seq)
 	}
 	p.Channel, p.Seq, p.Op, p.Key, p.Origin = e.Channel, e.Seq, e.Op, e.Key, e.Origin
@@ -256,7 +257,7 @@ func toPBRecords(rs []Record) ([]*wirepb.Record, error) {
 	out := make([]*wirepb.Record, len(rs))
 	for i := range rs {
 		r := &rs[i]
-		if len(r.Data) > 0 && !validJSON(r.Data) {
+		if len(r.Data) > 0 && !jsontext.Valid(r.Data) {
 			return nil, encodeErr("record %q: data is not valid JSON", r.ID)
 		}
 		p := &slab[i]
@@ -421,10 +422,10 @@ func fromPBData(b []byte) ([]byte, error) {
 	if len(b) == 0 {
 		return nil, nil
 	}
-	if !validJSON(b) {
+	if !jsontext.Valid(b) {
 		return nil, decodeError("not JSON")
 	}
-	b = trimJSON(b)
+	b = jsontext.Trim(b)
 	return b[:len(b):len(b)], nil
 }
 

@@ -3,6 +3,7 @@ package wire
 import (
 	"unicode/utf8"
 
+	"github.com/syncpoint/syncpoint/internal/jsontext"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -109,10 +110,10 @@ func (d *pushDecoder) entry(e *Entry, b []byte) bool {
 					e.Data = nil
 					continue
 				}
-				if !validJSON(v) {
+				if !jsontext.Valid(v) {
 					return false
 				}
-				e.Data = d.alias(trimJSON(v))
+				e.Data = d.alias(jsontext.Trim(v))
 				continue
 			}
 			if num == 3 {
