@@ -97,15 +97,12 @@ func Catchup(ctx context.Context, cfg CatchupConfig) (*CatchupReport, error) {
 	if cfg.Biz == "" {
 		cfg.Biz = DefaultBiz
 	}
-	r, err := newRunner(cfg.Target, true)
+	r, err := startRunner(ctx, "catchup", cfg.Target, true, syncpoint.NewBiz(cfg.Biz, syncpoint.TargetUser))
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
 	biz := cfg.Biz
-	if err := r.ensureBiz(ctx, syncpoint.NewBiz(biz, syncpoint.TargetUser)); err != nil {
-		return nil, fmt.Errorf("catchup: %w", err)
-	}
 	user := r.userID("catchup")
 	name := biz + "/user:" + user
 	rep := &CatchupReport{

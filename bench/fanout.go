@@ -113,15 +113,12 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutReport, error) {
 	if cfg.Biz == "" {
 		cfg.Biz = DefaultGlobalBiz
 	}
-	r, err := newRunner(cfg.Target, true)
+	r, err := startRunner(ctx, "fanout", cfg.Target, true, syncpoint.NewBiz(cfg.Biz, syncpoint.TargetGlobal))
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
 	biz := cfg.Biz
-	if err := r.ensureBiz(ctx, syncpoint.NewBiz(biz, syncpoint.TargetGlobal)); err != nil {
-		return nil, fmt.Errorf("fanout: %w", err)
-	}
 	ch := syncpoint.Channel{Biz: biz, Target: syncpoint.GlobalTarget()}
 	name := ch.String()
 	head, err := r.channelHead(ctx, ch)

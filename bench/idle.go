@@ -145,15 +145,12 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	if cfg.Biz == "" {
 		cfg.Biz = DefaultBiz
 	}
-	r, err := newRunner(cfg.Target, true)
+	r, err := startRunner(ctx, "idle", cfg.Target, true, syncpoint.NewBiz(cfg.Biz, syncpoint.TargetUser))
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
 	biz := cfg.Biz
-	if err := r.ensureBiz(ctx, syncpoint.NewBiz(biz, syncpoint.TargetUser)); err != nil {
-		return nil, fmt.Errorf("idle: %w", err)
-	}
 	n := cfg.Devices
 	rep := &IdleReport{
 		Scenario: "idle", RunID: r.t.RunID, Biz: biz, Transport: r.t.Transport, Encoding: r.t.Encoding,

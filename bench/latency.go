@@ -118,15 +118,12 @@ func Latency(ctx context.Context, cfg LatencyConfig) (*LatencyReport, error) {
 	if cfg.Biz == "" {
 		cfg.Biz = DefaultBiz
 	}
-	r, err := newRunner(cfg.Target, true)
+	r, err := startRunner(ctx, "latency", cfg.Target, true, syncpoint.NewBiz(cfg.Biz, syncpoint.TargetUser))
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
 	biz := cfg.Biz
-	if err := r.ensureBiz(ctx, syncpoint.NewBiz(biz, syncpoint.TargetUser)); err != nil {
-		return nil, fmt.Errorf("latency: %w", err)
-	}
 	n := cfg.Devices
 	rep := &LatencyReport{
 		Scenario: "latency", RunID: r.t.RunID, Biz: biz, Transport: r.t.Transport, Encoding: r.t.Encoding,

@@ -94,15 +94,12 @@ func Publish(ctx context.Context, cfg PublishConfig) (*PublishReport, error) {
 	if cfg.Biz == "" {
 		cfg.Biz = DefaultBiz
 	}
-	r, err := newRunner(cfg.Target, false)
+	r, err := startRunner(ctx, "publish", cfg.Target, false, syncpoint.NewBiz(cfg.Biz, syncpoint.TargetUser))
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
 	biz := cfg.Biz
-	if err := r.ensureBiz(ctx, syncpoint.NewBiz(biz, syncpoint.TargetUser)); err != nil {
-		return nil, fmt.Errorf("publish: %w", err)
-	}
 	rep := &PublishReport{
 		Scenario: "publish", RunID: r.t.RunID, Biz: biz, Concurrency: cfg.Concurrency, Batch: cfg.Batch,
 		Channels: cfg.Channels, Size: cfg.Size, DurationSeconds: seconds(cfg.Duration),

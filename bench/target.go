@@ -117,6 +117,20 @@ type runner struct {
 	downs  atomic.Int64 // devices whose connection failed
 }
 
+// startRunner is newRunner followed by ensureBiz, the start of every
+// scenario; scenario names the errors.
+func startRunner(ctx context.Context, scenario string, t Target, needDevices bool, want syncpoint.Biz) (*runner, error) {
+	r, err := newRunner(t, needDevices)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.ensureBiz(ctx, want); err != nil {
+		r.close()
+		return nil, fmt.Errorf("%s: %w", scenario, err)
+	}
+	return r, nil
+}
+
 // newRunner checks t and builds the clients; needDevices asks for a token
 // secret as well as an API key.
 func newRunner(t Target, needDevices bool) (*runner, error) {

@@ -86,18 +86,15 @@ func Upload(ctx context.Context, cfg UploadConfig) (*UploadReport, error) {
 	if cfg.Biz == "" {
 		cfg.Biz = DefaultRecordsBiz
 	}
-	r, err := newRunner(cfg.Target, true)
+	want := syncpoint.NewBiz(cfg.Biz, syncpoint.TargetUser)
+	want.Writable = true
+	want.Conflict = syncpoint.ConflictServerOrder
+	r, err := startRunner(ctx, "upload", cfg.Target, true, want)
 	if err != nil {
 		return nil, err
 	}
 	defer r.close()
 	biz := cfg.Biz
-	want := syncpoint.NewBiz(biz, syncpoint.TargetUser)
-	want.Writable = true
-	want.Conflict = syncpoint.ConflictServerOrder
-	if err := r.ensureBiz(ctx, want); err != nil {
-		return nil, fmt.Errorf("upload: %w", err)
-	}
 	n := cfg.Devices
 	rep := &UploadReport{
 		Scenario: "upload", RunID: r.t.RunID, Biz: biz, Transport: r.t.Transport, Encoding: r.t.Encoding,
