@@ -5,8 +5,10 @@ import (
 	"io/fs"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
+	"github.com/syncpoint/syncpoint/auth"
 )
 
 // clientFlags find the server and its secrets for the client subcommands:
@@ -90,4 +92,20 @@ func (c *clientFlags) resolve(e env, flag string, pick func(secrets) string, env
 		return v, nil
 	}
 	return "", usagef("no %s given, none in %s/%s and $%s is unset", flagName, c.dataDir, secretsFile, envName)
+}
+
+// mintDeviceToken mints a development device token with the token secret
+// the command can find, for the commands that act as a device. A user or
+// group the token cannot carry is a usage error.
+func (c *clientFlags) mintDeviceToken(e env, user string, groups []string, ttl time.Duration) (string, error) {
+	secret, err := c.resolveTokenSecret(e)
+	if err != nil {
+		return "", err
+	}
+	now := time.Now()
+	tok, err := auth.Mint([]byte(secret), auth.Claims{User: user, Groups: splitList(groups), ExpiresAt: now.Add(ttl)}, now)
+	if err != nil {
+		return "", usageError{err}
+	}
+	return tok, nil
 }

@@ -15,7 +15,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/syncpoint/syncpoint/auth"
 	"github.com/syncpoint/syncpoint/client"
 	"github.com/syncpoint/syncpoint/wire"
 )
@@ -121,14 +120,8 @@ else $SYNCPOINT_TOKEN_SECRET.`,
 				}
 			}
 			if token == "" {
-				secret, err := c.resolveTokenSecret(e)
-				if err != nil {
+				if cfg.Token, err = c.mintDeviceToken(e, user, groups, tailTokenTTL); err != nil {
 					return err
-				}
-				now := time.Now()
-				cfg.Token, err = auth.Mint([]byte(secret), auth.Claims{User: user, Groups: splitList(groups), ExpiresAt: now.Add(tailTokenTTL)}, now)
-				if err != nil {
-					return usageError{fmt.Errorf("tail: %w", err)}
 				}
 			}
 			return runTail(cmd.Context(), e, cfg, count)

@@ -12,7 +12,6 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/spf13/cobra"
 
-	"github.com/syncpoint/syncpoint/auth"
 	"github.com/syncpoint/syncpoint/wire"
 )
 
@@ -95,12 +94,7 @@ whose result was lost: it is applied once.`,
 				return err
 			}
 			if token == "" {
-				secret, err := c.resolveTokenSecret(e)
-				if err != nil {
-					return err
-				}
-				now := time.Now()
-				if token, err = auth.Mint([]byte(secret), auth.Claims{User: user, Groups: splitList(groups), ExpiresAt: now.Add(time.Hour)}, now); err != nil {
+				if token, err = c.mintDeviceToken(e, user, groups, time.Hour); err != nil {
 					return err
 				}
 			}
