@@ -56,7 +56,6 @@ type session struct {
 type chanState struct {
 	ch        syncpoint.Channel
 	name      string
-	biz       syncpoint.Biz
 	ephemeral bool // not persistent: live only, no positions
 	single    bool // multi_device: false
 	idx       int  // position in session.order
@@ -175,7 +174,7 @@ func (h *Hub) handshake(ctx context.Context, conn Conn) (*session, error) {
 			if s.chans[ch] != nil {
 				continue
 			}
-			cs := &chanState{ch: ch, name: ch.String(), biz: b, ephemeral: !b.Persistent, single: b.Target == syncpoint.TargetUser && !b.MultiDevice, active: true}
+			cs := &chanState{ch: ch, name: ch.String(), ephemeral: !b.Persistent, single: b.Target == syncpoint.TargetUser && !b.MultiDevice, active: true}
 			if cs.single {
 				cs.active = false // until the hub picks this session as the user's newest
 			}
