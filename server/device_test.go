@@ -156,3 +156,23 @@ func TestPublicKeyTokens(t *testing.T) {
 		})
 	}
 }
+
+func TestPprofOnItsOwnListener(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.PprofListen = "127.0.0.1:0"
+	r := MustRunServer(t, cfg)
+	if got := get(t, "http://"+r.PprofAddr()+"/debug/pprof/"); !strings.Contains(got, "goroutine") {
+		t.Fatalf("pprof index: %.200s", got)
+	}
+	resp, err := http.Get(r.URL + "/debug/pprof/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("the API port serves the profiler: HTTP %d", resp.StatusCode)
+	}
+	if MustRunServer(t, testConfig(t)).PprofAddr() != "" {
+		t.Fatal("the profiler is on by default")
+	}
+}

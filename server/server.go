@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -102,6 +103,9 @@ type Config struct {
 	// MaxFrameBytes bounds one frame from a device; 0 means
 	// wire.DefaultMaxFrameBytes.
 	MaxFrameBytes int
+	// PprofListen, when set, serves Go's profiler at /debug/pprof/ on its
+	// own address, never on the API's, so it can stay on loopback.
+	PprofListen string
 }
 
 // Server is one running syncpoint node.
@@ -127,6 +131,7 @@ type Server struct {
 	// tcpLn is bound (and TLS-wrapped when tlsConfig is set) but has no
 	// protocol yet: the TCP transport takes its connections in serveTCP.
 	tcpLn     net.Listener
+	pprofLn   net.Listener
 	tlsConfig *tls.Config
 	// closers are closed in reverse order after the listeners stop and
 	// before the broker and the store close: the hub and transports go here.
@@ -301,6 +306,12 @@ func New(cfg Config) (_ *Server, err error) {
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("server: listen %s: %w", cfg.Listen, err)
 	}
+	if cfg.PprofListen != "" {
+		if s.pprofLn, err = net.Listen("tcp", cfg.PprofListen); err != nil {
+			return nil, fmt.Errorf("server: pprof listen %s: %w", cfg.PprofListen, err)
+		}
+		s.runners = append(s.runners, s.servePprof)
+	}
 	if cfg.TCPListen != "" {
 		if s.tcpLn, err = net.Listen("tcp", cfg.TCPListen); err != nil {
 			return nil, fmt.Errorf("server: tcp listen %s: %w", cfg.TCPListen, err)
@@ -462,6 +473,31 @@ func (s *Server) serveTCP(ctx context.Context) error {
 	return ts.Serve(ctx, s.tcpLn)
 }
 
+// servePprof serves the profiler until ctx is done.
+func (s *Server) servePprof(ctx context.Context) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: s.cfg.ReadHeaderTimeout}
+	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	defer stop()
+	if err := srv.Serve(s.pprofLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve pprof: %w", err)
+	}
+	return nil
+}
+
+// PprofAddr returns the profiler's address, or "" when it is off.
+func (s *Server) PprofAddr() string {
+	if s.pprofLn == nil {
+		return ""
+	}
+	return s.pprofLn.Addr().String()
+}
+
 // Hub returns the device session hub.
 func (s *Server) Hub() *hub.Hub { return s.hub }
 
@@ -514,6 +550,11 @@ func (s *Server) release() error {
 	if s.tcpLn != nil {
 		if err := s.tcpLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			errs = append(errs, fmt.Errorf("close tcp listener: %w", err))
+		}
+	}
+	if s.pprofLn != nil {
+		if err := s.pprofLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			errs = append(errs, fmt.Errorf("close pprof listener: %w", err))
 		}
 	}
 	for _, c := range slices.Backward(s.closers) {

@@ -20,7 +20,7 @@ type serveFlags struct {
 	data, listen, tcpListen, config string
 	store, nats, tlsCert, tlsKey    string
 	apiKey, tokenSecret, logLevel   string
-	tokenPublicKey                  string
+	tokenPublicKey, pprof           string
 	rateLimit                       float64
 	rateBurst                       int
 	maxBodyBytes                    int64
@@ -58,6 +58,7 @@ once.`,
 	fl.StringVar(&f.tokenSecret, "token-secret", "", "HS256 secret of device tokens (env "+envTokenSecret+")")
 	fl.StringVar(&f.tokenPublicKey, "token-public-key", "", "PEM file of an RSA (RS256) or P-256 (ES256) public key that device tokens may also be signed with")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fl.StringVar(&f.pprof, "pprof", "", `address to serve Go's profiler on, e.g. 127.0.0.1:6060 ("" is off; keep it on loopback)`)
 	fl.Float64Var(&f.rateLimit, "rate-limit", 0, "business API requests per second (0: unlimited)")
 	fl.IntVar(&f.rateBurst, "rate-burst", 0, "burst of the rate limit (0: the rate)")
 	fl.Int64Var(&f.maxBodyBytes, "max-body-bytes", 0, "largest request body (0: 16 MiB)")
@@ -123,6 +124,7 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 		HeartbeatInterval: f.heartbeat,
 		SendQueue:         f.sendQueue,
 		MaxFrameBytes:     f.maxFrameBytes,
+		PprofListen:       f.pprof,
 	}
 	if fc != nil {
 		cfg.Bizzes = fc.Bizzes
