@@ -86,8 +86,9 @@ func TestGracefulShutdown(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(data, serverFile)); !os.IsNotExist(err) {
 		t.Errorf("server.json is still there after a clean shutdown (err %v)", err)
 	}
-	proc = MustStartServe(t, data, config, nil)
-	checkDurable(t, newPublisher(proc.url(), p.key), users, acks)
+	// A new variable: the goroutine above still reads the first proc.
+	again := MustStartServe(t, data, config, nil)
+	checkDurable(t, newPublisher(again.url(), p.key), users, acks)
 	t.Logf("%d publishes acked before SIGTERM", len(acks))
 }
 
