@@ -47,7 +47,7 @@ func (p *pushBuilder) moved1(cs *chanState) {
 // returns nil when there is nothing to send. An entry whose seq is past the
 // next expected one marks the channel behind instead of being sent, so the
 // store read closes the gap; one at or below what was sent is a duplicate.
-func (s *session) fill() (*wire.Push, error) {
+func (s *session) fill() (*pushBuilder, error) {
 	h := s.hub
 	p := &pushBuilder{max: h.cfg.MaxBatch, maxBytes: h.cfg.MaxBatchBytes}
 	now := h.cfg.Clock.Now()
@@ -153,7 +153,7 @@ func (s *session) fill() (*wire.Push, error) {
 	for _, cs := range p.moved {
 		p.push.Positions = append(p.push.Positions, wire.Position{Channel: cs.name, Epoch: cs.epoch, Seq: cs.sent})
 	}
-	return &p.push, nil
+	return p, nil
 }
 
 func (s *session) isActive(cs *chanState, active []bool) bool {

@@ -494,7 +494,7 @@ func (s *session) writeLoop() {
 		if push != nil {
 			// Record first: a fast device can ack before Write returns.
 			s.pushed(push)
-			if !s.writeFrame(&wire.Frame{Push: push}) {
+			if !s.writeFrame(&wire.Frame{Push: &push.push}) {
 				break
 			}
 			continue
@@ -568,16 +568,13 @@ func (s *session) takeControl() []*wire.Frame {
 }
 
 // pushed records what the device has now been sent, which bounds its acks.
-func (s *session) pushed(p *wire.Push) {
+func (s *session) pushed(p *pushBuilder) {
 	h := s.hub
 	h.metrics.pushes.Inc()
-	h.metrics.pushedEntries.Add(float64(len(p.Entries)))
+	h.metrics.pushedEntries.Add(float64(len(p.push.Entries)))
 	s.mu.Lock()
-	for _, pos := range p.Positions {
-		ch, err := syncpoint.ParseChannel(pos.Channel)
-		if cs := s.chans[ch]; err == nil && cs != nil {
-			cs.pushed = syncpoint.Position{Epoch: pos.Epoch, Seq: pos.Seq}
-		}
+	for _, cs := range p.moved {
+		cs.pushed = syncpoint.Position{Epoch: cs.epoch, Seq: cs.sent}
 	}
 	s.mu.Unlock()
 }
