@@ -10,14 +10,13 @@ import (
 
 // Registry is the set of bizzes a node serves: those of the config file plus
 // those created at run time, kept in the Store so they survive a restart.
-// Reads are lock-free in effect (a read lock around a map lookup), because
-// every publish and every delivery asks it.
+// Every publish and every handshake asks it, so reads take only a read
+// lock around a map lookup.
 type Registry struct {
 	store Store
 
 	mu     sync.RWMutex
 	bizzes map[string]Biz
-	subs   []func(Biz, bool)
 }
 
 // NewRegistry returns a registry over store.
@@ -87,47 +86,25 @@ func (r *Registry) Put(ctx context.Context, b Biz) error {
 	if err := r.store.SaveBiz(ctx, b); err != nil {
 		return fmt.Errorf("save biz %s: %w", b.Name, err)
 	}
-	r.apply(b, false)
+	r.mu.Lock()
+	r.bizzes[b.Name] = b
+	r.mu.Unlock()
 	return nil
 }
 
 // Delete stops serving the biz and removes it from the store. Its channels
 // stay in the store until they expire. Errors: an *Error with CodeNotFound.
 func (r *Registry) Delete(ctx context.Context, name string) error {
-	b, ok := r.Get(name)
-	if !ok {
+	if _, ok := r.Get(name); !ok {
 		return Errorf(CodeNotFound, "unknown biz %q", name)
 	}
 	if err := r.store.DeleteBiz(ctx, name); err != nil && !isNotFound(err) {
 		return fmt.Errorf("delete biz %s: %w", name, err)
 	}
-	r.apply(b, true)
+	r.mu.Lock()
+	delete(r.bizzes, name)
+	r.mu.Unlock()
 	return nil
-}
-
-// Apply serves a change made elsewhere (another node) without storing it.
-func (r *Registry) Apply(b Biz, deleted bool) { r.apply(b, deleted) }
-
-// OnChange registers fn to be called after every Put, Delete or Apply, for
-// example to tell other nodes.
-func (r *Registry) OnChange(fn func(b Biz, deleted bool)) {
-	r.mu.Lock()
-	r.subs = append(r.subs, fn)
-	r.mu.Unlock()
-}
-
-func (r *Registry) apply(b Biz, deleted bool) {
-	r.mu.Lock()
-	if deleted {
-		delete(r.bizzes, b.Name)
-	} else {
-		r.bizzes[b.Name] = b
-	}
-	subs := slices.Clone(r.subs)
-	r.mu.Unlock()
-	for _, fn := range subs {
-		fn(b, deleted)
-	}
 }
 
 func isNotFound(err error) bool { return Code(err) == CodeNotFound }

@@ -205,13 +205,6 @@ func (h *Hub) Online(deviceID string) bool {
 	return ok
 }
 
-// Sessions returns how many sessions the hub holds.
-func (h *Hub) Sessions() int {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return len(h.devices)
-}
-
 // Deliver hands freshly stored (or ephemeral) entries to the sessions that
 // receive their channels. It never blocks on a device: it only appends to
 // bounded queues. It is the Broker subscription callback.

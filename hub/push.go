@@ -64,8 +64,7 @@ func (s *session) fill() (*pushBuilder, error) {
 	} else {
 		s.queue = s.queue[n:]
 	}
-	active := make([]bool, len(s.order))
-	for i, cs := range s.order {
+	for _, cs := range s.order {
 		if cs.needActivate {
 			cs.needActivate = false
 			if from := cs.activateFrom; from.Epoch == cs.epoch && from.Seq > cs.sent {
@@ -74,13 +73,13 @@ func (s *session) fill() (*pushBuilder, error) {
 			}
 			cs.behind = true
 		}
-		active[i] = cs.active
+		cs.on = cs.active
 	}
 	s.mu.Unlock()
 
 	for _, e := range live {
 		cs := s.chans[e.Channel]
-		if cs == nil || !s.isActive(cs, active) {
+		if cs == nil || !cs.on {
 			continue
 		}
 		if cs.ephemeral {
@@ -112,7 +111,7 @@ func (s *session) fill() (*pushBuilder, error) {
 		}
 		k := (s.rr + i) % len(s.order)
 		cs := s.order[k]
-		if !cs.behind || !active[k] {
+		if !cs.behind || !cs.on {
 			continue
 		}
 		before := cs.sent
@@ -154,10 +153,6 @@ func (s *session) fill() (*pushBuilder, error) {
 		p.push.Positions = append(p.push.Positions, wire.Position{Channel: cs.name, Epoch: cs.epoch, Seq: cs.sent})
 	}
 	return p, nil
-}
-
-func (s *session) isActive(cs *chanState, active []bool) bool {
-	return !cs.single || active[cs.idx]
 }
 
 // wanted applies validity and the entry's conditions to this device.

@@ -58,12 +58,12 @@ type chanState struct {
 	name      string
 	ephemeral bool // not persistent: live only, no positions
 	single    bool // multi_device: false
-	idx       int  // position in session.order
 
 	// writer-owned
 	epoch  string
 	sent   uint64 // highest seq sent or skipped
 	behind bool   // entries after sent must be read from the store
+	on     bool   // active as of this push, read with the activation under mu
 
 	// under session.mu
 	active       bool
@@ -178,7 +178,6 @@ func (h *Hub) handshake(ctx context.Context, conn Conn) (*session, error) {
 			if cs.single {
 				cs.active = false // until the hub picks this session as the user's newest
 			}
-			cs.idx = len(s.order)
 			s.chans[ch] = cs
 			s.order = append(s.order, cs)
 		}

@@ -4,7 +4,6 @@ package local
 
 import (
 	"context"
-	"slices"
 	"sync"
 
 	"github.com/syncpoint/syncpoint"
@@ -62,16 +61,4 @@ func (b *Broker) Close() error {
 	clear(b.subs)
 	b.mu.Unlock()
 	return nil
-}
-
-// subscribers is for tests.
-func (b *Broker) subscribers() []int {
-	b.mu.RLock()
-	defer b.mu.RUnlock()
-	ids := make([]int, 0, len(b.subs))
-	for id := range b.subs {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	return ids
 }

@@ -38,3 +38,14 @@ func TestBrokerDeliversInOrderUntilUnsubscribed(t *testing.T) {
 		t.Fatalf("publish after close: %v, want ErrClosed", err)
 	}
 }
+
+// subscribers lists the registered subscription ids.
+func (b *Broker) subscribers() []int {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	ids := make([]int, 0, len(b.subs))
+	for id := range b.subs {
+		ids = append(ids, id)
+	}
+	return ids
+}

@@ -70,7 +70,6 @@ type Conn struct {
 	nc  net.Conn
 	r   *wire.Reader
 	wmu sync.Mutex
-	buf []byte
 }
 
 // NewConn wraps nc; maxFrame 0 means wire.DefaultMaxFrameBytes.
@@ -99,7 +98,9 @@ func (c *Conn) Read(ctx context.Context) (*wire.Frame, error) {
 func (c *Conn) Write(ctx context.Context, f *wire.Frame) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	b, err := wire.EncodeProto(append(c.buf[:0], 0, 0, 0, 0), f)
+	bp := wire.GetBuffer()
+	b, err := wire.EncodeProto(append(*bp, 0, 0, 0, 0), f)
+	defer func() { wire.PutBuffer(bp, b) }()
 	if err != nil {
 		return err
 	}
@@ -112,11 +113,6 @@ func (c *Conn) Write(ctx context.Context, f *wire.Frame) error {
 	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetWriteDeadline(time.Unix(1, 0)) })
 	_, err = c.nc.Write(b)
 	stop()
-	if cap(b) <= 64<<10 {
-		c.buf = b[:0] // keep small buffers; let big pushes go
-	} else {
-		c.buf = nil
-	}
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}

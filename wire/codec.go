@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"sync"
 	"unicode/utf8"
 
 	"github.com/syncpoint/syncpoint"
@@ -86,4 +87,24 @@ func clip(s string) string {
 		i--
 	}
 	return s[:i] + "..."
+}
+
+// encodeBufs holds encode buffers between frames, so a connection keeps
+// none while it is idle.
+var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// maxPooledBuffer is the largest buffer kept for reuse; a rare huge push
+// does not pin its memory.
+const maxPooledBuffer = 256 << 10
+
+// GetBuffer returns an empty encode buffer; give it back with PutBuffer.
+func GetBuffer() *[]byte { return encodeBufs.Get().(*[]byte) }
+
+// PutBuffer returns a buffer, with b as what was appended to it, for reuse.
+func PutBuffer(bp *[]byte, b []byte) {
+	if cap(b) > maxPooledBuffer {
+		return
+	}
+	*bp = b[:0]
+	encodeBufs.Put(bp)
 }

@@ -9,7 +9,6 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"sync"
 
 	"github.com/coder/websocket"
 
@@ -54,9 +53,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_ = h.Hub.Serve(r.Context(), &conn{c: c, codec: codec})
 }
 
-// bufs holds encode buffers between frames, so an idle connection keeps none.
-var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
 type conn struct {
 	c     *websocket.Conn
 	codec wire.Codec
@@ -78,8 +74,8 @@ func (c *conn) Read(ctx context.Context) (*wire.Frame, error) {
 }
 
 func (c *conn) Write(ctx context.Context, f *wire.Frame) error {
-	bp := bufs.Get().(*[]byte)
-	b, err := c.codec.Encode((*bp)[:0], f)
+	bp := wire.GetBuffer()
+	b, err := c.codec.Encode(*bp, f)
 	if err == nil {
 		typ := websocket.MessageBinary
 		if c.codec == wire.JSON {
@@ -87,10 +83,7 @@ func (c *conn) Write(ctx context.Context, f *wire.Frame) error {
 		}
 		err = c.c.Write(ctx, typ, b)
 	}
-	if cap(b) <= 256<<10 {
-		*bp = b[:0]
-		bufs.Put(bp)
-	}
+	wire.PutBuffer(bp, b)
 	return err
 }
 

@@ -137,12 +137,19 @@ func isTerminal(w any) bool {
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }
 
-// runBench raises the open file limit, runs a scenario and prints its
-// report; it fails when anything in the run failed.
+// runBench fills in the scenario's target (devices: whether it connects
+// devices and so needs the token secret), raises the open file limit, runs
+// the scenario and prints its report; it fails when anything in the run
+// failed.
 func runBench[T any, R interface {
 	*T
 	bench.Report
-}](cmd *cobra.Command, e env, f *benchFlags, name string, scenario func(context.Context) (R, error)) error {
+}](cmd *cobra.Command, e env, f *benchFlags, name string, target *bench.Target, devices bool, scenario func(context.Context) (R, error)) error {
+	t, err := f.target(e, devices)
+	if err != nil {
+		return err
+	}
+	*target = t
 	if _, err := bench.RaiseFileLimit(); err != nil {
 		fmt.Fprintf(e.stderr, "syncpoint: warning: %v\n", err)
 	}
@@ -197,12 +204,7 @@ every entry arrived exactly once and in order.`,
 				float64(c.Devices), c.Rate, float64(c.Duration), float64(c.Size), float64(c.Publishers), float64(c.Drain)); err != nil {
 				return err
 			}
-			t, err := f.target(e, true)
-			if err != nil {
-				return err
-			}
-			c.Target = t
-			return runBench(cmd, e, f, "latency", func(ctx context.Context) (*bench.LatencyReport, error) { return bench.Latency(ctx, c) })
+			return runBench(cmd, e, f, "latency", &c.Target, true, func(ctx context.Context) (*bench.LatencyReport, error) { return bench.Latency(ctx, c) })
 		},
 	}
 	fl := cmd.Flags()
@@ -229,12 +231,7 @@ latency of every device.`,
 			if err := positive("--devices, --entries, --interval and --size", float64(c.Devices), float64(c.Entries), float64(c.Interval), float64(c.Size)); err != nil {
 				return err
 			}
-			t, err := f.target(e, true)
-			if err != nil {
-				return err
-			}
-			c.Target = t
-			return runBench(cmd, e, f, "fanout", func(ctx context.Context) (*bench.FanoutReport, error) { return bench.Fanout(ctx, c) })
+			return runBench(cmd, e, f, "fanout", &c.Target, true, func(ctx context.Context) (*bench.FanoutReport, error) { return bench.Fanout(ctx, c) })
 		},
 	}
 	fl := cmd.Flags()
@@ -261,12 +258,7 @@ minutes), so neither counts garbage; otherwise use a freshly started server.`,
 			if err := positive("--devices and --hold", float64(c.Devices), float64(c.Hold)); err != nil {
 				return err
 			}
-			t, err := f.target(e, true)
-			if err != nil {
-				return err
-			}
-			c.Target = t
-			return runBench(cmd, e, f, "idle", func(ctx context.Context) (*bench.IdleReport, error) { return bench.Idle(ctx, c) })
+			return runBench(cmd, e, f, "idle", &c.Target, true, func(ctx context.Context) (*bench.IdleReport, error) { return bench.Idle(ctx, c) })
 		},
 	}
 	fl := cmd.Flags()
@@ -292,12 +284,7 @@ to the last entry, checking every entry arrives once and in order.`,
 			if c.BatchSize > bench.DefaultBatchSize {
 				return usagef("--batch: at most %d", bench.DefaultBatchSize)
 			}
-			t, err := f.target(e, true)
-			if err != nil {
-				return err
-			}
-			c.Target = t
-			return runBench(cmd, e, f, "catchup", func(ctx context.Context) (*bench.CatchupReport, error) { return bench.Catchup(ctx, c) })
+			return runBench(cmd, e, f, "catchup", &c.Target, true, func(ctx context.Context) (*bench.CatchupReport, error) { return bench.Catchup(ctx, c) })
 		},
 	}
 	fl := cmd.Flags()
@@ -326,12 +313,7 @@ entries per second and the latency of each request.`,
 			if c.Batch > bench.DefaultBatchSize {
 				return usagef("--batch: at most %d", bench.DefaultBatchSize)
 			}
-			t, err := f.target(e, false)
-			if err != nil {
-				return err
-			}
-			c.Target = t
-			return runBench(cmd, e, f, "publish", func(ctx context.Context) (*bench.PublishReport, error) { return bench.Publish(ctx, c) })
+			return runBench(cmd, e, f, "publish", &c.Target, false, func(ctx context.Context) (*bench.PublishReport, error) { return bench.Publish(ctx, c) })
 		},
 	}
 	fl := cmd.Flags()
@@ -357,12 +339,7 @@ records and failed or unanswered writes are errors, never figures.`,
 			if err := positive("--devices, --duration, --records and --size", float64(c.Devices), float64(c.Duration), float64(c.Records), float64(c.Size)); err != nil {
 				return err
 			}
-			t, err := f.target(e, true)
-			if err != nil {
-				return err
-			}
-			c.Target = t
-			return runBench(cmd, e, f, "upload", func(ctx context.Context) (*bench.UploadReport, error) { return bench.Upload(ctx, c) })
+			return runBench(cmd, e, f, "upload", &c.Target, true, func(ctx context.Context) (*bench.UploadReport, error) { return bench.Upload(ctx, c) })
 		},
 	}
 	fl := cmd.Flags()
