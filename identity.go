@@ -1,6 +1,16 @@
 package syncpoint
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
+
+// Claims is what a verified device token says about its holder.
+type Claims struct {
+	User      string    // "sub"
+	Groups    []string  // "groups": the group channels the device may read
+	ExpiresAt time.Time // "exp"
+}
 
 // Identity is who a device connection is: the device id it claimed (bound
 // to its user on first use), and the user and groups its token grants.

@@ -37,12 +37,10 @@ const (
 	MinSecretBytes = 16
 )
 
-// Claims is what a device token says about its holder.
-type Claims struct {
-	User      string    // "sub"
-	Groups    []string  // "groups"; the group channels the device may read
-	ExpiresAt time.Time // "exp"
-}
+// Claims is what a device token says about its holder. It is the root
+// package's type, so that the hub, which takes claims from any verifier,
+// need not import this package.
+type Claims = syncpoint.Claims
 
 // tokenClaims is the JSON shape of a token's payload.
 type tokenClaims struct {

@@ -11,7 +11,6 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/syncpoint/syncpoint/tcp"
 	"github.com/syncpoint/syncpoint/wire"
 )
 
@@ -64,7 +63,7 @@ func (r *runner) dial(ctx context.Context) (frameConn, error) {
 		if err != nil {
 			return nil, err
 		}
-		return tcp.NewConn(nc, maxFrameBytes), nil
+		return wire.NewTCPConn(nc, maxFrameBytes), nil
 	}
 	sub, codec, typ := wire.SubprotocolJSON, wire.JSON, websocket.MessageText
 	if r.t.Encoding == EncodingProto {

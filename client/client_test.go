@@ -16,7 +16,6 @@ import (
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/client"
-	"github.com/syncpoint/syncpoint/tcp"
 	"github.com/syncpoint/syncpoint/wire"
 )
 
@@ -302,7 +301,7 @@ func fakeServer(t *testing.T, welcome bool) (addr string, accepted *atomic.Int32
 			accepted.Add(1)
 			wg.Go(func() {
 				defer nc.Close()
-				c := tcp.NewConn(nc, 0)
+				c := wire.NewTCPConn(nc, 0)
 				ctx := context.Background()
 				if _, err := c.Read(ctx); err != nil || !welcome {
 					io := make([]byte, 1)

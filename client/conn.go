@@ -15,7 +15,6 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/syncpoint/syncpoint"
-	"github.com/syncpoint/syncpoint/tcp"
 	"github.com/syncpoint/syncpoint/wire"
 )
 
@@ -80,7 +79,7 @@ func (c *Client) dialTCP(ctx context.Context) (conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("dial tcp %s: %w", c.cfg.TCP, err)
 	}
-	return &tcpConn{nc: nc, c: tcp.NewConn(nc, c.cfg.MaxFrameBytes)}, nil
+	return &tcpConn{nc: nc, c: wire.NewTCPConn(nc, c.cfg.MaxFrameBytes)}, nil
 }
 
 func (c *Client) dialWS(ctx context.Context) (conn, error) {
@@ -109,7 +108,7 @@ func (c *Client) dialWS(ctx context.Context) (conn, error) {
 
 type tcpConn struct {
 	nc net.Conn
-	c  *tcp.Conn
+	c  *wire.TCPConn
 }
 
 func (t *tcpConn) read(ctx context.Context) (*wire.Frame, error) {

@@ -245,7 +245,7 @@ func (e *env) dial(tr transport) *client {
 		if err != nil {
 			e.t.Fatalf("dial %s: %v", tr, err)
 		}
-		conn := tcp.NewConn(nc, 64<<20)
+		conn := wire.NewTCPConn(nc, 64<<20)
 		c.read, c.write, c.close = conn.Read, conn.Write, func() { nc.Close() }
 	}
 	e.t.Cleanup(c.close)

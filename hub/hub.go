@@ -23,7 +23,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/syncpoint/syncpoint"
-	"github.com/syncpoint/syncpoint/auth"
 	"github.com/syncpoint/syncpoint/internal/clock"
 	"github.com/syncpoint/syncpoint/wire"
 )
@@ -44,7 +43,7 @@ const (
 
 // Verifier checks a device token.
 type Verifier interface {
-	Verify(token string) (auth.Claims, error)
+	Verify(token string) (syncpoint.Claims, error)
 }
 
 // RecordWriter applies record uploads (writable bizzes).

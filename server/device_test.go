@@ -18,7 +18,6 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/syncpoint/syncpoint/auth"
-	"github.com/syncpoint/syncpoint/tcp"
 	"github.com/syncpoint/syncpoint/wire"
 )
 
@@ -65,7 +64,7 @@ func TestDevicesOverBothTransports(t *testing.T) {
 	}
 	defer nc.Close()
 
-	conns := []frameConn{wsFrames{wc}, tcp.NewConn(nc, 0)}
+	conns := []frameConn{wsFrames{wc}, wire.NewTCPConn(nc, 0)}
 	for i, c := range conns {
 		device := []string{"phone", "tablet"}[i]
 		tok, err := auth.Mint([]byte(testTokenSecret), auth.Claims{User: "u1", ExpiresAt: time.Now().Add(time.Hour)}, time.Now())

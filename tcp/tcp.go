@@ -5,9 +5,7 @@ package tcp
 import (
 	"context"
 	"crypto/tls"
-	"encoding/binary"
 	"errors"
-
 	"log/slog"
 	"net"
 	"sync"
@@ -60,67 +58,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			_ = s.Hub.Serve(ctx, NewConn(nc, s.MaxFrameBytes))
+			_ = s.Hub.Serve(ctx, wire.NewTCPConn(nc, s.MaxFrameBytes))
 		}()
 	}
 }
 
-// Conn adapts a net.Conn to hub.Conn; the Go SDK uses it too.
-type Conn struct {
-	nc  net.Conn
-	r   *wire.Reader
-	wmu sync.Mutex
-}
-
-// NewConn wraps nc; maxFrame 0 means wire.DefaultMaxFrameBytes.
-func NewConn(nc net.Conn, maxFrame int) *Conn {
-	if maxFrame <= 0 {
-		maxFrame = wire.DefaultMaxFrameBytes
-	}
-	return &Conn{nc: nc, r: wire.NewReader(nc, maxFrame)}
-}
-
-// Read returns the next frame. Cancelling ctx unblocks it.
-func (c *Conn) Read(ctx context.Context) (*wire.Frame, error) {
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
-	b, err := c.r.Next()
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, err
-	}
-	return wire.DecodeProto(b)
-}
-
-// Write sends one frame; ctx's deadline and cancellation bound it.
-func (c *Conn) Write(ctx context.Context, f *wire.Frame) error {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	bp := wire.GetBuffer()
-	b, err := wire.EncodeProto(append(*bp, 0, 0, 0, 0), f)
-	defer func() { wire.PutBuffer(bp, b) }()
-	if err != nil {
-		return err
-	}
-	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
-	if d, ok := ctx.Deadline(); ok {
-		_ = c.nc.SetWriteDeadline(d)
-	} else {
-		_ = c.nc.SetWriteDeadline(time.Time{})
-	}
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetWriteDeadline(time.Unix(1, 0)) })
-	_, err = c.nc.Write(b)
-	stop()
-	if err != nil && ctx.Err() != nil {
-		return ctx.Err()
-	}
-	return err
-}
-
-// Close closes the connection; TCP carries the code in the error frame sent
-// before it.
-func (c *Conn) Close(wire.CloseCode, string) error { return c.nc.Close() }
-
-var _ hub.Conn = (*Conn)(nil)
+var _ hub.Conn = (*wire.TCPConn)(nil)

@@ -11,7 +11,6 @@ import (
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/auth"
 	"github.com/syncpoint/syncpoint/server"
-	"github.com/syncpoint/syncpoint/tcp"
 	"github.com/syncpoint/syncpoint/wire"
 )
 
@@ -33,14 +32,14 @@ func startServer(t *testing.T) string {
 	return s.TCPAddr()
 }
 
-func helloConn(t *testing.T, addr string) (net.Conn, *tcp.Conn) {
+func helloConn(t *testing.T, addr string) (net.Conn, *wire.TCPConn) {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nc.Close() })
-	c := tcp.NewConn(nc, 0)
+	c := wire.NewTCPConn(nc, 0)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	tok, _ := auth.Mint([]byte(secret), auth.Claims{User: "u1", ExpiresAt: time.Now().Add(time.Hour)}, time.Now())

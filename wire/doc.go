@@ -1,7 +1,8 @@
 // Package wire is the device protocol: the frames a device and the server
 // exchange over one persistent connection, their two encodings, the TCP
-// framing, and the close codes. The server (hub and its transports) and the
-// Go SDK (client) both import it; docs/protocol.md is the full reference.
+// framing (and TCPConn, a connection that speaks it), and the close codes.
+// The server (hub and its transports) and the Go SDK (client) both import
+// it, so it imports neither; docs/protocol.md is the full reference.
 //
 // A session opens with the client's Hello (token, device id, platform, app
 // version, the bizzes it subscribes to and its positions) and the server's

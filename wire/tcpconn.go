@@ -1,0 +1,69 @@
+package wire
+
+import (
+	"context"
+	"net"
+	"sync"
+	"time"
+)
+
+// TCPConn carries whole frames over a stream connection (TCP or TLS), each
+// one a length prefix and its protobuf encoding. The server's TCP transport
+// and the Go SDK both use it; Write may be called from several goroutines.
+type TCPConn struct {
+	nc  net.Conn
+	r   *Reader
+	wmu sync.Mutex
+}
+
+// NewTCPConn wraps nc; maxFrame bounds an incoming frame (0 means
+// DefaultMaxFrameBytes).
+func NewTCPConn(nc net.Conn, maxFrame int) *TCPConn {
+	if maxFrame <= 0 {
+		maxFrame = DefaultMaxFrameBytes
+	}
+	return &TCPConn{nc: nc, r: NewReader(nc, maxFrame)}
+}
+
+// Read returns the next frame. Cancelling ctx unblocks it. The errors are
+// those of Reader.Next and DecodeProto, or ctx's.
+func (c *TCPConn) Read(ctx context.Context) (*Frame, error) {
+	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetReadDeadline(time.Unix(1, 0)) })
+	defer stop()
+	b, err := c.r.Next()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, err
+	}
+	return DecodeProto(b)
+}
+
+// Write sends one frame; ctx's deadline and cancellation bound it.
+func (c *TCPConn) Write(ctx context.Context, f *Frame) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	bp := GetBuffer()
+	b, err := EncodeFrame(*bp, f)
+	defer func() { PutBuffer(bp, b) }()
+	if err != nil {
+		return err
+	}
+	if d, ok := ctx.Deadline(); ok {
+		_ = c.nc.SetWriteDeadline(d)
+	} else {
+		_ = c.nc.SetWriteDeadline(time.Time{})
+	}
+	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetWriteDeadline(time.Unix(1, 0)) })
+	_, err = c.nc.Write(b)
+	stop()
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// Close closes the connection. TCP has no close status: the code travels in
+// the error frame sent before it.
+func (c *TCPConn) Close(CloseCode, string) error { return c.nc.Close() }
