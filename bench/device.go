@@ -12,6 +12,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/syncpoint/syncpoint/wire"
+	"github.com/syncpoint/syncpoint/wire/wsconn"
 )
 
 // maxFrameBytes is the largest frame a bench device accepts; the server
@@ -26,36 +27,6 @@ type frameConn interface {
 	Close(code wire.CloseCode, reason string) error
 }
 
-// wsConn is a WebSocket device connection in one encoding.
-type wsConn struct {
-	c     *websocket.Conn
-	codec wire.Codec
-	typ   websocket.MessageType
-}
-
-func (c *wsConn) Read(ctx context.Context) (*wire.Frame, error) {
-	typ, b, err := c.c.Read(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if typ == websocket.MessageText {
-		return wire.DecodeJSON(b)
-	}
-	return wire.DecodeProto(b)
-}
-
-func (c *wsConn) Write(ctx context.Context, f *wire.Frame) error {
-	b, err := c.codec.Encode(nil, f)
-	if err != nil {
-		return err
-	}
-	return c.c.Write(ctx, c.typ, b)
-}
-
-func (c *wsConn) Close(code wire.CloseCode, reason string) error {
-	return c.c.Close(websocket.StatusCode(code), reason)
-}
-
 // dial opens a device connection over the configured transport.
 func (r *runner) dial(ctx context.Context) (frameConn, error) {
 	if r.t.Transport == TransportTCP {
@@ -65,9 +36,9 @@ func (r *runner) dial(ctx context.Context) (frameConn, error) {
 		}
 		return wire.NewTCPConn(nc, maxFrameBytes), nil
 	}
-	sub, codec, typ := wire.SubprotocolJSON, wire.JSON, websocket.MessageText
+	sub, codec := wire.SubprotocolJSON, wire.JSON
 	if r.t.Encoding == EncodingProto {
-		sub, codec, typ = wire.SubprotocolProto, wire.Proto, websocket.MessageBinary
+		sub, codec = wire.SubprotocolProto, wire.Proto
 	}
 	u := "ws" + strings.TrimPrefix(r.t.Server, "http") + "/v1/connect"
 	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{
@@ -82,8 +53,7 @@ func (r *runner) dial(ctx context.Context) (frameConn, error) {
 		c.CloseNow()
 		return nil, fmt.Errorf("the server chose subprotocol %q, not %q", c.Subprotocol(), sub)
 	}
-	c.SetReadLimit(maxFrameBytes)
-	return &wsConn{c: c, codec: codec, typ: typ}, nil
+	return wsconn.New(c, codec, maxFrameBytes), nil
 }
 
 // device is one raw protocol client: a connection and the goroutine that

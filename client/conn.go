@@ -14,8 +14,8 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/wire"
+	"github.com/syncpoint/syncpoint/wire/wsconn"
 )
 
 // conn is one connection to the server, whatever the transport: whole
@@ -98,12 +98,11 @@ func (c *Client) dialWS(ctx context.Context) (conn, error) {
 		}
 		return nil, fmt.Errorf("dial %s: %w", c.wsURL, err)
 	}
-	wc.SetReadLimit(int64(c.cfg.MaxFrameBytes))
 	if got := wc.Subprotocol(); got != "" && got != sub {
 		wc.CloseNow()
 		return nil, fmt.Errorf("dial %s: the server chose subprotocol %q, not %q", c.wsURL, got, sub)
 	}
-	return &wsConn{c: wc, codec: codec, limit: c.cfg.MaxFrameBytes}, nil
+	return &wsConn{wsconn.New(wc, codec, int64(c.cfg.MaxFrameBytes))}, nil
 }
 
 type tcpConn struct {
@@ -134,31 +133,16 @@ func (t *tcpConn) close() {
 
 func (t *tcpConn) abort() { t.nc.Close() }
 
-type wsConn struct {
-	c     *websocket.Conn
-	codec wire.Codec
-	limit int
-}
+type wsConn struct{ c *wsconn.Conn }
 
 func (w *wsConn) read(ctx context.Context) (*wire.Frame, error) {
-	typ, b, err := w.c.Read(ctx)
+	f, err := w.c.Read(ctx)
 	if err != nil {
 		var ce websocket.CloseError
 		if errors.As(err, &ce) {
-			return nil, &closedError{&wire.Error{Code: wire.CloseCode(ce.Code), Reason: reasonOf(wire.CloseCode(ce.Code)), Message: ce.Reason, Fatal: true}}
+			code := wire.CloseCode(ce.Code)
+			return nil, &closedError{&wire.Error{Code: code, Reason: string(code.Reason()), Message: ce.Reason, Fatal: true}}
 		}
-		if errors.Is(err, websocket.ErrMessageTooBig) {
-			return nil, syncpoint.Errorf(syncpoint.CodeTooLarge, "a frame from the server is over the %d byte limit", w.limit)
-		}
-		return nil, err
-	}
-	var f *wire.Frame
-	if typ == websocket.MessageText {
-		f, err = wire.DecodeJSON(b)
-	} else {
-		f, err = wire.DecodeProto(b)
-	}
-	if err != nil {
 		return nil, err
 	}
 	if f.Error != nil && f.Error.Fatal {
@@ -167,43 +151,11 @@ func (w *wsConn) read(ctx context.Context) (*wire.Frame, error) {
 	return f, nil
 }
 
-func (w *wsConn) write(ctx context.Context, f *wire.Frame) error {
-	b, err := w.codec.Encode(nil, f)
-	if err != nil {
-		return err
-	}
-	typ := websocket.MessageBinary
-	if w.codec == wire.JSON {
-		typ = websocket.MessageText
-	}
-	return w.c.Write(ctx, typ, b)
-}
+func (w *wsConn) write(ctx context.Context, f *wire.Frame) error { return w.c.Write(ctx, f) }
 
-func (w *wsConn) close() { _ = w.c.Close(websocket.StatusNormalClosure, "") }
+func (w *wsConn) close() { _ = w.c.Close(wire.CloseNormal, "") }
 
 func (w *wsConn) abort() { _ = w.c.CloseNow() }
-
-// reasonOf names the error code behind a close status, for a close that
-// came without an error frame.
-func reasonOf(code wire.CloseCode) string {
-	switch code {
-	case wire.CloseUnauthorized:
-		return string(syncpoint.CodeUnauthorized)
-	case wire.CloseForbidden:
-		return string(syncpoint.CodeForbidden)
-	case wire.CloseTooLarge:
-		return string(syncpoint.CodeTooLarge)
-	case wire.CloseSlowConsumer:
-		return string(syncpoint.CodeSlowConsumer)
-	case wire.CloseBadRequest:
-		return string(syncpoint.CodeMalformed)
-	case wire.CloseInternal:
-		return string(syncpoint.CodeInternal)
-	case wire.CloseUnavailable, wire.CloseGoingAway:
-		return string(syncpoint.CodeUnavailable)
-	}
-	return ""
-}
 
 // isEOF reports whether err is the connection ending without a word.
 func isEOF(err error) bool {

@@ -24,6 +24,8 @@ import (
 	"github.com/syncpoint/syncpoint/publish"
 	"github.com/syncpoint/syncpoint/tcp"
 	"github.com/syncpoint/syncpoint/wire"
+	"github.com/syncpoint/syncpoint/wire/wsconn"
+	"github.com/syncpoint/syncpoint/ws"
 )
 
 var testSecret = []byte("hub-test-secret-0123456789")
@@ -85,7 +87,7 @@ func newEnv(t testing.TB, mod func(*hub.Config)) *env {
 	go func() { h.Run(ctx); close(hubDone) }()
 
 	mux := http.NewServeMux()
-	mux.Handle("GET /v1/connect", &wsHandler{h})
+	mux.Handle("GET /v1/connect", &ws.Handler{Hub: h})
 	srv := httptest.NewServer(mux)
 
 	ts := &tcp.Server{Hub: h}
@@ -117,54 +119,6 @@ func newEnv(t testing.TB, mod func(*hub.Config)) *env {
 		store.Close()
 	})
 	return e
-}
-
-// wsHandler avoids importing ws (which imports hub) into hub's own tests
-// twice over; it is the same few lines.
-type wsHandler struct{ h *hub.Hub }
-
-func (w *wsHandler) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
-	c, err := websocket.Accept(rw, r, &websocket.AcceptOptions{Subprotocols: wire.Subprotocols(), InsecureSkipVerify: true})
-	if err != nil {
-		return
-	}
-	codec := wire.CodecFor(c.Subprotocol())
-	if codec == nil {
-		codec = wire.JSON
-	}
-	w.h.Serve(r.Context(), &wsConn{c: c, codec: codec})
-}
-
-type wsConn struct {
-	c     *websocket.Conn
-	codec wire.Codec
-}
-
-func (c *wsConn) Read(ctx context.Context) (*wire.Frame, error) {
-	typ, b, err := c.c.Read(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if typ == websocket.MessageText {
-		return wire.DecodeJSON(b)
-	}
-	return wire.DecodeProto(b)
-}
-
-func (c *wsConn) Write(ctx context.Context, f *wire.Frame) error {
-	b, err := c.codec.Encode(nil, f)
-	if err != nil {
-		return err
-	}
-	typ := websocket.MessageBinary
-	if c.codec == wire.JSON {
-		typ = websocket.MessageText
-	}
-	return c.c.Write(ctx, typ, b)
-}
-
-func (c *wsConn) Close(code wire.CloseCode, reason string) error {
-	return c.c.Close(websocket.StatusCode(code), reason)
 }
 
 func (e *env) token(user string, groups ...string) string {
@@ -231,9 +185,8 @@ func (e *env) dial(tr transport) *client {
 		if err != nil {
 			e.t.Fatalf("dial %s: %v", tr, err)
 		}
-		wc.SetReadLimit(64 << 20)
-		conn := &wsConn{c: wc, codec: wire.CodecFor(sub)}
-		c.read, c.write, c.close = conn.Read, conn.Write, func() { wc.CloseNow() }
+		conn := wsconn.New(wc, wire.CodecFor(sub), 64<<20)
+		c.read, c.write, c.close = conn.Read, conn.Write, func() { conn.CloseNow() }
 	case tcpRaw, tcpTLS:
 		var nc net.Conn
 		var err error
