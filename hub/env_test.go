@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -151,6 +153,7 @@ func (e *env) publishReq(r publish.Request) uint64 {
 // nothing else, so the tests see exactly what the server sends.
 type client struct {
 	t     testing.TB
+	tr    transport
 	read  func(ctx context.Context) (*wire.Frame, error)
 	write func(ctx context.Context, f *wire.Frame) error
 	close func()
@@ -158,6 +161,9 @@ type client struct {
 	positions map[string]wire.Position
 	got       []wire.Entry
 	closed    *wire.Error // the fatal error frame, once the server ended the session
+	// raw sends bytes as they are: one WebSocket message (text for JSON,
+	// binary for protobuf), or straight onto the TCP stream.
+	raw func(b []byte)
 }
 
 type transport string
@@ -173,7 +179,7 @@ func (e *env) dial(tr transport) *client {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	c := &client{t: e.t, positions: map[string]wire.Position{}}
+	c := &client{t: e.t, tr: tr, positions: map[string]wire.Position{}}
 	switch tr {
 	case wsJSON, wsProto:
 		sub := wire.SubprotocolJSON
@@ -187,6 +193,15 @@ func (e *env) dial(tr transport) *client {
 		}
 		conn := wsconn.New(wc, wire.CodecFor(sub), 64<<20)
 		c.read, c.write, c.close = conn.Read, conn.Write, func() { conn.CloseNow() }
+		typ := websocket.MessageText
+		if tr == wsProto {
+			typ = websocket.MessageBinary
+		}
+		c.raw = func(b []byte) {
+			if err := wc.Write(context.Background(), typ, b); err != nil {
+				e.t.Fatalf("send raw: %v", err)
+			}
+		}
 	case tcpRaw, tcpTLS:
 		var nc net.Conn
 		var err error
@@ -200,6 +215,11 @@ func (e *env) dial(tr transport) *client {
 		}
 		conn := wire.NewTCPConn(nc, 64<<20)
 		c.read, c.write, c.close = conn.Read, conn.Write, func() { nc.Close() }
+		c.raw = func(b []byte) {
+			if _, err := nc.Write(b); err != nil {
+				e.t.Fatalf("send raw: %v", err)
+			}
+		}
 	}
 	e.t.Cleanup(c.close)
 	return c
@@ -336,6 +356,39 @@ func (c *client) waitClose(timeout time.Duration) *wire.Error {
 		}
 		if f.Error != nil && f.Error.Fatal {
 			c.closed = f.Error
+		}
+	}
+}
+
+// end reads until the connection ends and returns the fatal error frame the
+// server sent (nil if none) and the WebSocket close status (0 on TCP, -1 for
+// a WebSocket that ended without a close frame).
+func (c *client) end(timeout time.Duration) (*wire.Error, int) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var frame *wire.Error
+	for {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		f, err := c.read(ctx)
+		cancel()
+		if err != nil {
+			if time.Now().After(deadline) {
+				c.t.Fatalf("the connection did not end within %s", timeout)
+			}
+			var ce websocket.CloseError
+			switch {
+			case errors.As(err, &ce):
+				return frame, int(ce.Code)
+			case c.tr == wsJSON || c.tr == wsProto:
+				return frame, -1
+			case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed), errors.Is(err, syscall.ECONNRESET):
+				return frame, 0
+			}
+			c.t.Fatalf("read: %v", err)
+			return nil, 0
+		}
+		if f.Error != nil && f.Error.Fatal {
+			frame = f.Error
 		}
 	}
 }

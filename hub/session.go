@@ -108,16 +108,8 @@ func (h *Hub) Serve(ctx context.Context, conn Conn) error {
 }
 
 func (h *Hub) handshake(ctx context.Context, conn Conn) (*session, error) {
-	hctx, cancel := context.WithTimeout(ctx, h.cfg.HelloTimeout)
-	f, err := conn.Read(hctx)
-	cancel()
+	f, err := h.readHello(ctx, conn)
 	if err != nil {
-		if hctx.Err() != nil && ctx.Err() == nil {
-			return nil, syncpoint.Errorf(syncpoint.CodeMalformed, "no hello within %s", h.cfg.HelloTimeout)
-		}
-		if syncpoint.Code(err) == syncpoint.CodeInternal {
-			return nil, fmt.Errorf("read hello: %w", err)
-		}
 		return nil, err
 	}
 	hello := f.Hello
@@ -222,6 +214,35 @@ func (h *Hub) handshake(ctx context.Context, conn Conn) (*session, error) {
 		return nil, fmt.Errorf("write welcome: %w", err)
 	}
 	return s, nil
+}
+
+// readHello waits up to HelloTimeout for the first frame. The read is not
+// cancelled when the wait ends, since cancelling a WebSocket read closes the
+// connection and the error frame and close code would be lost; closing conn
+// ends it.
+func (h *Hub) readHello(ctx context.Context, conn Conn) (*wire.Frame, error) {
+	type result struct {
+		f   *wire.Frame
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		f, err := conn.Read(ctx)
+		got <- result{f, err}
+	}()
+	timer := time.NewTimer(h.cfg.HelloTimeout)
+	defer timer.Stop()
+	select {
+	case r := <-got:
+		if r.err != nil && syncpoint.Code(r.err) == syncpoint.CodeInternal {
+			return nil, fmt.Errorf("read hello: %w", r.err)
+		}
+		return r.f, r.err
+	case <-timer.C:
+		return nil, syncpoint.Errorf(syncpoint.CodeMalformed, "no hello within %s", h.cfg.HelloTimeout)
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }
 
 // loadUserPoints merges the stored user-wide positions of multi_device:
