@@ -37,7 +37,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		InsecureSkipVerify: h.OriginPatterns == nil,
 		CompressionMode:    websocket.CompressionDisabled,
 	}
-	c, err := websocket.Accept(w, r, opts)
+	limit := h.MaxFrameBytes
+	if limit <= 0 {
+		limit = wire.DefaultMaxFrameBytes
+	}
+	c, err := websocket.Accept(&limitWriter{ResponseWriter: w, max: limit}, r, opts)
 	if err != nil {
 		return // Accept has written the HTTP error
 	}
@@ -45,5 +49,5 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if codec == nil {
 		codec = wire.JSON
 	}
-	_ = h.Hub.Serve(r.Context(), wsconn.New(c, codec, h.MaxFrameBytes))
+	_ = h.Hub.Serve(r.Context(), wsconn.New(c, codec, limit))
 }
