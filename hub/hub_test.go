@@ -366,6 +366,30 @@ func TestMultiDeviceFalseGoesToNewestDevice(t *testing.T) {
 	}
 }
 
+// An older device that takes over a multi_device: false channel continues
+// from the user's position, even when it never learned the channel's epoch
+// (the channel was empty when it connected).
+func TestMultiDeviceFalseTakeoverSkipsWhatTheUserAcked(t *testing.T) {
+	e := newEnv(t, nil)
+	older := e.dial(wsJSON)
+	older.mustHello(e.token("u1"), "phone", "pay")
+	newer := e.dial(tcpRaw)
+	newer.mustHello(e.token("u1"), "tablet", "pay")
+	e.publish("pay", u1, `"one"`)
+	newer.collect(1, 5*time.Second) // acks seq 1
+	waitFor(t, "tablet's ack stored", func() bool {
+		points, _ := e.store.SyncPoints(context.Background(), "tablet")
+		return len(points) == 1 && points[0].Position.Seq == 1
+	})
+	newer.close()
+	waitFor(t, "tablet offline", func() bool { return !e.hub.Online("tablet") })
+	e.publish("pay", u1, `"two"`)
+	got := older.collect(1, 5*time.Second)
+	if got[0].Seq != 2 || string(got[0].Data) != `"two"` {
+		t.Fatalf("the phone took over with seq %d %s, want seq 2 \"two\": seq 1 was acked by the tablet", got[0].Seq, got[0].Data)
+	}
+}
+
 func TestEphemeralReachesOnlyOnlineDevices(t *testing.T) {
 	e := newEnv(t, nil)
 	e.publishReq(publish.Request{Biz: "presence", Targets: []syncpoint.Target{u1}, Data: []byte(`"before"`)})

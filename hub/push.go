@@ -1,9 +1,8 @@
 package hub
 
 import (
-	"time"
-
 	"fmt"
+	"time"
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/wire"
@@ -67,7 +66,12 @@ func (s *session) fill() (*pushBuilder, error) {
 	for _, cs := range s.order {
 		if cs.needActivate {
 			cs.needActivate = false
-			if from := cs.activateFrom; from.Epoch == cs.epoch && from.Seq > cs.sent {
+			from := cs.activateFrom
+			if cs.epoch == "" && cs.sent == 0 {
+				// The channel was empty at the welcome; the user's position names its epoch.
+				cs.epoch = from.Epoch
+			}
+			if from.Epoch == cs.epoch && from.Seq > cs.sent {
 				cs.sent = from.Seq
 				p.moved1(cs)
 			}
