@@ -10,6 +10,11 @@ type Claims struct {
 	User      string    // "sub"
 	Groups    []string  // "groups": the group channels the device may read
 	ExpiresAt time.Time // "exp"
+	// ValidUntil is the instant from which the verifier refuses the token:
+	// ExpiresAt plus its leeway for clock skew. A session on the token is
+	// closed then, so one rule holds at the hello and for the whole
+	// session. Verify sets it; Mint ignores it.
+	ValidUntil time.Time
 }
 
 // Identity is who a device connection is: the device id it claimed (bound

@@ -214,7 +214,8 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	if err := validateGroups(tc.Groups); err != nil {
 		return Claims{}, unauthorized("token %s", syncpoint.Message(err))
 	}
-	return Claims{User: tc.Subject, Groups: tc.Groups, ExpiresAt: tc.ExpiresAt.Time}, nil
+	exp := tc.ExpiresAt.Time
+	return Claims{User: tc.Subject, Groups: tc.Groups, ExpiresAt: exp, ValidUntil: exp.Add(v.leeway)}, nil
 }
 
 // key hands the parser the key for the token's alg; WithValidMethods has

@@ -167,13 +167,23 @@ func TestVerifyExpired(t *testing.T) {
 	wantUnauthorized(t, err, "expired at "+exp.Format(time.RFC3339))
 }
 
+// The token passes until exp + leeway, and ValidUntil says when that is,
+// so that a session can end at the same instant.
 func TestVerifyLeeway(t *testing.T) {
 	v, fc := MustNewVerifier(t, auth.VerifierConfig{Secret: testSecret})
-	tok := MustMint(t, auth.Claims{User: "u1", ExpiresAt: testNow.Add(time.Minute)})
-	fc.Advance(time.Minute + auth.DefaultLeeway/2)
-	if _, err := v.Verify(tok); err != nil {
+	exp := testNow.Add(time.Minute)
+	tok := MustMint(t, auth.Claims{User: "u1", ExpiresAt: exp})
+	fc.Advance(time.Minute + auth.DefaultLeeway - time.Millisecond)
+	c, err := v.Verify(tok)
+	if err != nil {
 		t.Fatalf("Verify within the default leeway: %v", err)
 	}
+	if !c.ExpiresAt.Equal(exp) || !c.ValidUntil.Equal(exp.Add(auth.DefaultLeeway)) {
+		t.Fatalf("claims expire %v, valid until %v; want %v and %v", c.ExpiresAt, c.ValidUntil, exp, exp.Add(auth.DefaultLeeway))
+	}
+	fc.Advance(time.Millisecond)
+	_, err = v.Verify(tok)
+	wantUnauthorized(t, err, "expired")
 }
 
 func TestVerifyClaims(t *testing.T) {

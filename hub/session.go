@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -152,7 +153,7 @@ func (h *Hub) handshake(ctx context.Context, conn Conn) (*session, error) {
 		hub:       h,
 		conn:      conn,
 		id:        id,
-		expires:   claims.ExpiresAt,
+		expires:   cmp.Or(claims.ValidUntil, claims.ExpiresAt),
 		sessionID: newSessionID(),
 		chans:     make(map[syncpoint.Channel]*chanState),
 		notify:    make(chan struct{}, 1),
@@ -481,8 +482,21 @@ func (s *session) writeLoop() {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	nextBeat := h.cfg.Clock.Now().Add(interval)
+	// The token's end wakes the loop, which checks it on every turn: a
+	// session lasts exactly as long as a hello with its token would pass.
+	var expiry <-chan time.Time
+	if !s.expires.IsZero() {
+		t := time.NewTimer(s.expires.Sub(h.cfg.Clock.Now()))
+		defer t.Stop()
+		expiry = t.C
+	}
 	for s.ctx.Err() == nil {
-		if now := h.cfg.Clock.Now(); !now.Before(nextBeat) {
+		now := h.cfg.Clock.Now()
+		if !s.expires.IsZero() && !now.Before(s.expires) {
+			s.kill(wire.CloseUnauthorized, "the token expired; reconnect with a new one")
+			break
+		}
+		if !now.Before(nextBeat) {
 			nextBeat = now.Add(interval)
 			if !s.heartbeat(now) {
 				break
@@ -525,6 +539,7 @@ func (s *session) writeLoop() {
 		select {
 		case <-s.notify:
 		case <-tick.C:
+		case <-expiry:
 		case <-s.ctx.Done():
 		}
 	}
@@ -545,15 +560,11 @@ func (s *session) writeLoop() {
 }
 
 // heartbeat pings the device and reports false when it has been silent for
-// too long or its token expired.
+// too long.
 func (s *session) heartbeat(now time.Time) bool {
 	h := s.hub
 	if silent := now.Sub(time.Unix(0, s.lastRecv.Load())); silent > missedHeartbeats*h.cfg.HeartbeatInterval {
 		s.kill(wire.CloseHeartbeatTimeout, fmt.Sprintf("nothing received for %s", silent.Round(time.Second)))
-		return false
-	}
-	if !s.expires.IsZero() && !now.Before(s.expires) {
-		s.kill(wire.CloseUnauthorized, "the token expired; reconnect with a new one")
 		return false
 	}
 	return s.writeFrame(&wire.Frame{Ping: &wire.Ping{Nonce: uint64(now.UnixNano())}})
