@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/auth"
 	"github.com/syncpoint/syncpoint/client"
 	"github.com/syncpoint/syncpoint/wire"
 )
@@ -269,7 +270,7 @@ func TestTokenRefresh(t *testing.T) {
 	cfg.TokenFunc = func(ctx context.Context) (string, error) {
 		ttl := time.Hour
 		if calls.Add(1) == 1 {
-			ttl = 2 * time.Second
+			ttl = 2*time.Second - auth.DefaultLeeway // the session ends 2 s from now
 		}
 		return mintToken(t, testSecret, "u1", time.Now().Add(ttl)), nil
 	}
