@@ -141,7 +141,7 @@ func (w *wsConn) read(ctx context.Context) (*wire.Frame, error) {
 		var ce websocket.CloseError
 		if errors.As(err, &ce) {
 			code := wire.CloseCode(ce.Code)
-			return nil, &closedError{&wire.Error{Code: code, Reason: string(code.Reason()), Message: ce.Reason, Fatal: true}}
+			return nil, &closedError{wire.NewError(code, ce.Reason, true)}
 		}
 		return nil, err
 	}

@@ -267,6 +267,7 @@ func (c *client) helloWith(h *wire.Hello) (*wire.Welcome, error) {
 		return nil, err
 	}
 	if f.Error != nil {
+		checkReason(c.t, f.Error)
 		c.closed = f.Error
 		return nil, f.Error
 	}
@@ -355,6 +356,7 @@ func (c *client) waitClose(timeout time.Duration) *wire.Error {
 			c.apply(f.Push)
 		}
 		if f.Error != nil && f.Error.Fatal {
+			checkReason(c.t, f.Error)
 			c.closed = f.Error
 		}
 	}
@@ -388,8 +390,19 @@ func (c *client) end(timeout time.Duration) (*wire.Error, int) {
 			return nil, 0
 		}
 		if f.Error != nil && f.Error.Fatal {
+			checkReason(c.t, f.Error)
 			frame = f.Error
 		}
+	}
+}
+
+// checkReason fails when an error frame's reason and code disagree: the
+// reason maps to the code by the table of protocol.md section 13, and is
+// empty only for the codes no error code maps to.
+func checkReason(t testing.TB, e *wire.Error) {
+	t.Helper()
+	if e.Reason == "" && e.Code.Reason() != "" || e.Reason != "" && wire.CloseCodeFor(syncpoint.ErrorCode(e.Reason)) != e.Code {
+		t.Errorf("error frame %d with reason %q: they disagree", uint32(e.Code), e.Reason)
 	}
 }
 

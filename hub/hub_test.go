@@ -328,6 +328,7 @@ func TestHeartbeatTimeout(t *testing.T) {
 			if f.Error.Code != wire.CloseHeartbeatTimeout {
 				t.Fatalf("error %+v, want heartbeat timeout", f.Error)
 			}
+			checkReason(t, f.Error)
 			return
 		}
 	}

@@ -83,7 +83,7 @@ func (h *Hub) Serve(ctx context.Context, conn Conn) error {
 		var ce *closeError
 		if errors.As(err, &ce) {
 			code = ce.code
-			frame = &wire.Error{Code: code, Reason: string(code.Reason()), Message: ce.msg, Fatal: true}
+			frame = wire.NewError(code, ce.msg, true)
 		}
 		h.metrics.disconnects.WithLabelValues(code.String()).Inc()
 		wctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -553,7 +553,7 @@ func (s *session) writeLoop() {
 	h.metrics.disconnects.WithLabelValues(code.String()).Inc()
 	if code != wire.CloseNormal && s.base.Err() == nil {
 		ctx, cancel := context.WithTimeout(s.base, time.Second)
-		_ = s.conn.Write(ctx, &wire.Frame{Error: &wire.Error{Code: code, Reason: string(code.Reason()), Message: reason, Fatal: true}})
+		_ = s.conn.Write(ctx, &wire.Frame{Error: wire.NewError(code, reason, true)})
 		cancel()
 	}
 	_ = s.conn.Close(code, reason)

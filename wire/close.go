@@ -127,48 +127,58 @@ func (c CloseCode) Action() Action {
 	return Reconnect
 }
 
-// Reason is the syncpoint error code a close code reports, for the Reason
-// of the Error frame the server sends with it.
-func (c CloseCode) Reason() syncpoint.ErrorCode {
-	switch c {
-	case CloseNormal:
-		return ""
-	case CloseSlowConsumer:
-		return syncpoint.CodeSlowConsumer
-	case CloseUnauthorized:
-		return syncpoint.CodeUnauthorized
-	case CloseForbidden:
-		return syncpoint.CodeForbidden
-	case CloseBadRequest, CloseUnsupportedVersion:
-		return syncpoint.CodeMalformed
-	case CloseTooLarge:
-		return syncpoint.CodeTooLarge
-	case CloseInternal:
-		return syncpoint.CodeInternal
-	}
-	return syncpoint.CodeUnavailable
+// errorCloseCodes is the one table from syncpoint error codes to close
+// codes (docs/protocol.md section 13). It decides both directions: the
+// close code of an error (CloseCodeFor), and the reason a close code carries
+// (Reason), which is the first error code listed for it.
+var errorCloseCodes = []struct {
+	code  syncpoint.ErrorCode
+	close CloseCode
+}{
+	{syncpoint.CodeMalformed, CloseBadRequest},
+	{syncpoint.CodeInvalid, CloseBadRequest},
+	{syncpoint.CodeNotFound, CloseBadRequest},
+	{syncpoint.CodeConflict, CloseBadRequest},
+	{syncpoint.CodeUnauthorized, CloseUnauthorized},
+	{syncpoint.CodeForbidden, CloseForbidden},
+	{syncpoint.CodeTooLarge, CloseTooLarge},
+	{syncpoint.CodeUnavailable, CloseUnavailable},
+	{syncpoint.CodeRateLimited, CloseUnavailable},
+	{syncpoint.CodeSlowConsumer, CloseSlowConsumer},
+	{syncpoint.CodeInternal, CloseInternal},
 }
 
-// CloseCodeFor is the one table from syncpoint error codes to close codes.
-// An unknown code counts as internal; "" (no error) is a normal close.
+// Reason is the error code that an error frame with close code c carries:
+// one that CloseCodeFor maps to c, or "" for the codes no error code maps
+// to (normal, going_away, heartbeat_timeout, resync, unsupported_version),
+// so that reason and code never disagree.
+func (c CloseCode) Reason() syncpoint.ErrorCode {
+	for _, row := range errorCloseCodes {
+		if row.close == c {
+			return row.code
+		}
+	}
+	return ""
+}
+
+// CloseCodeFor is the close code of an error code. An unknown code counts
+// as internal; "" (no error) is a normal close.
 func CloseCodeFor(code syncpoint.ErrorCode) CloseCode {
-	switch code {
-	case "":
+	if code == "" {
 		return CloseNormal
-	case syncpoint.CodeMalformed, syncpoint.CodeInvalid, syncpoint.CodeNotFound, syncpoint.CodeConflict:
-		return CloseBadRequest
-	case syncpoint.CodeUnauthorized:
-		return CloseUnauthorized
-	case syncpoint.CodeForbidden:
-		return CloseForbidden
-	case syncpoint.CodeTooLarge:
-		return CloseTooLarge
-	case syncpoint.CodeRateLimited, syncpoint.CodeUnavailable:
-		return CloseUnavailable
-	case syncpoint.CodeSlowConsumer:
-		return CloseSlowConsumer
+	}
+	for _, row := range errorCloseCodes {
+		if row.code == code {
+			return row.close
+		}
 	}
 	return CloseInternal
+}
+
+// NewError returns the error frame for close code c, with the reason the
+// table gives it.
+func NewError(c CloseCode, message string, fatal bool) *Error {
+	return &Error{Code: c, Reason: string(c.Reason()), Message: message, Fatal: fatal}
 }
 
 // Error reports a problem to the peer. Fatal errors end the session: the

@@ -3,6 +3,10 @@ package wire
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -131,5 +135,90 @@ func TestErrorAsError(t *testing.T) {
 	e = &Error{Code: CloseResync, Reason: "invalid"}
 	if got := e.Error(); got != "resync (invalid)" {
 		t.Errorf("Error() = %q", got)
+	}
+}
+
+// TestCloseCodesMatchTheProtocolDoc reads both tables of protocol.md
+// section 13 and checks every close code's name and action, every error
+// code's close code, and that the reason each close code carries maps back
+// to it.
+func TestCloseCodesMatchTheProtocolDoc(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "protocol.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(doc), "\n## 13. Errors and close codes\n")
+	if !ok {
+		t.Fatal("protocol.md has no section 13")
+	}
+	sec, _, _ = strings.Cut(sec, "\n## ")
+	named := regexp.MustCompile("`([a-z_]+)`")
+	bold := regexp.MustCompile(`\*\*([a-z]+)\*\*`)
+	docCodes := map[CloseCode]bool{}
+	docErrors := map[syncpoint.ErrorCode]CloseCode{}
+	for _, line := range strings.Split(sec, "\n") {
+		cells := strings.Split(strings.Trim(line, "| "), "|")
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		switch {
+		case len(cells) == 4: // | Code | Name | Sent when | Client action |
+			n, err := strconv.Atoi(cells[0])
+			if err != nil {
+				continue // the header and the rule under it
+			}
+			code := CloseCode(n)
+			docCodes[code] = true
+			name, action := named.FindStringSubmatch(cells[1]), bold.FindStringSubmatch(cells[3])
+			if name == nil || action == nil {
+				t.Fatalf("row %q: no name or action", line)
+			}
+			if code.String() != name[1] {
+				t.Errorf("%d: String() = %q, the doc says %q", n, code.String(), name[1])
+			}
+			if code.Action().String() != action[1] {
+				t.Errorf("%d: Action() = %v, the doc says %s", n, code.Action(), action[1])
+			}
+		case len(cells) == 2: // | Error code (reason) | Close code |
+			n, err := strconv.Atoi(cells[1])
+			if err != nil {
+				continue
+			}
+			for _, m := range named.FindAllStringSubmatch(cells[0], -1) {
+				docErrors[syncpoint.ErrorCode(m[1])] = CloseCode(n)
+			}
+		}
+	}
+	for _, c := range []CloseCode{CloseNormal, CloseGoingAway, CloseSlowConsumer, CloseHeartbeatTimeout, CloseUnavailable,
+		CloseInternal, CloseResync, CloseBadRequest, CloseUnauthorized, CloseForbidden, CloseUnsupportedVersion, CloseTooLarge} {
+		if !docCodes[c] {
+			t.Errorf("close code %d (%v) is not in the doc's table", uint32(c), c)
+		}
+	}
+	for _, e := range allCodes {
+		want, ok := docErrors[e]
+		if !ok {
+			t.Errorf("error code %q is not in the doc's table", e)
+			continue
+		}
+		if got := CloseCodeFor(e); got != want {
+			t.Errorf("CloseCodeFor(%q) = %d, the doc says %d", e, uint32(got), uint32(want))
+		}
+	}
+	for c := range docCodes {
+		r := c.Reason()
+		mapped := false
+		for _, cc := range docErrors {
+			mapped = mapped || cc == c
+		}
+		switch {
+		case r == "" && mapped:
+			t.Errorf("%d (%v) carries no reason, but the doc maps error codes to it", uint32(c), c)
+		case r != "" && docErrors[r] != c:
+			t.Errorf("%d (%v) carries reason %q, which the doc maps to %d", uint32(c), c, r, uint32(docErrors[r]))
+		}
+		if e := NewError(c, "m", true); e.Reason != string(r) || e.Code != c {
+			t.Errorf("NewError(%d) = %+v", uint32(c), e)
+		}
 	}
 }
