@@ -2,6 +2,7 @@ package wire
 
 import (
 	"fmt"
+	"strings"
 
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -21,8 +22,9 @@ func EncodeProto(dst []byte, f *Frame) ([]byte, error) {
 	}
 	out, err := proto.MarshalOptions{}.MarshalAppend(dst, pb)
 	if err != nil {
-		// Only invalid UTF-8 in a string gets here.
-		return dst, syncpoint.Errorf(syncpoint.CodeInvalid, "encode frame: %v", err)
+		// Only invalid UTF-8 in a string gets here; the library's words are
+		// not for the peer or the app.
+		return dst, syncpoint.Errorf(syncpoint.CodeInvalid, "encode frame: a string is not valid UTF-8")
 	}
 	return out, nil
 }
@@ -47,7 +49,11 @@ func decodeProtoGeneric(b []byte) (*Frame, error) {
 	}
 	var pb wirepb.Frame
 	if err := proto.Unmarshal(b, &pb); err != nil {
-		return nil, syncpoint.Errorf(syncpoint.CodeMalformed, "malformed frame: not a protobuf frame: %v", err)
+		// The library's message names its internals; say what is wrong instead.
+		if strings.Contains(err.Error(), "UTF-8") {
+			return nil, syncpoint.Errorf(syncpoint.CodeMalformed, "malformed frame: a string is not valid UTF-8")
+		}
+		return nil, syncpoint.Errorf(syncpoint.CodeMalformed, "malformed frame: frame is not valid protobuf")
 	}
 	f, err := fromPB(&pb)
 	if err != nil {

@@ -39,9 +39,9 @@ func TestDecodeProtoRejects(t *testing.T) {
 	}{
 		{"empty", nil, "holds no message"},
 		{"unknown message", future, "holds no message"},
-		{"garbage", []byte{0xff, 0xff, 0xff}, "not a protobuf frame"},
-		{"truncated", mustMarshal(t, &wirepb.Frame{Msg: &wirepb.Frame_Ping{Ping: &wirepb.Ping{Nonce: 300}}})[:3], "not a protobuf frame"},
-		{"invalid utf-8", badUTF8, "not a protobuf frame"},
+		{"garbage", []byte{0xff, 0xff, 0xff}, "frame is not valid protobuf"},
+		{"truncated", mustMarshal(t, &wirepb.Frame{Msg: &wirepb.Frame_Ping{Ping: &wirepb.Ping{Nonce: 300}}})[:3], "frame is not valid protobuf"},
+		{"invalid utf-8", badUTF8, "a string is not valid UTF-8"},
 		{"entry data", mustMarshal(t, &wirepb.Frame{Msg: &wirepb.Frame_Push{Push: &wirepb.Push{Entries: []*wirepb.Entry{{Channel: "c/global", Data: []byte("{")}}}}}), `entry "c/global": data is not valid JSON`},
 		{"current data", mustMarshal(t, &wirepb.Frame{Msg: &wirepb.Frame_WriteResult{WriteResult: &wirepb.WriteResult{Errors: []*wirepb.RecordError{{Current: &wirepb.Entry{Data: []byte("x")}}}}}}), "data is not valid JSON"},
 		{"record data", mustMarshal(t, &wirepb.Frame{Msg: &wirepb.Frame_Write{Write: &wirepb.Write{Changes: []*wirepb.ChangeSet{{Updated: []*wirepb.Record{{Id: "r", Data: []byte("[1,]")}}}}}}}), `record "r": data is not valid JSON`},
@@ -54,6 +54,9 @@ func TestDecodeProtoRejects(t *testing.T) {
 		}
 		if codeOf(err) != syncpoint.CodeMalformed || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want malformed saying %q", tc.name, err, tc.want)
+		}
+		if strings.Contains(err.Error(), "proto:") || strings.Contains(err.Error(), "wire-format") {
+			t.Errorf("%s: %v speaks of the protobuf library's internals", tc.name, err)
 		}
 	}
 }
@@ -87,10 +90,11 @@ func TestDecodeProtoAccepts(t *testing.T) {
 	}
 }
 
+// An encode failure says what is wrong in our words, not the library's.
 func TestEncodeProtoInvalidUTF8(t *testing.T) {
 	_, err := EncodeProto(nil, &Frame{Hello: &Hello{DeviceID: "\xff"}})
-	if err == nil || codeOf(err) != syncpoint.CodeInvalid {
-		t.Fatalf("got %v, want an invalid error", err)
+	if codeOf(err) != syncpoint.CodeInvalid || !strings.Contains(err.Error(), "not valid UTF-8") || strings.Contains(err.Error(), "proto:") {
+		t.Fatalf("got %v, want invalid saying a string is not valid UTF-8", err)
 	}
 }
 
