@@ -12,6 +12,8 @@ import (
 	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -235,6 +237,9 @@ func (v *Verifier) key(t *jwt.Token) (any, error) {
 func (v *Verifier) explain(token string, err error) error {
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
+		if msg, ok := claimTypeError(token); ok {
+			return unauthorized("token is malformed: %s", msg)
+		}
 		return unauthorized("token is malformed: want three base64url parts with a JSON header and payload")
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
 		if alg, ok := headerAlg(token); ok && !slices.Contains(v.methods, alg) {
@@ -246,6 +251,49 @@ func (v *Verifier) explain(token string, err error) error {
 		return unauthorized("token signature is invalid")
 	}
 	return unauthorized("token is invalid")
+}
+
+// claimTypes is the JSON type each claim the verifier reads must have.
+var claimTypes = []struct {
+	name, want string
+	ok         func(json.RawMessage) bool
+}{
+	{"sub", "a string", isJSON[string]},
+	{"exp", "a number of seconds since 1970", isJSON[float64]},
+	{"nbf", "a number of seconds since 1970", isJSON[float64]},
+	{"iat", "a number of seconds since 1970", isJSON[float64]},
+	{"iss", "a string", isJSON[string]},
+	{"jti", "a string", isJSON[string]},
+	{"aud", "a string or a list of strings", func(v json.RawMessage) bool { return isJSON[string](v) || isJSON[[]string](v) }},
+	{"groups", "a list of strings", isJSON[[]string]},
+}
+
+func isJSON[T any](v json.RawMessage) bool {
+	var x T
+	return string(v) == "null" || json.Unmarshal(v, &x) == nil
+}
+
+// claimTypeError names the first claim of the token's payload whose JSON
+// type is wrong, which the parser reports only as "malformed".
+func claimTypeError(token string) (string, bool) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return "", false
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(parts[1], "="))
+	if err != nil {
+		return "", false
+	}
+	var claims map[string]json.RawMessage
+	if json.Unmarshal(payload, &claims) != nil {
+		return "", false
+	}
+	for _, c := range claimTypes {
+		if v, ok := claims[c.name]; ok && !c.ok(v) {
+			return fmt.Sprintf("claim %q must be %s", c.name, c.want), true
+		}
+	}
+	return "", false
 }
 
 // headerAlg reads the token's alg again, only to name it in an error.

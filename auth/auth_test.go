@@ -200,8 +200,11 @@ func TestVerifyClaims(t *testing.T) {
 		{jwt.MapClaims{"sub": "u1", "exp": exp, "groups": []string{"ok", "not ok"}}, "group id"},
 		{jwt.MapClaims{"sub": "u1", "exp": exp, "nbf": testNow.Add(time.Hour).Unix()}, "not valid before"},
 		{jwt.MapClaims{"sub": "u1", "exp": exp, "iat": testNow.Add(time.Hour).Unix()}, "future"},
-		{jwt.MapClaims{"sub": 7, "exp": exp}, "malformed"},
-		{jwt.MapClaims{"sub": "u1", "exp": "tomorrow"}, "malformed"},
+		{jwt.MapClaims{"sub": 7, "exp": exp}, `claim "sub" must be a string`},
+		{jwt.MapClaims{"sub": 123, "exp": exp}, `claim "sub" must be a string`},
+		{jwt.MapClaims{"sub": "u1", "exp": "tomorrow"}, `claim "exp" must be a number`},
+		{jwt.MapClaims{"sub": "u1", "exp": exp, "groups": "g1"}, `claim "groups" must be a list of strings`},
+		{jwt.MapClaims{"sub": "u1", "exp": exp, "aud": 5}, `claim "aud" must be a string or a list of strings`},
 	} {
 		_, err := v.Verify(signRaw(t, jwt.SigningMethodHS256, testSecret, tc.claims))
 		wantUnauthorized(t, err, tc.want)
