@@ -228,6 +228,7 @@ func (h *Hub) ResetChannel(ch syncpoint.Channel) {
 		victims = append(victims, s)
 	}
 	h.mu.RUnlock()
+	h.log.Info("channel reset", "channel", ch.String(), "sessions", len(victims))
 	for _, s := range victims {
 		s.kill(wire.CloseResync, fmt.Sprintf("channel %s was reset", ch))
 	}

@@ -3,6 +3,7 @@ package hub_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -283,10 +284,12 @@ func TestAuthorization(t *testing.T) {
 }
 
 func TestSlowConsumerIsCutAndResumes(t *testing.T) {
+	logs := &logBuffer{}
 	e := newEnv(t, func(c *hub.Config) {
 		c.QueueLimit = 32
 		c.MaxBatch = 8
 		c.WriteTimeout = time.Hour // only the queue bound may end it
+		c.Logger = slog.New(slog.NewJSONHandler(logs, nil))
 	})
 	c := e.dial(tcpRaw)
 	c.mustHello(e.token("u1"), "d1", "chat")
@@ -304,6 +307,7 @@ func TestSlowConsumerIsCutAndResumes(t *testing.T) {
 	if got := c.waitClose(10 * time.Second); got.Code != wire.CloseSlowConsumer {
 		t.Fatalf("close = %+v, want slow consumer", got)
 	}
+	logs.waitLine(t, "slow consumer cut", map[string]any{"level": "WARN", "device": "d1", "user": "u1"})
 	// Resume from the client's own position and miss nothing.
 	c2 := e.dial(tcpRaw)
 	c2.positions, c2.got = c.positions, c.got

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -30,6 +31,8 @@ type session struct {
 	version   uint32
 	hub       *Hub
 	conn      Conn
+	peer      Peer
+	started   time.Time
 	id        syncpoint.Identity
 	expires   time.Time
 	sessionID string
@@ -74,27 +77,29 @@ type chanState struct {
 	acked        uint64
 }
 
+// Peer says where a connection comes from, for the session's log lines.
+type Peer struct {
+	Transport  string // "ws", "wss", "tcp" or "tls"
+	RemoteAddr string
+}
+
 // Serve runs one device session on conn until the device leaves, the
 // session fails, ctx is done or the hub closes. It always closes conn.
-func (h *Hub) Serve(ctx context.Context, conn Conn) error {
-	s, err := h.handshake(ctx, conn)
+func (h *Hub) Serve(ctx context.Context, conn Conn, peer Peer) error {
+	f, err := h.readHello(ctx, conn)
+	var s *session
+	if err == nil {
+		s, err = h.handshake(ctx, conn, peer, f.Hello)
+	}
 	if err != nil {
-		code, frame := wire.CloseCodeFor(syncpoint.Code(err)), wire.ErrorFrom(err, true)
-		var ce *closeError
-		if errors.As(err, &ce) {
-			code = ce.code
-			frame = wire.NewError(code, ce.msg, true)
-		}
-		h.metrics.disconnects.WithLabelValues(code.String()).Inc()
-		wctx, cancel := context.WithTimeout(ctx, time.Second)
-		_ = conn.Write(wctx, &wire.Frame{Error: frame})
-		cancel()
-		_ = conn.Close(code, frame.Message)
+		h.refuse(ctx, conn, peer, f, err)
 		return err
 	}
 	h.wg.Add(1)
 	defer h.wg.Done()
 	defer h.unregister(s)
+	h.log.Info("session opened", s.logAttrs(
+		slog.String("platform", s.id.Platform), slog.String("app_version", s.id.AppVersion), slog.Int("channels", len(s.order)))...)
 
 	readDone := make(chan struct{})
 	go func() {
@@ -105,15 +110,69 @@ func (h *Hub) Serve(ctx context.Context, conn Conn) error {
 	<-readDone
 
 	s.finish()
+	s.mu.Lock()
+	code, reason := s.closeCode, s.closeReason
+	s.mu.Unlock()
+	h.log.Info("session closed", s.logAttrs(
+		slog.Duration("duration", h.cfg.Clock.Now().Sub(s.started).Round(time.Millisecond)),
+		slog.Int("code", int(code)), slog.String("close", code.String()), slog.String("reason", reason))...)
 	return nil
 }
 
-func (h *Hub) handshake(ctx context.Context, conn Conn) (*session, error) {
-	f, err := h.readHello(ctx, conn)
-	if err != nil {
-		return nil, err
+// refuse answers a hello that failed with one fatal error frame and the
+// close, and logs it; f is the first frame, if one was read.
+func (h *Hub) refuse(ctx context.Context, conn Conn, peer Peer, f *wire.Frame, err error) {
+	frame := wire.ErrorFrom(err, true)
+	var ce *closeError
+	switch {
+	case errors.As(err, &ce):
+		frame = wire.NewError(ce.code, ce.msg, true)
+	case ctx.Err() != nil && errors.Is(err, ctx.Err()):
+		frame = wire.NewError(wire.CloseGoingAway, "the server is shutting down", true)
 	}
-	hello := f.Hello
+	code := frame.Code
+	attrs := []any{slog.String("transport", peer.Transport), slog.String("remote", peer.RemoteAddr)}
+	if f != nil && f.Hello != nil {
+		// Not validated yet, so bounded before it goes into a log.
+		attrs = append(attrs, slog.String("device", clip(f.Hello.DeviceID)))
+	}
+	attrs = append(attrs, slog.Int("code", int(code)), slog.String("close", code.String()), slog.String("reason", frame.Message))
+	switch {
+	case code == wire.CloseInternal:
+		h.log.Error("hello failed", append(attrs, slog.Any("err", err))...)
+	case code == wire.CloseNormal:
+		h.log.Info("connection ended before the hello", append(attrs, slog.Any("err", err))...)
+	case code == wire.CloseUnauthorized:
+		// The verifier's message says why; the token itself is never logged.
+		h.log.Info("token refused", attrs...)
+	default:
+		h.log.Info("hello refused", attrs...)
+	}
+	h.metrics.disconnects.WithLabelValues(code.String()).Inc()
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	_ = conn.Write(wctx, &wire.Frame{Error: frame})
+	cancel()
+	_ = conn.Close(code, frame.Message)
+}
+
+// logAttrs are the fields that name a session in every line about it.
+func (s *session) logAttrs(more ...any) []any {
+	return append([]any{
+		slog.String("session", s.sessionID), slog.String("device", s.id.DeviceID), slog.String("user", s.id.UserID),
+		slog.String("transport", s.peer.Transport), slog.String("remote", s.peer.RemoteAddr),
+	}, more...)
+}
+
+// clip bounds text from a peer before it is logged.
+func clip(s string) string {
+	const max = 128
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
+}
+
+func (h *Hub) handshake(ctx context.Context, conn Conn, peer Peer, hello *wire.Hello) (*session, error) {
 	if hello == nil {
 		return nil, syncpoint.Errorf(syncpoint.CodeMalformed, "the first frame must be hello")
 	}
@@ -152,6 +211,7 @@ func (h *Hub) handshake(ctx context.Context, conn Conn) (*session, error) {
 		version:   version,
 		hub:       h,
 		conn:      conn,
+		peer:      peer,
 		id:        id,
 		expires:   cmp.Or(claims.ValidUntil, claims.ExpiresAt),
 		sessionID: newSessionID(),
@@ -193,6 +253,7 @@ func (h *Hub) handshake(ctx context.Context, conn Conn) (*session, error) {
 	}
 	s.base = ctx
 	s.ctx, s.cancel = context.WithCancel(ctx)
+	s.started = now
 	s.lastRecv.Store(now.UnixNano())
 	// Index before reading channel info, so an entry stored in between is
 	// queued rather than missed.
@@ -235,8 +296,12 @@ func (h *Hub) readHello(ctx context.Context, conn Conn) (*wire.Frame, error) {
 	defer timer.Stop()
 	select {
 	case r := <-got:
+		if r.err != nil && ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		if r.err != nil && syncpoint.Code(r.err) == syncpoint.CodeInternal {
-			return nil, fmt.Errorf("read hello: %w", r.err)
+			// Only the network fails here: the peer's doing, not the server's.
+			return nil, &closeError{code: wire.CloseNormal, msg: "the connection ended before the hello", cause: r.err}
 		}
 		return r.f, r.err
 	case <-timer.C:
@@ -306,6 +371,11 @@ func (h *Hub) welcome(ctx context.Context, s *session, positions map[syncpoint.C
 		cs.pushed = syncpoint.Position{Epoch: info.Epoch, Seq: from}
 		cs.acked = from
 		s.mu.Unlock()
+		if status != syncpoint.StatusOK {
+			h.log.Info("channel "+string(status)+" at hello", s.logAttrs(
+				slog.String("channel", cs.name), slog.String("device_epoch", pos.Epoch), slog.Uint64("device_seq", pos.Seq),
+				slog.String("epoch", info.Epoch), slog.Uint64("first_seq", info.FirstSeq), slog.Uint64("last_seq", info.LastSeq))...)
+		}
 		if status == syncpoint.StatusOK && pos.Seq > 0 {
 			h.pendingMu.Lock()
 			h.pending[spKey{s.id.DeviceID, cs.ch}] = syncpoint.SyncPoint{DeviceID: s.id.DeviceID, Channel: cs.ch, Position: pos, UpdatedAt: now}
@@ -327,7 +397,7 @@ func (s *session) finish() {
 	h.flush(ctx)
 	d := syncpoint.Device{ID: s.id.DeviceID, UserID: s.id.UserID, Platform: s.id.Platform, AppVersion: s.id.AppVersion, LastSeen: h.cfg.Clock.Now()}
 	if err := h.cfg.Store.SaveDevice(ctx, d); err != nil && !errors.Is(err, syncpoint.ErrClosed) {
-		h.log.Error("save device on disconnect", "device", s.id.DeviceID, "err", err)
+		h.log.Error("save device on disconnect", s.logAttrs(slog.Any("err", err))...)
 	}
 }
 
@@ -341,6 +411,9 @@ func (s *session) kill(code wire.CloseCode, reason string) {
 	s.dead, s.closeCode, s.closeReason = true, code, reason
 	s.queue = nil
 	s.mu.Unlock()
+	if code == wire.CloseSlowConsumer {
+		s.hub.log.Warn("slow consumer cut", s.logAttrs(slog.String("reason", reason))...)
+	}
 	s.cancel()
 	// Stop routing entries here now; kill may run under the hub's read lock.
 	go s.hub.unregister(s)
@@ -509,7 +582,7 @@ func (s *session) writeLoop() {
 			if errors.As(err, &ce) {
 				code = ce.code
 			} else if s.ctx.Err() == nil {
-				h.log.Error("read backlog", "device", s.id.DeviceID, "err", err)
+				h.log.Error("read backlog", s.logAttrs(slog.Any("err", err))...)
 			}
 			msg := syncpoint.Message(err)
 			if ce != nil {
@@ -612,11 +685,13 @@ func (s *session) pushed(p *pushBuilder) {
 
 // closeError ends a session with a specific close code.
 type closeError struct {
-	code wire.CloseCode
-	msg  string
+	code  wire.CloseCode
+	msg   string
+	cause error // for the log, when there is one
 }
 
 func (e *closeError) Error() string { return e.msg }
+func (e *closeError) Unwrap() error { return e.cause }
 
 func newSessionID() string {
 	var b [8]byte

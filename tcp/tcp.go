@@ -52,13 +52,15 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetKeepAlive(true)
 		}
+		peer := hub.Peer{Transport: "tcp", RemoteAddr: nc.RemoteAddr().String()}
 		if s.TLS != nil {
 			nc = tls.Server(nc, s.TLS)
+			peer.Transport = "tls"
 		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			_ = s.Hub.Serve(ctx, wire.NewTCPConn(nc, s.MaxFrameBytes))
+			_ = s.Hub.Serve(ctx, wire.NewTCPConn(nc, s.MaxFrameBytes), peer)
 		}()
 	}
 }

@@ -49,5 +49,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if codec == nil {
 		codec = wire.JSON
 	}
-	_ = h.Hub.Serve(r.Context(), wsconn.New(c, codec, limit))
+	peer := hub.Peer{Transport: "ws", RemoteAddr: r.RemoteAddr}
+	if r.TLS != nil {
+		peer.Transport = "wss"
+	}
+	_ = h.Hub.Serve(r.Context(), wsconn.New(c, codec, limit), peer)
 }
