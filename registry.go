@@ -15,13 +15,31 @@ import (
 type Registry struct {
 	store Store
 
-	mu     sync.RWMutex
-	bizzes map[string]Biz
+	mu        sync.RWMutex
+	bizzes    map[string]Biz
+	onDelete  map[int]func(name string)
+	nextWatch int
 }
 
 // NewRegistry returns a registry over store.
 func NewRegistry(store Store) *Registry {
-	return &Registry{store: store, bizzes: make(map[string]Biz)}
+	return &Registry{store: store, bizzes: make(map[string]Biz), onDelete: make(map[int]func(string))}
+}
+
+// OnDelete has fn called with a biz's name each time Delete removes one,
+// after the registry no longer serves it, on the goroutine of Delete; fn
+// must not block. The returned function stops the calls.
+func (r *Registry) OnDelete(fn func(name string)) (stop func()) {
+	r.mu.Lock()
+	id := r.nextWatch
+	r.nextWatch++
+	r.onDelete[id] = fn
+	r.mu.Unlock()
+	return func() {
+		r.mu.Lock()
+		delete(r.onDelete, id)
+		r.mu.Unlock()
+	}
 }
 
 // Load reads the stored bizzes, then saves each of fromConfig over them: the
@@ -94,6 +112,7 @@ func (r *Registry) Put(ctx context.Context, b Biz) error {
 
 // Delete stops serving the biz and removes it from the store. Its channels
 // stay in the store until they expire. Errors: an *Error with CodeNotFound.
+// The OnDelete watchers are told once it is no longer served.
 func (r *Registry) Delete(ctx context.Context, name string) error {
 	if _, ok := r.Get(name); !ok {
 		return Errorf(CodeNotFound, "unknown biz %q", name)
@@ -103,7 +122,15 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	}
 	r.mu.Lock()
 	delete(r.bizzes, name)
+	watchers := make([]func(string), 0, len(r.onDelete))
+	for _, fn := range r.onDelete {
+		watchers = append(watchers, fn)
+	}
 	r.mu.Unlock()
+	// Outside the lock: a watcher may read the registry.
+	for _, fn := range watchers {
+		fn(name)
+	}
 	return nil
 }
 

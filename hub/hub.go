@@ -129,8 +129,9 @@ type Hub struct {
 	pendingMu sync.Mutex
 	pending   map[spKey]syncpoint.SyncPoint // acked positions not yet stored
 
-	wg   sync.WaitGroup
-	stop chan struct{}
+	wg        sync.WaitGroup
+	stop      chan struct{}
+	stopWatch func() // stops the registry's delete notices
 }
 
 type spKey struct {
@@ -141,7 +142,7 @@ type spKey struct {
 // New returns a hub; call Run to start its background work.
 func New(cfg Config) *Hub {
 	cfg.setDefaults()
-	return &Hub{
+	h := &Hub{
 		cfg:      cfg,
 		log:      cfg.Logger,
 		metrics:  newMetrics(cfg.Registerer),
@@ -152,6 +153,8 @@ func New(cfg Config) *Hub {
 		pending:  make(map[spKey]syncpoint.SyncPoint),
 		stop:     make(chan struct{}),
 	}
+	h.stopWatch = cfg.Registry.OnDelete(h.bizDeleted)
+	return h
 }
 
 // Run writes acked sync points every FlushInterval until ctx is done or the
@@ -182,6 +185,7 @@ func (h *Hub) Close() error {
 		return nil
 	}
 	h.closed = true
+	h.stopWatch()
 	sessions := make([]*session, 0, len(h.devices))
 	for _, s := range h.devices {
 		sessions = append(sessions, s)
@@ -234,6 +238,37 @@ func (h *Hub) ResetChannel(ch syncpoint.Channel) {
 	}
 }
 
+// bizDeleted stops the channels of a deleted biz in every session that
+// reads them and tells each with a non-fatal error naming the biz; the rest
+// of the session goes on.
+func (h *Hub) bizDeleted(name string) {
+	h.mu.Lock()
+	var told []*session
+	for _, s := range h.devices {
+		dropped := false
+		for _, cs := range s.order {
+			if cs.ch.Biz != name {
+				continue
+			}
+			s.mu.Lock()
+			cs.gone, cs.active = true, false
+			s.mu.Unlock()
+			h.removeLocked(cs.ch, s)
+			delete(h.userAck, cs.ch)
+			dropped = true
+		}
+		if dropped {
+			told = append(told, s)
+		}
+	}
+	h.mu.Unlock()
+	h.log.Info("biz deleted; its channels stop in every session", "biz", name, "sessions", len(told))
+	err := syncpoint.Errorf(syncpoint.CodeForbidden, "biz %q was deleted; its channels are no longer sent", name)
+	for _, s := range told {
+		s.send(&wire.Frame{Error: wire.ErrorFrom(err, false)})
+	}
+}
+
 // register adds s to the indexes and resolves multi_device: false channels:
 // the newest session of the user becomes their only receiver.
 func (h *Hub) register(s *session) error {
@@ -241,6 +276,13 @@ func (h *Hub) register(s *session) error {
 	defer h.mu.Unlock()
 	if h.closed {
 		return syncpoint.ErrClosed
+	}
+	// A biz deleted since the hello looked it up is refused as the hello
+	// would have been; one deleted from now on is dropped by bizDeleted.
+	for _, cs := range s.order {
+		if _, ok := h.cfg.Registry.Get(cs.ch.Biz); !ok {
+			return syncpoint.Errorf(syncpoint.CodeForbidden, "biz %q does not exist", cs.ch.Biz)
+		}
 	}
 	if old := h.devices[s.id.DeviceID]; old != nil {
 		go old.kill(wire.CloseNormal, "replaced by a newer connection of this device")
@@ -320,7 +362,7 @@ func (h *Hub) activateLocked(ch syncpoint.Channel) {
 	var winner *session
 	list := h.users[ch.Target.ID]
 	for i := len(list) - 1; i >= 0; i-- {
-		if list[i].chans[ch] != nil && !list[i].isDead() {
+		if list[i].reads(ch) {
 			winner = list[i]
 			break
 		}

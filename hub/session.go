@@ -70,6 +70,7 @@ type chanState struct {
 	on     bool   // active as of this push, read with the activation under mu
 
 	// under session.mu
+	gone         bool // its biz was deleted: nothing more is sent or acked
 	active       bool
 	needActivate bool
 	activateFrom syncpoint.Position
@@ -419,6 +420,17 @@ func (s *session) kill(code wire.CloseCode, reason string) {
 	go s.hub.unregister(s)
 }
 
+// reads reports whether s is alive and still reads ch.
+func (s *session) reads(ch syncpoint.Channel) bool {
+	cs := s.chans[ch]
+	if cs == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.dead && !cs.gone
+}
+
 func (s *session) isDead() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -468,7 +480,7 @@ func (s *session) send(f *wire.Frame) {
 
 func (s *session) setActive(ch syncpoint.Channel, on bool, from syncpoint.Position) {
 	s.mu.Lock()
-	if cs := s.chans[ch]; cs != nil {
+	if cs := s.chans[ch]; cs != nil && !cs.gone {
 		cs.active = on
 		if on {
 			cs.needActivate, cs.activateFrom = true, from
@@ -529,7 +541,7 @@ func (s *session) ack(a *wire.Ack) {
 		}
 		s.mu.Lock()
 		pushed := cs.pushed
-		if (p.Epoch != "" && p.Epoch != pushed.Epoch) || pushed.Epoch == "" || p.Seq <= cs.acked {
+		if cs.gone || (p.Epoch != "" && p.Epoch != pushed.Epoch) || pushed.Epoch == "" || p.Seq <= cs.acked {
 			s.mu.Unlock()
 			continue // stale or nothing new
 		}
