@@ -237,7 +237,8 @@ const (
 	// Connected: the welcome arrived; entries stream.
 	Connected
 	// Stopped: Run returned for a fatal close (a refused token, a forbidden
-	// biz, an unsupported version, a bad request), or the client was closed.
+	// biz, an unsupported version, a bad request), for a failure to connect
+	// that retrying would repeat (PermanentError), or the client was closed.
 	Stopped
 )
 
@@ -266,6 +267,22 @@ func (e *StopError) Error() string { return fmt.Sprintf("handler stopped after %
 // its batch, with positions that cover exactly those, and then make Run
 // return nil. The rest of the batch comes again in the next session.
 func StopAfter(n int) error { return &StopError{N: n} }
+
+// PermanentError is what Run returns when connecting fails in a way that
+// reconnecting would only repeat: the server's certificate is not trusted,
+// the server does not speak TLS, or it answered the WebSocket upgrade with
+// an HTTP status that is not temporary (401, 403, 404...). Something must
+// change (the TLS settings, the server URL) before Run is called again.
+type PermanentError struct {
+	Reason string // what is wrong, for people
+	Err    error  // the failure, for errors.As
+}
+
+// Error implements error.
+func (e *PermanentError) Error() string { return e.Reason + ": " + e.Err.Error() }
+
+// Unwrap returns the failure.
+func (e *PermanentError) Unwrap() error { return e.Err }
 
 // ErrClosed is returned by Run after Close.
 var ErrClosed = errors.New("client: closed")
@@ -410,9 +427,10 @@ func (c *Client) List(ctx context.Context, channel string) (map[string]json.RawM
 // Run connects and streams until ctx is done, reconnecting after every
 // failure with jittered backoff. It returns nil when ctx is done or a
 // Handler returned StopAfter, ErrClosed after Close, and otherwise only for
-// a close whose action is stop (unauthorized, forbidden, unsupported
-// version, bad request...): the error wraps the server's *wire.Error, and
-// State is Stopped. One Run at a time.
+// a failure that retrying would repeat, with State Stopped: a close whose
+// action is stop (unauthorized, forbidden, unsupported version, bad
+// request...), where the error wraps the server's *wire.Error; or a
+// *PermanentError (an untrusted certificate...). One Run at a time.
 func (c *Client) Run(ctx context.Context) error {
 	c.mu.Lock()
 	switch {
@@ -455,6 +473,9 @@ func (c *Client) Run(ctx context.Context) error {
 			// Run returns the error; logging it louder would report it twice.
 			c.log.Debug("client: the server ended the session; not reconnecting", "code", uint32(out.fatal.Code), "err", out.fatal)
 			return fmt.Errorf("client: %w", &closedError{out.fatal})
+		case out.permanent != nil:
+			c.setState(Stopped)
+			return fmt.Errorf("client: %w", out.permanent)
 		}
 		c.setState(Disconnected)
 		if out.welcomed && c.clock.Now().Sub(start) >= c.cfg.StableAfter {

@@ -2,13 +2,17 @@ package client_test
 
 import (
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -257,6 +261,60 @@ func TestFatalCloseStops(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A failure to connect that every retry would repeat ends Run with a
+// PermanentError saying why; the client does not retry forever.
+func TestPermanentConnectFailureStops(t *testing.T) {
+	tlsNode, plainNode := MustStartNode(t, withTLS()), MustStartNode(t)
+	notFound := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(notFound.Close)
+	for _, tc := range []struct {
+		name string
+		mod  func(*client.Config)
+		want string
+	}{
+		{"untrusted certificate", func(c *client.Config) {
+			c.Server, c.TCP, c.TLS = "", tlsNode.tcpAddr, &tls.Config{MinVersion: tls.VersionTLS12} // system roots only
+		}, "certificate is not trusted"},
+		{"no TLS on the other side", func(c *client.Config) {
+			c.Server, c.TCP, c.TLS = "", plainNode.tcpAddr, tlsNode.clientTLS
+		}, "does not speak TLS"},
+		{"upgrade refused", func(c *client.Config) { c.Server = notFound.URL }, "HTTP 404"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := plainNode.config(t, newSink(), "d1", "chat")
+			tc.mod(&cfg)
+			r := MustRunClient(t, cfg)
+			err := r.wait(t)
+			var pe *client.PermanentError
+			if !errors.As(err, &pe) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Run = %v, want a PermanentError saying %q", err, tc.want)
+			}
+			if r.State() != client.Stopped {
+				t.Fatalf("State = %v, want stopped", r.State())
+			}
+		})
+	}
+}
+
+// A refused connection is temporary: the client keeps trying, and connects
+// once the server is there.
+func TestRefusedConnectionIsRetried(t *testing.T) {
+	n := MustStartNode(t)
+	s := newSink()
+	cfg := n.config(t, s, "d1", "chat")
+	n.stop()
+	var tries atomic.Int32
+	cfg.OnState = func(st client.State) {
+		if st == client.Connecting {
+			tries.Add(1)
+		}
+	}
+	r := MustRunClient(t, cfg)
+	waitFor(t, "three tries", func() bool { return tries.Load() >= 3 })
+	n.start()
+	waitFor(t, "connected", func() bool { return r.State() == client.Connected })
 }
 
 // A token that expires during a session gets the session closed with 4001;

@@ -36,6 +36,16 @@ type closedError struct{ e *wire.Error }
 func (c *closedError) Error() string { return "closed by the server: " + c.e.Error() }
 func (c *closedError) Unwrap() error { return c.e }
 
+// upgradeError is a WebSocket dial that the server answered with an HTTP
+// status other than 101.
+type upgradeError struct {
+	status int
+	err    error
+}
+
+func (e *upgradeError) Error() string { return e.err.Error() }
+func (e *upgradeError) Unwrap() error { return e.err }
+
 // wsURL turns the configured http(s) base URL into the ws(s) URL of
 // /v1/connect.
 func wsURL(server string) (string, error) {
@@ -94,7 +104,7 @@ func (c *Client) dialWS(ctx context.Context) (conn, error) {
 	wc, resp, err := websocket.Dial(ctx, c.wsURL, opts)
 	if err != nil {
 		if resp != nil {
-			return nil, fmt.Errorf("dial %s: HTTP %d: %w", c.wsURL, resp.StatusCode, err)
+			return nil, &upgradeError{status: resp.StatusCode, err: fmt.Errorf("dial %s: HTTP %d: %w", c.wsURL, resp.StatusCode, err)}
 		}
 		return nil, fmt.Errorf("dial %s: %w", c.wsURL, err)
 	}

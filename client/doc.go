@@ -5,6 +5,12 @@
 // bizzes, and applies what the server pushes to a local SQLite database
 // (modernc.org/sqlite, pure Go, WAL mode). It reconnects with jittered
 // exponential backoff, answers heartbeats and watches for a silent server.
+// It stops, and Run returns why, only for what a retry would repeat: a
+// close code whose action is stop (a refused token, a forbidden biz), or a
+// PermanentError (an untrusted certificate, a server that does not speak
+// TLS, a WebSocket upgrade refused with HTTP 4xx). It does not link the
+// server: it imports the protocol (package wire) and nothing of hub, auth
+// or the transports.
 //
 // The wire is at-least-once; the Client makes it exactly-once to the app.
 // Each push is applied in one local transaction: entries at or below the

@@ -3,8 +3,11 @@ package client
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -17,10 +20,11 @@ import (
 
 // outcome is how one session ended.
 type outcome struct {
-	welcomed bool        // the server accepted the hello
-	err      error       // why it ended, for the log
-	fatal    *wire.Error // the server said stop: Run returns
-	stopped  bool        // the Handler returned StopAfter
+	welcomed  bool            // the server accepted the hello
+	err       error           // why it ended, for the log
+	fatal     *wire.Error     // the server said stop: Run returns
+	permanent *PermanentError // connecting cannot succeed as configured: Run returns
+	stopped   bool            // the Handler returned StopAfter
 }
 
 // session is one connection after its welcome.
@@ -71,7 +75,11 @@ func (c *Client) session(ctx context.Context) outcome {
 	defer cancel()
 	cn, err := c.dial(dctx)
 	if err != nil {
-		return outcome{err: err}
+		out := outcome{err: err}
+		if reason, ok := permanent(err); ok {
+			out.permanent = &PermanentError{Reason: reason, Err: err}
+		}
+		return out
 	}
 	hello := &wire.Hello{
 		Versions:   []uint32{wire.ProtocolVersion},
@@ -173,6 +181,29 @@ func (c *Client) classify(err error, welcomed bool) outcome {
 		out.fatal = &wire.Error{Code: wire.CloseTooLarge, Reason: string(syncpoint.CodeTooLarge), Message: syncpoint.Message(err) + "; raise Config.MaxFrameBytes", Fatal: true}
 	}
 	return out
+}
+
+// permanent reports whether a failure to connect would fail the same way on
+// every retry, and says why.
+func permanent(err error) (string, bool) {
+	var (
+		verify    *tls.CertificateVerificationError
+		authority x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		record    tls.RecordHeaderError
+		upgrade   *upgradeError
+	)
+	switch {
+	case errors.As(err, &verify), errors.As(err, &authority), errors.As(err, &hostname), errors.As(err, &invalid):
+		return "the server's certificate is not trusted", true
+	case errors.As(err, &record):
+		return "the server does not speak TLS", true
+	case errors.As(err, &upgrade) && upgrade.status >= 400 && upgrade.status < 500 &&
+		upgrade.status != http.StatusRequestTimeout && upgrade.status != http.StatusTooManyRequests:
+		return fmt.Sprintf("the server refused the WebSocket upgrade with HTTP %d", upgrade.status), true
+	}
+	return "", false
 }
 
 func (s *session) touch() { s.lastRecv.Store(s.c.clock.Now().UnixNano()) }

@@ -65,6 +65,12 @@ Each line is printed inside the transaction that records its entry as
 applied, before that transaction commits: a crash can print a line again on
 the next run, but never loses one.
 
+A failure that retrying would repeat (a refused token, a refused biz, an
+untrusted certificate, a server that does not speak TLS) ends tail with
+exit 1 and the reason. Others (a refused connection, a server going away)
+are retried with backoff, with one line on stderr for each retry (at
+log level info, the default).
+
 The server is --server (WebSocket), else DATA/server.json, else
 $SYNCPOINT_SERVER; or --tcp HOST:PORT for raw TCP, with TLS when --tls or
 --tls-ca is given. The token is --token, or one minted for --user (and
@@ -212,9 +218,12 @@ func runTail(ctx context.Context, e env, cfg client.Config, count int) error {
 		return fmt.Errorf("tail: write output: %w", writeErr)
 	}
 	var we *wire.Error
+	var pe *client.PermanentError
 	switch {
 	case runErr == nil:
 		return nil
+	case errors.As(runErr, &pe):
+		return fmt.Errorf("tail: not retrying: %w", pe)
 	case errors.As(runErr, &we) && we.Code == wire.CloseUnauthorized:
 		return fmt.Errorf("tail: the server refused the token: %s", we)
 	case errors.As(runErr, &we) && we.Code == wire.CloseForbidden:

@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -194,5 +196,86 @@ func TestTailUsageErrors(t *testing.T) {
 		if code != 2 {
 			t.Fatalf("tail %v: exit %d (%s), want 2", args, code, stderr)
 		}
+	}
+}
+
+// A failure that retrying would repeat ends tail with exit 1 and the
+// reason, even with --count.
+func TestTailStopsOnPermanentFailure(t *testing.T) {
+	tlsServer, plain := MustRunTailServer(t, true), MustRunTailServer(t, false)
+	tok := tailToken(t, "u1", time.Now().Add(time.Hour))
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"untrusted certificate", []string{"--tcp", tlsServer.tcp, "--tls", "--token", tok}, "certificate is not trusted"},
+		{"no TLS", []string{"--tcp", plain.tcp, "--tls-ca", tlsServer.caFile, "--token", tok}, "does not speak TLS"},
+		{"refused token over TCP", []string{"--tcp", plain.tcp, "--token", tailToken(t, "u1", time.Now().Add(-time.Hour))}, "refused the token"},
+		{"refused token over TLS", []string{"--tcp", tlsServer.tcp, "--tls-ca", tlsServer.caFile, "--token", "not-a-token"}, "refused the token"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append(tc.args, "--device", "d1", "--biz", "chat", "--state", filepath.Join(t.TempDir(), "d1.db"), "--count", "1")
+			code, lines, stderr := runTailCmd(t, args...)
+			if code != 1 || len(lines) != 0 || !strings.Contains(stderr, tc.want) {
+				t.Fatalf("exit %d, %d lines, stderr %q; want exit 1 saying %q", code, len(lines), stderr, tc.want)
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer that tail may write while the test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// A refused connection is temporary: tail keeps retrying, with a line on
+// stderr for each retry, until it is interrupted.
+func TestTailRetriesRefusedConnection(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	var stdout, stderr syncBuffer
+	e := env{stdin: strings.NewReader(""), stdout: &stdout, stderr: &stderr, getenv: func(string) string { return "" }}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, e, []string{"tail", "--server", "http://" + addr, "--token", tailToken(t, "u1", time.Now().Add(time.Hour)),
+			"--device", "d1", "--biz", "chat", "--state", filepath.Join(t.TempDir(), "d1.db"), "--count", "1"})
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for strings.Count(stderr.String(), "reconnecting") < 3 {
+		select {
+		case code := <-done:
+			t.Fatalf("tail exited %d before retrying 3 times; stderr:\n%s", code, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than 3 retry lines; stderr:\n%s", stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !strings.Contains(stderr.String(), "connection refused") {
+		t.Errorf("the retry lines do not say why; stderr:\n%s", stderr.String())
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("interrupted tail exited %d, want 0", code)
 	}
 }
