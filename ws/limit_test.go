@@ -55,3 +55,32 @@ func TestLimitConnFollowsFrames(t *testing.T) {
 		})
 	}
 }
+
+// FuzzLimitConn feeds any byte stream through the header check, whole and
+// one byte at a time: it never panics, passes only a prefix of the stream,
+// and decides the same way however the stream is cut.
+func FuzzLimitConn(f *testing.F) {
+	f.Add(clientFrame(0x81, []byte("hi")), int64(16))
+	f.Add(append(clientFrame(0x01, []byte("abc")), clientFrame(0x80, []byte("defg"))...), int64(6))
+	f.Add([]byte{0x81, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4}, int64(4096))
+	f.Add([]byte{0x82, 0xfe}, int64(1))
+	f.Fuzz(func(t *testing.T, stream []byte, max int64) {
+		if max < 0 {
+			max = -max
+		}
+		var results [2][]byte
+		var errs [2]error
+		for i, r := range []io.Reader{bytes.NewReader(stream), iotest.OneByteReader(bytes.NewReader(stream))} {
+			results[i], errs[i] = io.ReadAll(&limitConn{r: r, max: max})
+			if !bytes.HasPrefix(stream, results[i]) {
+				t.Fatalf("passed %x, not a prefix of %x", results[i], stream)
+			}
+		}
+		if (errs[0] == nil) != (errs[1] == nil) {
+			t.Fatalf("whole: %v; one byte at a time: %v", errs[0], errs[1])
+		}
+		if errs[0] == nil && (len(results[0]) != len(stream) || len(results[1]) != len(stream)) {
+			t.Fatalf("no error, but only %d and %d of %d bytes passed", len(results[0]), len(results[1]), len(stream))
+		}
+	})
+}

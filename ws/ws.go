@@ -43,7 +43,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	c, err := websocket.Accept(&limitWriter{ResponseWriter: w, max: limit}, r, opts)
 	if err != nil {
-		return // Accept has written the HTTP error
+		// Accept has written the HTTP error; the client sees why.
+		if h.Logger != nil {
+			h.Logger.Debug("websocket upgrade refused", "remote", r.RemoteAddr, "err", err)
+		}
+		return
 	}
 	codec := wire.CodecFor(c.Subprotocol())
 	if codec == nil {
