@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -117,6 +118,19 @@ func TestSessionsAreLogged(t *testing.T) {
 	refused := logs.waitLine(t, "token refused", map[string]any{"device": "d2", "transport": "tcp"})
 	if refused["code"] != float64(wire.CloseUnauthorized) || !strings.Contains(refused["reason"].(string), "signature") {
 		t.Errorf("token refused: %v, want code 4001 and the reason", refused)
+	}
+
+	// A connection that fails before its hello, here a TLS handshake with
+	// a client that speaks plain text.
+	nc, err := net.Dial("tcp", e.tlsAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+	ended := logs.waitLine(t, "connection ended before the hello", map[string]any{"transport": "tls"})
+	if e, _ := ended["err"].(string); !strings.Contains(e, "tls") {
+		t.Errorf("connection ended: %v, want the TLS error", ended)
 	}
 
 	// A reset closes its sessions with resync, and says so.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"sync"
@@ -141,8 +142,11 @@ func (h *Hub) refuse(ctx context.Context, conn Conn, peer Peer, f *wire.Frame, e
 	switch {
 	case code == wire.CloseInternal:
 		h.log.Error("hello failed", append(attrs, slog.Any("err", err))...)
+	case code == wire.CloseNormal && errors.Is(err, io.EOF):
+		// Closed before a byte came: most often a load balancer's probe.
+		h.log.Debug("connection ended before the hello", attrs...)
 	case code == wire.CloseNormal:
-		h.log.Info("connection ended before the hello", append(attrs, slog.Any("err", err))...)
+		h.log.Info("connection ended before the hello", append(attrs, slog.Any("err", errors.Unwrap(err)))...)
 	case code == wire.CloseUnauthorized:
 		// The verifier's message says why; the token itself is never logged.
 		h.log.Info("token refused", attrs...)
