@@ -40,25 +40,49 @@ type Page struct {
 	Entries []Entry
 }
 
-// Store keeps the logs, device sync points, devices and bizzes. Every method
-// is safe for concurrent use.
+// Store keeps the logs, device sync points, devices and bizzes.
+//
+// Every method is safe for concurrent use, and so are several handles on
+// one backend (one per node, for a store shared by a cluster): what one
+// handle's call returned, every handle's later calls see, and seqs stay
+// gap-free and in call order across handles.
+//
+// Besides the errors each method lists, every method returns ctx's error
+// when ctx ends before the method took effect (a cancelled write wrote
+// nothing), ErrClosed once Close was called, and other errors (I/O, a
+// corrupt record, a lost connection) that callers treat as internal.
 type Store interface {
 	// Append appends the entries and returns one result per request, in
 	// order. Seqs are assigned per channel in call order, from 1, without
 	// gaps; a new channel gets an epoch. When Append returns nil every
-	// result is durable. Requests whose idempotency key was already used in
-	// the channel within the policy's retention return the original seq
-	// with Duplicate set, and append nothing. Compaction and MaxBacklog
-	// trimming are applied as part of the append.
-	// Errors: ErrClosed, I/O errors (then nothing in the call is durable or
-	// visible).
+	// result is durable. Compaction and MaxBacklog trimming are applied as
+	// part of the append.
+	//
+	// Each request is settled in this order, and the first rule that
+	// applies decides it:
+	//  1. Its idempotency key was already used in the channel within the
+	//     policy's retention: the result has the original seq and
+	//     Duplicate set, and nothing is appended. This comes before
+	//     IfKeySeq, so a retried conditional append answers as a duplicate
+	//     even though its own entry moved the key; record sync relies on it
+	//     to apply an upload exactly once.
+	//  2. IfKeySeq does not hold: the result's Err is ErrKeyChanged.
+	//  3. The entry is appended.
+	//
+	// Errors: a *Error with CodeInvalid when a request is malformed (bad
+	// channel or op, a put or delete without a key, a conditional append
+	// without a key, a key or idempotency key over its limit, a negative
+	// MaxBacklog); then nothing of the call is appended. An I/O error also
+	// means that nothing of the call is durable or visible.
 	Append(ctx context.Context, reqs []AppendRequest) ([]AppendResult, error)
 
 	// Read returns up to limit entries with seq > after, in seq order,
 	// skipping entries that are expired at now, compacted or trimmed, with
 	// the channel's info. It never returns an entry that is not yet
-	// durable. An unknown channel gives an empty page whose Info has an
-	// empty epoch, FirstSeq 1 and LastSeq 0.
+	// durable. A limit of 0 or less means a default of the store's. An
+	// unknown channel gives an empty page whose Info has an empty epoch,
+	// FirstSeq 1 and LastSeq 0, and no error.
+	// Errors: a *Error with CodeInvalid when ch is malformed.
 	Read(ctx context.Context, ch Channel, after uint64, limit int, now time.Time) (Page, error)
 
 	// Channel returns the channel's info. Errors: ErrNotFound.
@@ -79,15 +103,24 @@ type Store interface {
 	// Sweep deletes entries expired at now, tombstones and idempotency keys
 	// past their retention, and advances FirstSeq over what it removed
 	// when nothing older is left. It returns how many entries it removed.
+	// It may run while entries are appended and while other Sweeps run, on
+	// this handle or another: each entry is removed, and counted, by one
+	// Sweep only, and an entry that has not expired at now is never
+	// removed.
 	Sweep(ctx context.Context, now time.Time) (int, error)
 
 	// SaveSyncPoints stores device positions; a position never moves
-	// backwards within an epoch.
+	// backwards within an epoch (such a save is ignored, not an error).
+	// Errors: a *Error with CodeInvalid when a device id or channel is
+	// malformed; then nothing of the call is saved.
 	SaveSyncPoints(ctx context.Context, points []SyncPoint) error
-	// SyncPoints returns every stored position of a device.
+	// SyncPoints returns every stored position of a device; none for a
+	// device the store does not know.
 	SyncPoints(ctx context.Context, deviceID string) ([]SyncPoint, error)
 
 	// SaveDevice creates or replaces a device.
+	// Errors: a *Error with CodeInvalid when its id or user id is
+	// malformed.
 	SaveDevice(ctx context.Context, d Device) error
 	// Device returns a device. Errors: ErrNotFound.
 	Device(ctx context.Context, id string) (Device, error)
@@ -95,14 +128,17 @@ type Store interface {
 	UserDevices(ctx context.Context, userID string) ([]Device, error)
 
 	// SaveBiz creates or replaces a biz.
+	// Errors: a *Error with CodeInvalid when its name is malformed.
 	SaveBiz(ctx context.Context, b Biz) error
 	// DeleteBiz removes a biz (not its channels). Errors: ErrNotFound.
 	DeleteBiz(ctx context.Context, name string) error
-	// Bizzes returns every biz, by name.
+	// Bizzes returns every biz, by name; none in a new store. It returns
+	// no error of its own beyond those every method returns.
 	Bizzes(ctx context.Context) ([]Biz, error)
 
 	// PutBlob keeps a small value under a key until expires; record sync
 	// keeps write results and HTTP sync keeps sessions here.
+	// Errors: a *Error with CodeInvalid when the key is empty or too long.
 	PutBlob(ctx context.Context, key string, value []byte, expires time.Time) error
 	// Blob returns a value kept by PutBlob. Errors: ErrNotFound, also once
 	// it expired.

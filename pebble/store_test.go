@@ -406,3 +406,33 @@ func TestMetrics(t *testing.T) {
 	}
 	MustOpenStoreOptions(t, dir, Options{Registerer: reg})
 }
+
+// TestTwoHandlesCase runs the suite's two-handle case with both handles on
+// one Store. Pebble is single-process, so the conformance run skips that
+// case; here its own logic is checked before a shared store relies on it.
+func TestTwoHandlesCase(t *testing.T) {
+	storetest.Run(t, func(tb testing.TB) syncpoint.Store { return MustOpenStore(tb) },
+		storetest.Only("TwoHandles"),
+		storetest.SecondHandle(func(tb testing.TB, first syncpoint.Store) syncpoint.Store {
+			return &sameStore{Store: first.(*Store)}
+		}))
+}
+
+// sameStore is a second "handle" that is the first one, except that
+// closing it leaves the first open.
+type sameStore struct {
+	*Store
+	closed bool
+}
+
+func (s *sameStore) Close() error {
+	s.closed = true
+	return nil
+}
+
+func (s *sameStore) Channel(ctx context.Context, ch syncpoint.Channel) (syncpoint.ChannelInfo, error) {
+	if s.closed {
+		return syncpoint.ChannelInfo{}, syncpoint.ErrClosed
+	}
+	return s.Store.Channel(ctx, ch)
+}

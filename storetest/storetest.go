@@ -17,12 +17,35 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/syncpoint/syncpoint"
 )
+
+// Option changes how Run runs the suite.
+type Option func(*config)
+
+type config struct {
+	second func(tb testing.TB, first syncpoint.Store) syncpoint.Store
+	only   []string
+}
+
+// SecondHandle declares that the backend can be reached through several
+// handles at once, as a cluster's nodes reach one database: fn returns a
+// new handle on the same backend as first, and closes it when the test
+// ends. Without this option the cases that need two handles skip, which is
+// right for a single-process store such as the embedded one.
+func SecondHandle(fn func(tb testing.TB, first syncpoint.Store) syncpoint.Store) Option {
+	return func(c *config) { c.second = fn }
+}
+
+// Only runs just the named cases (the names of Run's subtests).
+func Only(names ...string) Option {
+	return func(c *config) { c.only = names }
+}
 
 // Run runs the whole suite. open must return a new, empty store each time
 // and close it when the test ends; Close being called twice must be safe.
@@ -31,7 +54,11 @@ import (
 // fails the whole call with CodeInvalid; times survive to the microsecond;
 // a cancelled ctx fails a call before it does anything; calls after Close
 // return ErrClosed.
-func Run(t *testing.T, open func(tb testing.TB) syncpoint.Store) {
+func Run(t *testing.T, open func(tb testing.TB) syncpoint.Store, opts ...Option) {
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
 	for _, tc := range []struct {
 		name string
 		fn   func(t *testing.T, s syncpoint.Store)
@@ -45,6 +72,7 @@ func Run(t *testing.T, open func(tb testing.TB) syncpoint.Store) {
 		{"UnknownChannel", testUnknownChannel},
 		{"Idempotency", testIdempotency},
 		{"IdempotencyExpires", testIdempotencyExpires},
+		{"DuplicateBeforeIfKeySeq", testDuplicateBeforeIfKeySeq},
 		{"IfKeySeq", testIfKeySeq},
 		{"IfKeySeqSameKeyInOneCall", testIfKeySeqSameCall},
 		{"Compaction", testCompaction},
@@ -58,6 +86,7 @@ func Run(t *testing.T, open func(tb testing.TB) syncpoint.Store) {
 		{"SweepPastCompacted", testSweepPastCompacted},
 		{"SweepEverything", testSweepEverything},
 		{"SweepLater", testSweepLater},
+		{"SweepConcurrently", testSweepConcurrently},
 		{"Paging", testPaging},
 		{"EntryAndKeyEntry", testEntryAndKeyEntry},
 		{"ResetChannel", testResetChannel},
@@ -67,9 +96,14 @@ func Run(t *testing.T, open func(tb testing.TB) syncpoint.Store) {
 		{"Devices", testDevices},
 		{"Bizzes", testBizzes},
 		{"Blobs", testBlobs},
+		{"InvalidArguments", testInvalidArguments},
 		{"CancelledContext", testCancelledContext},
 		{"Closed", testClosed},
+		{"TwoHandles", func(t *testing.T, s syncpoint.Store) { testTwoHandles(t, s, cfg.second) }},
 	} {
+		if len(cfg.only) > 0 && !slices.Contains(cfg.only, tc.name) {
+			continue
+		}
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
 }
@@ -492,6 +526,48 @@ func testIdempotencyExpires(t *testing.T, s syncpoint.Store) {
 	}
 }
 
+// testDuplicateBeforeIfKeySeq retries conditional appends whose own first
+// try moved the key: the retry is answered from its idempotency key, not
+// refused by IfKeySeq, and appends nothing. Record sync relies on this to
+// apply an upload exactly once when its result was lost.
+func testDuplicateBeforeIfKeySeq(t *testing.T, s syncpoint.Store) {
+	create := idem(cond(put(recsG1, "a", `1`), 0), "w1")
+	first := mustAppend(t, s, create)[0]
+	if first.Err != nil || first.Seq != 1 {
+		t.Fatalf("create: %+v", first)
+	}
+	update := idem(cond(put(recsG1, "a", `2`), 1), "w2")
+	if r := mustAppend(t, s, update)[0]; r.Err != nil || r.Seq != 2 {
+		t.Fatalf("update: %+v", r)
+	}
+	// The key is at 2 now: IfKeySeq 0 and 1 no longer hold, yet the retries
+	// are duplicates of what they appended.
+	res := mustAppend(t, s, create, update)
+	for i, want := range []uint64{1, 2} {
+		if res[i].Err != nil || !res[i].Duplicate || res[i].Seq != want || res[i].Epoch != first.Epoch {
+			t.Fatalf("retry %d: %+v, want a duplicate of seq %d and no error", i, res[i], want)
+		}
+	}
+	// In one call with the first try, too.
+	both := mustAppend(t, s, idem(cond(put(recsG1, "b", `1`), 0), "w3"), idem(cond(put(recsG1, "b", `1`), 0), "w3"))
+	if both[0].Err != nil || both[0].Seq != 3 || both[1].Err != nil || !both[1].Duplicate || both[1].Seq != 3 {
+		t.Fatalf("first try and retry in one call: %+v", both)
+	}
+	// A condition that can never hold appends nothing, yet still finds a
+	// spent key: the probe record sync makes after a lost result.
+	never := ptr(^uint64(0))
+	probe := mustAppend(t, s, with(idem(put(recsG1, "a", `2`), "w2"), func(r *syncpoint.AppendRequest) { r.IfKeySeq = never }),
+		with(idem(put(recsG1, "a", `9`), "unused"), func(r *syncpoint.AppendRequest) { r.IfKeySeq = never }))
+	if !probe[0].Duplicate || probe[0].Seq != 2 || probe[0].Err != nil {
+		t.Fatalf("probe of a spent key: %+v, want a duplicate of 2", probe[0])
+	}
+	wantErr(t, "probe of an unused key", probe[1].Err, syncpoint.ErrKeyChanged)
+	if probe[1].Duplicate || probe[1].KeySeq != 2 {
+		t.Fatalf("probe of an unused key: %+v, want KeySeq 2", probe[1])
+	}
+	wantInfo(t, mustInfo(t, s, recsG1), 1, 3)
+}
+
 func cond(r syncpoint.AppendRequest, seq uint64) syncpoint.AppendRequest {
 	r.IfKeySeq = ptr(seq)
 	return r
@@ -796,6 +872,81 @@ func testSweepLater(t *testing.T, s syncpoint.Store) {
 		t.Fatalf("info %+v: after entry 1 went, FirstSeq is 2 or 3", info)
 	}
 	wantSeqs(t, "left", seqs(mustRead(t, s, chatU1, 0, 0, time.Now()).Entries), []uint64{3})
+}
+
+// testSweepConcurrently sweeps from two goroutines while writers append
+// entries that are already due and entries that are not: each due entry is
+// removed and counted exactly once, no other entry is touched, and seqs
+// stay gap-free.
+func testSweepConcurrently(t *testing.T, s syncpoint.Store) {
+	t1 := hourFromNow()
+	const writers, calls = 4, 25
+	var wg sync.WaitGroup
+	writing := make(chan struct{})
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range calls {
+				// chatU1 alternates due and lasting entries; chatU2 has only
+				// due ones, so its FirstSeq must pass them all.
+				reqs := []syncpoint.AppendRequest{expiring(msg(chatU1, `"due"`), t1), msg(chatU1, fmt.Sprintf(`"%d-%d"`, g, i)), expiring(msg(chatU2, `"due"`), t1)}
+				if _, err := s.Append(context.Background(), reqs); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(writing) }()
+	var removed [2]int
+	var sweepers sync.WaitGroup
+	for i := range removed {
+		sweepers.Add(1)
+		go func() {
+			defer sweepers.Done()
+			for {
+				select {
+				case <-writing:
+					return
+				default:
+				}
+				n, err := s.Sweep(context.Background(), t1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				removed[i] += n
+				runtime.Gosched()
+			}
+		}()
+	}
+	sweepers.Wait()
+	if t.Failed() {
+		return
+	}
+	total := removed[0] + removed[1] + mustSweep(t, s, t1)
+	if want := 2 * writers * calls; total != want {
+		t.Fatalf("the sweeps removed %d entries in all, want %d: each due entry once", total, want)
+	}
+	p := mustRead(t, s, chatU1, 0, 0, time.Now())
+	if len(p.Entries) != writers*calls || p.Info.LastSeq != 2*writers*calls {
+		t.Fatalf("chatU1: %d entries left, info %+v; want the %d lasting ones and LastSeq %d", len(p.Entries), p.Info, writers*calls, 2*writers*calls)
+	}
+	seen := map[string]bool{}
+	for _, e := range p.Entries {
+		if string(e.Data) == `"due"` || seen[string(e.Data)] {
+			t.Fatalf("chatU1 entry %d holds %s after the sweeps", e.Seq, e.Data)
+		}
+		seen[string(e.Data)] = true
+	}
+	if p.Info.FirstSeq > p.Entries[0].Seq {
+		t.Fatalf("FirstSeq %d passed the oldest entry %d", p.Info.FirstSeq, p.Entries[0].Seq)
+	}
+	wantInfo(t, mustInfo(t, s, chatU2), writers*calls+1, writers*calls)
+	if next := mustAppend(t, s, msg(chatU2, `{}`))[0]; next.Seq != writers*calls+1 {
+		t.Fatalf("append after the sweeps: seq %d, want %d", next.Seq, writers*calls+1)
+	}
 }
 
 func testPaging(t *testing.T, s syncpoint.Store) {
@@ -1244,6 +1395,48 @@ func testBlobs(t *testing.T, s syncpoint.Store) {
 	}
 }
 
+// testInvalidArguments checks the CodeInvalid errors the Store docs list,
+// and that a refused call saves nothing.
+func testInvalidArguments(t *testing.T, s syncpoint.Store) {
+	ctx := context.Background()
+	badChannel := syncpoint.Channel{Biz: "Chat!", Target: syncpoint.UserTarget("u1")}
+	for name, err := range map[string]error{
+		"SaveSyncPoints with a bad device id": s.SaveSyncPoints(ctx, []syncpoint.SyncPoint{
+			{DeviceID: "d1", Channel: chatU1, Position: syncpoint.Position{Epoch: "e", Seq: 1}},
+			{DeviceID: "bad id", Channel: chatU1, Position: syncpoint.Position{Epoch: "e", Seq: 1}},
+		}),
+		"SaveSyncPoints with a bad channel": s.SaveSyncPoints(ctx, []syncpoint.SyncPoint{{DeviceID: "d1", Channel: badChannel}}),
+		"SaveDevice with a bad id":          s.SaveDevice(ctx, syncpoint.Device{ID: "", UserID: "u1"}),
+		"SaveDevice with a bad user id":     s.SaveDevice(ctx, syncpoint.Device{ID: "d1", UserID: "u 1"}),
+		"SaveBiz with a bad name":           s.SaveBiz(ctx, syncpoint.NewBiz("Bad Name", syncpoint.TargetUser)),
+		"PutBlob with an empty key":         s.PutBlob(ctx, "", []byte("v"), time.Time{}),
+		"Read of a bad channel": func() error {
+			_, err := s.Read(ctx, badChannel, 0, 10, time.Now())
+			return err
+		}(),
+	} {
+		if c := syncpoint.Code(err); c != syncpoint.CodeInvalid {
+			t.Errorf("%s: error %v has code %q, want %q", name, err, c, syncpoint.CodeInvalid)
+		}
+	}
+	if pts, err := s.SyncPoints(ctx, "d1"); err != nil || len(pts) != 0 {
+		t.Fatalf("a refused SaveSyncPoints saved %v (%v)", pts, err)
+	}
+	if _, err := s.Device(ctx, "d1"); !errors.Is(err, syncpoint.ErrNotFound) {
+		t.Fatalf("a refused SaveDevice saved: %v", err)
+	}
+	if bs, err := s.Bizzes(ctx); err != nil || len(bs) != 0 {
+		t.Fatalf("Bizzes after a refused SaveBiz: %v %v", bs, err)
+	}
+	// Lookups of ids that cannot exist find nothing, without an error.
+	if pts, err := s.SyncPoints(ctx, strings.Repeat("x", 1000)); err != nil || len(pts) != 0 {
+		t.Fatalf("SyncPoints of an impossible id: %v %v", pts, err)
+	}
+	if ds, err := s.UserDevices(ctx, strings.Repeat("x", 1000)); err != nil || len(ds) != 0 {
+		t.Fatalf("UserDevices of an impossible id: %v %v", ds, err)
+	}
+}
+
 func testCancelledContext(t *testing.T, s syncpoint.Store) {
 	mustAppend(t, s, msg(chatU2, `{}`))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -1292,6 +1485,12 @@ func testClosed(t *testing.T, s syncpoint.Store) {
 	wantErr(t, "SaveBiz after Close", s.SaveBiz(ctx, syncpoint.NewBiz("chat", syncpoint.TargetUser)), syncpoint.ErrClosed)
 	_, err = s.Blob(ctx, "k")
 	wantErr(t, "Blob after Close", err, syncpoint.ErrClosed)
+	wantErr(t, "SaveSyncPoints after Close", s.SaveSyncPoints(ctx, []syncpoint.SyncPoint{{DeviceID: "d1", Channel: chatU1}}), syncpoint.ErrClosed)
+	wantErr(t, "SaveDevice after Close", s.SaveDevice(ctx, syncpoint.Device{ID: "d1", UserID: "u1"}), syncpoint.ErrClosed)
+	_, err = s.Bizzes(ctx)
+	wantErr(t, "Bizzes after Close", err, syncpoint.ErrClosed)
+	_, err = s.Sweep(ctx, time.Now())
+	wantErr(t, "Sweep after Close", err, syncpoint.ErrClosed)
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
