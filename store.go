@@ -118,6 +118,26 @@ type Store interface {
 	// device the store does not know.
 	SyncPoints(ctx context.Context, deviceID string) ([]SyncPoint, error)
 
+	// SaveUserPositions stores users' positions in channels of
+	// multi_device: false bizzes; as with sync points, a position never
+	// moves backwards within an epoch. They have a keyspace of their own,
+	// so a device named like a user ("user:u1") reaches none of them.
+	// Errors: a *Error with CodeInvalid when a user id or channel is
+	// malformed; then nothing of the call is saved.
+	SaveUserPositions(ctx context.Context, points []UserPosition) error
+	// UserPositions returns every stored position of a user; none for a
+	// user the store does not know.
+	UserPositions(ctx context.Context, userID string) ([]UserPosition, error)
+
+	// SaveCursor stores a reader's position in a channel, replacing the
+	// one stored: a cursor may move back, to the start of a new epoch.
+	// Cursors have a keyspace of their own, apart from devices.
+	// Errors: a *Error with CodeInvalid when the reader name (a valid id)
+	// or the channel is malformed.
+	SaveCursor(ctx context.Context, c Cursor) error
+	// Cursors returns every cursor of a reader.
+	Cursors(ctx context.Context, reader string) ([]Cursor, error)
+
 	// SaveDevice creates or replaces a device.
 	// Errors: a *Error with CodeInvalid when its id or user id is
 	// malformed.

@@ -52,9 +52,10 @@ const (
 // may be configured, or devices could subscribe to the notices.
 const NoticeBiz = "syncpoint-uploads"
 
-// noticeCursorDevice is the pseudo device id whose sync points are the
-// notice deliverer's cursors.
-const noticeCursorDevice = NoticeBiz
+// noticeReader names the notice deliverer's cursors in the store. It is
+// the id under which stores of format 1 kept them as sync points, so an
+// upgraded store finds them here.
+const noticeReader = NoticeBiz
 
 // maxAttempts bounds how often a change is re-read and re-tried when a
 // concurrent write moves its record between the read and the append.

@@ -124,6 +124,19 @@ func testTwoHandles(t *testing.T, a syncpoint.Store, second func(testing.TB, syn
 	if pts, _ := a.SyncPoints(ctx, "d1"); len(pts) != 1 || pts[0].Position.Seq != 3 {
 		t.Fatalf("a sync point moved back through the second handle: %+v", pts)
 	}
+	if err := a.SaveUserPositions(ctx, []syncpoint.UserPosition{{UserID: "u1", Channel: chatU1, Position: syncpoint.Position{Epoch: "e", Seq: 4}}}); err != nil {
+		t.Fatal(err)
+	}
+	if ups, err := b.UserPositions(ctx, "u1"); err != nil || len(ups) != 1 || ups[0].Position.Seq != 4 {
+		t.Fatalf("user positions on the second handle: %+v %v", ups, err)
+	}
+	notice := syncpoint.Channel{Biz: "syncpoint-uploads", Target: syncpoint.GroupTarget("chat")}
+	if err := a.SaveCursor(ctx, syncpoint.Cursor{Reader: "notifier", Channel: notice, Position: syncpoint.Position{Epoch: "e", Seq: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if cs, err := b.Cursors(ctx, "notifier"); err != nil || len(cs) != 1 || cs[0].Position.Seq != 2 {
+		t.Fatalf("cursors on the second handle: %+v %v", cs, err)
+	}
 	if d, err := b.Device(ctx, "d1"); err != nil || d.Platform != "ios" {
 		t.Fatalf("device on the second handle: %+v %v", d, err)
 	}

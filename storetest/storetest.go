@@ -93,6 +93,9 @@ func Run(t *testing.T, open func(tb testing.TB) syncpoint.Store, opts ...Option)
 		{"ReadsDuringTrimming", testReadsDuringTrimming},
 		{"ReadsDuringResets", testReadsDuringResets},
 		{"SyncPoints", testSyncPoints},
+		{"UserPositions", testUserPositions},
+		{"Cursors", testCursors},
+		{"DeviceNamedLikeAUser", testDeviceNamedLikeAUser},
 		{"Devices", testDevices},
 		{"Bizzes", testBizzes},
 		{"Blobs", testBlobs},
@@ -1230,6 +1233,153 @@ func testSyncPoints(t *testing.T, s syncpoint.Store) {
 	}
 }
 
+func testUserPositions(t *testing.T, s syncpoint.Store) {
+	ctx := context.Background()
+	payU1 := syncpoint.Channel{Biz: "pay", Target: syncpoint.UserTarget("u1")}
+	up := func(user string, ch syncpoint.Channel, epoch string, seq uint64) syncpoint.UserPosition {
+		return syncpoint.UserPosition{UserID: user, Channel: ch, Position: syncpoint.Position{Epoch: epoch, Seq: seq}}
+	}
+	get := func(user string) map[syncpoint.Channel]syncpoint.Position {
+		t.Helper()
+		ps, err := s.UserPositions(ctx, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[syncpoint.Channel]syncpoint.Position{}
+		for _, p := range ps {
+			if p.UserID != user || p.UpdatedAt.IsZero() {
+				t.Fatalf("user %s: position %+v", user, p)
+			}
+			out[p.Channel] = p.Position
+		}
+		return out
+	}
+	if got := get("u1"); len(got) != 0 {
+		t.Fatalf("unknown user has positions %v", got)
+	}
+	save := func(ps ...syncpoint.UserPosition) {
+		t.Helper()
+		if err := s.SaveUserPositions(ctx, ps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save(up("u1", payU1, "e1", 4), up("u1", chatU1, "c1", 2), up("u2", chatU2, "c2", 9))
+	save(up("u1", payU1, "e1", 3)) // backwards in the same epoch: ignored
+	want := map[syncpoint.Channel]syncpoint.Position{payU1: {Epoch: "e1", Seq: 4}, chatU1: {Epoch: "c1", Seq: 2}}
+	if got := get("u1"); !mapsEqual(got, want) {
+		t.Fatalf("u1: %v, want %v", got, want)
+	}
+	save(up("u1", payU1, "e2", 1)) // a new epoch replaces, even lower
+	want[payU1] = syncpoint.Position{Epoch: "e2", Seq: 1}
+	if got := get("u1"); !mapsEqual(got, want) {
+		t.Fatalf("u1 after an epoch change: %v, want %v", got, want)
+	}
+	if got := get("u2"); !mapsEqual(got, map[syncpoint.Channel]syncpoint.Position{chatU2: {Epoch: "c2", Seq: 9}}) {
+		t.Fatalf("u2: %v", got)
+	}
+	err := s.SaveUserPositions(ctx, []syncpoint.UserPosition{up("u1", chatU1, "c1", 5), up("bad user", chatU1, "c1", 5)})
+	if c := syncpoint.Code(err); c != syncpoint.CodeInvalid {
+		t.Fatalf("a bad user id: %v (code %q), want %q", err, c, syncpoint.CodeInvalid)
+	}
+	if got := get("u1")[chatU1]; got.Seq != 2 {
+		t.Fatalf("a refused call saved %v", got)
+	}
+}
+
+func testCursors(t *testing.T, s syncpoint.Store) {
+	ctx := context.Background()
+	notesLog := syncpoint.Channel{Biz: "syncpoint-uploads", Target: syncpoint.GroupTarget("notes")}
+	teamLog := syncpoint.Channel{Biz: "syncpoint-uploads", Target: syncpoint.GroupTarget("team")}
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	cur := func(reader string, ch syncpoint.Channel, epoch string, seq uint64) syncpoint.Cursor {
+		return syncpoint.Cursor{Reader: reader, Channel: ch, Position: syncpoint.Position{Epoch: epoch, Seq: seq}, UpdatedAt: at}
+	}
+	list := func(reader string) []syncpoint.Cursor {
+		t.Helper()
+		cs, err := s.Cursors(ctx, reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs
+	}
+	if cs := list("notifier"); len(cs) != 0 {
+		t.Fatalf("unknown reader has cursors %v", cs)
+	}
+	for _, c := range []syncpoint.Cursor{cur("notifier", teamLog, "t", 3), cur("notifier", notesLog, "n", 8), cur("other", notesLog, "n", 1)} {
+		if err := s.SaveCursor(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	byChannel := func(reader string) map[syncpoint.Channel]syncpoint.Position {
+		t.Helper()
+		out := map[syncpoint.Channel]syncpoint.Position{}
+		for _, c := range list(reader) {
+			if c.Reader != reader || !c.UpdatedAt.Equal(at) {
+				t.Fatalf("cursor %+v listed for %s", c, reader)
+			}
+			out[c.Channel] = c.Position
+		}
+		return out
+	}
+	want := map[syncpoint.Channel]syncpoint.Position{notesLog: {Epoch: "n", Seq: 8}, teamLog: {Epoch: "t", Seq: 3}}
+	if got := byChannel("notifier"); !mapsEqual(got, want) {
+		t.Fatalf("cursors %v, want %v", got, want)
+	}
+	// A cursor moves back when told: a reader starts a new epoch over.
+	if err := s.SaveCursor(ctx, cur("notifier", notesLog, "n2", 0)); err != nil {
+		t.Fatal(err)
+	}
+	want[notesLog] = syncpoint.Position{Epoch: "n2"}
+	if got := byChannel("notifier"); !mapsEqual(got, want) {
+		t.Fatalf("cursors after moving back: %v, want %v", got, want)
+	}
+	if cs := list("other"); len(cs) != 1 || cs[0].Position.Seq != 1 {
+		t.Fatalf("another reader's cursors: %+v", cs)
+	}
+	if c := syncpoint.Code(s.SaveCursor(ctx, cur("", notesLog, "n", 1))); c != syncpoint.CodeInvalid {
+		t.Fatalf("a cursor without a reader: code %q, want %q", c, syncpoint.CodeInvalid)
+	}
+}
+
+// testDeviceNamedLikeAUser: device ids may hold ':', so a device may be
+// called "user:u1" or "syncpoint-uploads". Its sync points, a user's
+// positions and a reader's cursors never meet.
+func testDeviceNamedLikeAUser(t *testing.T, s syncpoint.Store) {
+	ctx := context.Background()
+	notice := syncpoint.Channel{Biz: "syncpoint-uploads", Target: syncpoint.GroupTarget("notes")}
+	if err := s.SaveSyncPoints(ctx, []syncpoint.SyncPoint{
+		{DeviceID: "user:u1", Channel: chatU1, Position: syncpoint.Position{Epoch: "device", Seq: 7}},
+		{DeviceID: "syncpoint-uploads", Channel: chatU1, Position: syncpoint.Position{Epoch: "device", Seq: 8}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveUserPositions(ctx, []syncpoint.UserPosition{{UserID: "u1", Channel: chatU1, Position: syncpoint.Position{Epoch: "user", Seq: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveCursor(ctx, syncpoint.Cursor{Reader: "syncpoint-uploads", Channel: notice, Position: syncpoint.Position{Epoch: "reader", Seq: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	pts, err := s.SyncPoints(ctx, "user:u1")
+	if err != nil || len(pts) != 1 || pts[0].Position != (syncpoint.Position{Epoch: "device", Seq: 7}) {
+		t.Fatalf("the device user:u1 has sync points %+v %v, want only its own", pts, err)
+	}
+	ups, err := s.UserPositions(ctx, "u1")
+	if err != nil || len(ups) != 1 || ups[0].Position != (syncpoint.Position{Epoch: "user", Seq: 3}) {
+		t.Fatalf("user u1 has positions %+v %v, want only the user's", ups, err)
+	}
+	pts, err = s.SyncPoints(ctx, "syncpoint-uploads")
+	if err != nil || len(pts) != 1 || pts[0].Channel != chatU1 {
+		t.Fatalf("the device syncpoint-uploads has sync points %+v %v, want only its own", pts, err)
+	}
+	cs, err := s.Cursors(ctx, "syncpoint-uploads")
+	if err != nil || len(cs) != 1 || cs[0].Position.Epoch != "reader" {
+		t.Fatalf("the reader syncpoint-uploads has cursors %+v %v, want only its own", cs, err)
+	}
+	if ups, _ := s.UserPositions(ctx, "user:u1"); len(ups) != 0 {
+		t.Fatalf("a user named like the device has positions %+v", ups)
+	}
+}
+
 func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
 	if len(a) != len(b) {
 		return false
@@ -1454,14 +1604,20 @@ func testCancelledContext(t *testing.T, s syncpoint.Store) {
 		"Sweep":          func() error { _, err := s.Sweep(ctx, time.Now()); return err },
 		"SaveSyncPoints": func() error { return s.SaveSyncPoints(ctx, []syncpoint.SyncPoint{{DeviceID: "d1", Channel: chatU1}}) },
 		"SyncPoints":     func() error { _, err := s.SyncPoints(ctx, "d1"); return err },
-		"SaveDevice":     func() error { return s.SaveDevice(ctx, syncpoint.Device{ID: "d1", UserID: "u1"}) },
-		"Device":         func() error { _, err := s.Device(ctx, "d1"); return err },
-		"UserDevices":    func() error { _, err := s.UserDevices(ctx, "u1"); return err },
-		"SaveBiz":        func() error { return s.SaveBiz(ctx, syncpoint.NewBiz("chat", syncpoint.TargetUser)) },
-		"DeleteBiz":      func() error { return s.DeleteBiz(ctx, "chat") },
-		"Bizzes":         func() error { _, err := s.Bizzes(ctx); return err },
-		"PutBlob":        func() error { return s.PutBlob(ctx, "k", []byte("v"), time.Time{}) },
-		"Blob":           func() error { _, err := s.Blob(ctx, "k"); return err },
+		"SaveUserPositions": func() error {
+			return s.SaveUserPositions(ctx, []syncpoint.UserPosition{{UserID: "u1", Channel: chatU1}})
+		},
+		"UserPositions": func() error { _, err := s.UserPositions(ctx, "u1"); return err },
+		"SaveCursor":    func() error { return s.SaveCursor(ctx, syncpoint.Cursor{Reader: "r", Channel: chatU1}) },
+		"Cursors":       func() error { _, err := s.Cursors(ctx, "r"); return err },
+		"SaveDevice":    func() error { return s.SaveDevice(ctx, syncpoint.Device{ID: "d1", UserID: "u1"}) },
+		"Device":        func() error { _, err := s.Device(ctx, "d1"); return err },
+		"UserDevices":   func() error { _, err := s.UserDevices(ctx, "u1"); return err },
+		"SaveBiz":       func() error { return s.SaveBiz(ctx, syncpoint.NewBiz("chat", syncpoint.TargetUser)) },
+		"DeleteBiz":     func() error { return s.DeleteBiz(ctx, "chat") },
+		"Bizzes":        func() error { _, err := s.Bizzes(ctx); return err },
+		"PutBlob":       func() error { return s.PutBlob(ctx, "k", []byte("v"), time.Time{}) },
+		"Blob":          func() error { _, err := s.Blob(ctx, "k"); return err },
 	} {
 		wantErr(t, name+" with a cancelled context", fn(), context.Canceled)
 	}
