@@ -147,10 +147,18 @@ type Store interface {
 	// UserDevices returns a user's devices, most recently seen first.
 	UserDevices(ctx context.Context, userID string) ([]Device, error)
 
-	// SaveBiz creates or replaces a biz.
+	// SaveBiz creates or replaces a biz. A biz created under a name no
+	// stored biz has starts without channels: whatever an earlier biz of
+	// the name left behind is dropped first, as DeleteBiz drops it.
 	// Errors: a *Error with CodeInvalid when its name is malformed.
 	SaveBiz(ctx context.Context, b Biz) error
-	// DeleteBiz removes a biz (not its channels). Errors: ErrNotFound.
+	// DeleteBiz removes a biz and drops its channels: their entries, keys
+	// and idempotency keys go, and each channel of a biz created again
+	// under the name starts afresh, at seq 1 in a new epoch. A device that
+	// still holds a position of the old biz is therefore told reset, and
+	// never gets the old history as if it were new. Sync points, user
+	// positions and cursors that name the channels stay; they match no
+	// epoch any more. Errors: ErrNotFound.
 	DeleteBiz(ctx context.Context, name string) error
 	// Bizzes returns every biz, by name; none in a new store. It returns
 	// no error of its own beyond those every method returns.

@@ -109,6 +109,7 @@ func (s *Store) appendOne(t *txn, st *chanState, r *syncpoint.AppendRequest) syn
 	if h.Epoch == "" {
 		*h = meta{Epoch: newEpoch(), FirstSeq: 1}
 		st.dirty = true
+		t.setBlind(bizChanKey(st.ch.Biz, st.name), nil)
 	}
 	h.LastSeq++
 	seq := h.LastSeq

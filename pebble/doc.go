@@ -30,6 +30,8 @@
 //	'v' dev                device (JSON)
 //	'u' len16(user) user inv-t12 dev   user index, most recently seen first
 //	'z' name               biz (JSON)
+//	'c' len16(biz) biz ch  channel index by biz, written when a channel is
+//	                         created
 //	'b' key                blob: expiry, value
 //	'S' name               a setting of the whole store: "format"
 //

@@ -17,7 +17,10 @@ import (
 //	   of the pseudo device "user:<id>", and the notice deliverer's cursors
 //	   those of the pseudo device "syncpoint-uploads".
 //	2  user positions ('q') and cursors ('r') have keyspaces of their own.
-const currentFormat = 2
+//	3  channels are indexed by biz ('c'), and DeleteBiz drops a biz's
+//	   channels; SaveBiz of a new biz drops what an earlier one of its
+//	   name left behind.
+const currentFormat = 3
 
 // migrateBatch bounds the rows one upgrade batch rewrites.
 const migrateBatch = 10_000
@@ -51,6 +54,15 @@ func (s *Store) upgrade() error {
 		}
 		if users+cursors > 0 {
 			s.log.Info("store: upgraded to format 2: user positions and cursors moved out of the device sync points", "user_positions", users, "cursors", cursors)
+		}
+	}
+	if format < 3 {
+		n, err := s.indexChannels()
+		if err != nil {
+			return fmt.Errorf("upgrade to format 3: %w", err)
+		}
+		if n > 0 {
+			s.log.Info("store: upgraded to format 3: channels indexed by biz", "channels", n)
 		}
 	}
 	if err := s.db.Set(formatKey, binary.AppendUvarint(nil, currentFormat), pebbledb.Sync); err != nil {
@@ -121,4 +133,42 @@ func (s *Store) splitPositions() (users, cursors int, err error) {
 		return users, cursors, nil
 	}
 	return users, cursors, b.Commit(pebbledb.Sync)
+}
+
+// indexChannels writes the biz index row of every channel.
+func (s *Store) indexChannels() (int, error) {
+	prefix := []byte{pMeta}
+	it, err := s.db.NewIter(&pebbledb.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	b := s.db.NewBatch()
+	defer func() { b.Close() }()
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		name, _, ok := cutStr(it.Key()[1:])
+		if !ok {
+			continue
+		}
+		biz, _, ok := strings.Cut(name, "/")
+		if !ok {
+			continue
+		}
+		b.Set(bizChanKey(biz, name), nil, nil)
+		if n++; b.Count() >= migrateBatch {
+			if err := b.Commit(pebbledb.Sync); err != nil {
+				return n, err
+			}
+			b.Close()
+			b = s.db.NewBatch()
+		}
+	}
+	if err := it.Error(); err != nil {
+		return n, err
+	}
+	if b.Empty() {
+		return n, nil
+	}
+	return n, b.Commit(pebbledb.Sync)
 }

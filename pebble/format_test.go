@@ -3,6 +3,7 @@ package pebble
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"strings"
 	"testing"
 
@@ -113,5 +114,39 @@ func TestNewerFormatRefused(t *testing.T) {
 			s.Close()
 		}
 		t.Fatalf("open of a newer store: %v, want a refusal", err)
+	}
+}
+
+// TestUpgradeIndexesChannels opens a format 2 store, whose channels have no
+// biz index: the upgrade writes it, so DeleteBiz finds the channels.
+func TestUpgradeIndexesChannels(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveBiz(ctx, syncpoint.NewBiz("chat", syncpoint.TargetUser)); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, msgReq(chatU1, `1`), msgReq(recsG1, `1`))
+	index := []byte{pBizChan}
+	if err := s.db.DeleteRange(index, prefixEnd(index), pebbledb.Sync); err != nil {
+		t.Fatal(err)
+	}
+	setFormat(t, s, 2)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = MustOpenStoreOptions(t, dir, Options{})
+	if err := s.DeleteBiz(ctx, "chat"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Channel(ctx, chatU1); !errors.Is(err, syncpoint.ErrNotFound) {
+		t.Fatalf("a channel of the deleted biz after the upgrade: %v", err)
+	}
+	if info, err := s.Channel(ctx, recsG1); err != nil || info.LastSeq != 1 {
+		t.Fatalf("another biz's channel: %+v %v", info, err)
 	}
 }

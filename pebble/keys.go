@@ -19,6 +19,7 @@ const (
 	pDevice  = 'v'
 	pUserDev = 'u'
 	pBiz     = 'z'
+	pBizChan = 'c'
 	pBlob    = 'b'
 	xEntry   = 'e'
 	xTomb    = 't'
@@ -85,6 +86,10 @@ func blobKey(key string) []byte  { return append([]byte{pBlob}, key...) }
 func positionKey(p byte, owner, ch string) []byte {
 	return appendStr(appendStr([]byte{p}, owner), ch)
 }
+
+// bizChanKey indexes a channel under its biz, so dropping a biz need not
+// scan every channel.
+func bizChanKey(biz, ch string) []byte { return append(appendStr([]byte{pBizChan}, biz), ch...) }
 
 // storeKey names a setting of the store as a whole, such as its format.
 func storeKey(name string) []byte { return append([]byte{pStore}, name...) }

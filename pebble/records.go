@@ -3,6 +3,7 @@ package pebble
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -257,7 +258,9 @@ func (s *Store) UserDevices(ctx context.Context, userID string) ([]syncpoint.Dev
 	return out, nil
 }
 
-// SaveBiz implements syncpoint.Store.
+// SaveBiz implements syncpoint.Store. A biz that is not stored yet is
+// created: channels an earlier biz of that name left behind (a store of
+// format 2 kept them after DeleteBiz) are dropped first.
 func (s *Store) SaveBiz(ctx context.Context, b syncpoint.Biz) error {
 	if err := syncpoint.ValidateBizName(b.Name); err != nil {
 		return fmt.Errorf("save biz: %w", err)
@@ -266,30 +269,112 @@ func (s *Store) SaveBiz(ctx context.Context, b syncpoint.Biz) error {
 	if err != nil {
 		return fmt.Errorf("save biz: %w", err)
 	}
-	err = s.write(ctx, func(t *txn) error {
-		t.set(bizKey(b.Name), v)
-		return nil
-	})
+	err = s.dropBiz(ctx, b.Name, func(t *txn, first bool) (bool, error) {
+		_, exists := t.get(bizKey(b.Name))
+		if exists {
+			t.set(bizKey(b.Name), v)
+		}
+		return !exists, nil
+	}, func(t *txn) { t.set(bizKey(b.Name), v) })
 	if err != nil {
 		return fmt.Errorf("save biz %s: %w", b.Name, err)
 	}
 	return nil
 }
 
-// DeleteBiz implements syncpoint.Store.
+// DeleteBiz implements syncpoint.Store. It drops the biz's channels with
+// it: their entries, key index, idempotency keys and heads, so a biz made
+// again under the name starts with new channels and new epochs.
 func (s *Store) DeleteBiz(ctx context.Context, name string) error {
-	err := s.write(ctx, func(t *txn) error {
+	err := s.dropBiz(ctx, name, func(t *txn, first bool) (bool, error) {
+		if !first {
+			return true, nil
+		}
 		key := bizKey(name)
 		if _, ok := t.get(key); !ok {
-			return syncpoint.ErrNotFound
+			return false, syncpoint.ErrNotFound
 		}
 		t.del(key)
-		return nil
-	})
+		return true, nil
+	}, nil)
 	if err != nil {
 		return fmt.Errorf("delete biz %s: %w", name, err)
 	}
 	return nil
+}
+
+// dropBiz drops the channels of biz, SweepChunk channels per batch so that
+// appends interleave with a large biz. Each batch first calls begin, which
+// says whether channels are to be dropped; after the last batch that drops
+// some, done (if set) runs in that batch.
+func (s *Store) dropBiz(ctx context.Context, biz string, begin func(t *txn, first bool) (bool, error), done func(t *txn)) error {
+	if err := s.start(ctx); err != nil {
+		return err
+	}
+	defer s.leave()
+	for first := true; ; first = false {
+		more := false
+		o := &op{exclusive: true, fn: func(t *txn) error {
+			drop, err := begin(t, first)
+			if err != nil || !drop {
+				return err
+			}
+			if more = s.dropChannels(t, biz); !more && done != nil {
+				done(t)
+			}
+			return nil
+		}}
+		if err := s.do(ctx, o); err != nil {
+			return err
+		}
+		if !more {
+			return nil
+		}
+	}
+}
+
+// dropChannels drops up to SweepChunk channels of biz, as if they had
+// never been written, and reports whether any are left. It runs in a batch
+// of its own, so the index shows every channel created before it.
+func (s *Store) dropChannels(t *txn, biz string) (more bool) {
+	prefix := appendStr([]byte{pBizChan}, biz)
+	it, err := s.db.NewIter(&pebbledb.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		t.err = err
+		return false
+	}
+	defer it.Close()
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		if n == s.opts.SweepChunk {
+			return true
+		}
+		n++
+		t.delBlind(append([]byte(nil), it.Key()...))
+		st, err := s.chans.getByName(string(it.Key()[len(prefix):]))
+		if err != nil {
+			if t.err == nil && !errors.Is(err, errCorrupt) {
+				t.err = err
+			}
+			continue
+		}
+		for _, p := range []byte{pEntry, pKey, pIdem} {
+			cp := chanPrefix(p, st.name)
+			t.batch.DeleteRange(cp, prefixEnd(cp), nil)
+		}
+		t.delBlind(metaKey(st.name))
+		// Readers wait for this batch, as for a reset: seqs start over.
+		t.touch(st)
+		st.head, st.dirty = meta{}, false
+		if t.resets == nil {
+			t.resets = make(map[*chanState]bool)
+		}
+		t.resets[st] = true
+	}
+	if err := it.Error(); err != nil && t.err == nil {
+		t.err = err
+	}
+	return false
 }
 
 // Bizzes implements syncpoint.Store.

@@ -103,7 +103,7 @@ func testTwoHandles(t *testing.T, a syncpoint.Store, second func(testing.TB, syn
 	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	point := syncpoint.SyncPoint{DeviceID: "d1", Channel: chatU1, Position: syncpoint.Position{Epoch: "e", Seq: 3}, UpdatedAt: at}
 	dev := syncpoint.Device{ID: "d1", UserID: "u1", Platform: "ios", LastSeen: at}
-	biz := syncpoint.NewBiz("chat", syncpoint.TargetUser)
+	biz := syncpoint.NewBiz("news", syncpoint.TargetGroup)
 	for _, err := range []error{
 		a.SaveSyncPoints(ctx, []syncpoint.SyncPoint{point}),
 		a.SaveDevice(ctx, dev),

@@ -98,6 +98,8 @@ func Run(t *testing.T, open func(tb testing.TB) syncpoint.Store, opts ...Option)
 		{"DeviceNamedLikeAUser", testDeviceNamedLikeAUser},
 		{"Devices", testDevices},
 		{"Bizzes", testBizzes},
+		{"DeleteBizDropsItsChannels", testDeleteBizDropsChannels},
+		{"NewBizDropsLeftovers", testNewBizDropsLeftovers},
 		{"Blobs", testBlobs},
 		{"InvalidArguments", testInvalidArguments},
 		{"CancelledContext", testCancelledContext},
@@ -1499,6 +1501,89 @@ func testBizzes(t *testing.T, s syncpoint.Store) {
 		t.Fatalf("after delete: %v", got)
 	}
 	wantErr(t, "delete of an unknown biz", s.DeleteBiz(ctx, "config"), syncpoint.ErrNotFound)
+}
+
+// testDeleteBizDropsChannels deletes a biz and creates it again: its
+// channels start over in new epochs, so a device at, behind or ahead of
+// the old history is told reset, and none of the old entries comes back.
+func testDeleteBizDropsChannels(t *testing.T, s syncpoint.Store) {
+	ctx := context.Background()
+	for _, b := range []syncpoint.Biz{syncpoint.NewBiz("chat", syncpoint.TargetUser), syncpoint.NewBiz("records", syncpoint.TargetGroup)} {
+		if err := s.SaveBiz(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := mustAppend(t, s, idem(put(chatU1, "k", `1`), "i"), msg(chatU1, `2`), msg(chatU1, `3`), msg(chatU2, `1`), msg(recsG1, `kept`))
+	oldEpoch := old[0].Epoch
+	if err := s.DeleteBiz(ctx, "chat"); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []syncpoint.Channel{chatU1, chatU2} {
+		_, err := s.Channel(ctx, ch)
+		wantErr(t, "Channel of a deleted biz", err, syncpoint.ErrNotFound)
+		if p := mustRead(t, s, ch, 0, 0, time.Now()); len(p.Entries) != 0 || p.Info.Epoch != "" {
+			t.Fatalf("read of %s after its biz was deleted: %+v", ch, p)
+		}
+	}
+	_, err := s.KeyEntry(ctx, chatU1, "k")
+	wantErr(t, "KeyEntry of a deleted biz", err, syncpoint.ErrNotFound)
+	_, err = s.Entry(ctx, chatU1, 2)
+	wantErr(t, "Entry of a deleted biz", err, syncpoint.ErrNotFound)
+	if p := mustRead(t, s, recsG1, 0, 0, time.Now()); len(p.Entries) != 1 {
+		t.Fatalf("another biz lost its entries: %+v", p)
+	}
+
+	if err := s.SaveBiz(ctx, syncpoint.NewBiz("chat", syncpoint.TargetUser)); err != nil {
+		t.Fatal(err)
+	}
+	res := mustAppend(t, s, idem(put(chatU1, "k", `new`), "i"))[0]
+	if res.Duplicate || res.Seq != 1 || res.Epoch == "" || res.Epoch == oldEpoch {
+		t.Fatalf("first append to the new biz: %+v, want seq 1 in a new epoch (not %s), not a duplicate", res, oldEpoch)
+	}
+	info := mustInfo(t, s, chatU1)
+	for _, seq := range []uint64{0, 1, 2, 3, 4} {
+		st, _ := info.Check(syncpoint.Position{Epoch: oldEpoch, Seq: seq})
+		if want := syncpoint.StatusReset; seq > 0 && st != want {
+			t.Fatalf("a device at seq %d of the old biz is told %s, want %s", seq, st, want)
+		}
+	}
+	if p := mustRead(t, s, chatU1, 0, 0, time.Now()); len(p.Entries) != 1 || string(p.Entries[0].Data) != `new` {
+		t.Fatalf("the new biz reads %+v, want only its own entry", p.Entries)
+	}
+	if r := mustAppend(t, s, cond(put(chatU1, "k", `newer`), 1))[0]; r.Err != nil || r.Seq != 2 {
+		t.Fatalf("the key index of the new biz: %+v", r)
+	}
+	if _, err := s.Channel(ctx, chatU2); !errors.Is(err, syncpoint.ErrNotFound) {
+		t.Fatalf("a channel of the old biz came back: %v", err)
+	}
+	wantErr(t, "DeleteBiz of an unknown biz", s.DeleteBiz(ctx, "nope"), syncpoint.ErrNotFound)
+}
+
+// testNewBizDropsLeftovers creates a biz under a name whose channels are
+// still stored without a biz (left by a store that kept them on delete):
+// they are dropped, while saving an existing biz again keeps its channels.
+func testNewBizDropsLeftovers(t *testing.T, s syncpoint.Store) {
+	ctx := context.Background()
+	mustAppend(t, s, msg(chatU1, `left`), msg(recsG1, `1`))
+	if err := s.SaveBiz(ctx, syncpoint.NewBiz("chat", syncpoint.TargetUser)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Channel(ctx, chatU1)
+	wantErr(t, "a leftover channel of a new biz", err, syncpoint.ErrNotFound)
+	if err := s.SaveBiz(ctx, syncpoint.NewBiz("records", syncpoint.TargetGroup)); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, msg(recsG1, `2`), msg(chatU1, `mine`))
+	b := syncpoint.NewBiz("records", syncpoint.TargetGroup)
+	b.MaxBacklog = 10
+	if err := s.SaveBiz(ctx, b); err != nil { // an update, not a creation
+		t.Fatal(err)
+	}
+	if err := s.SaveBiz(ctx, syncpoint.NewBiz("chat", syncpoint.TargetUser)); err != nil {
+		t.Fatal(err)
+	}
+	wantInfo(t, mustInfo(t, s, recsG1), 1, 1)
+	wantInfo(t, mustInfo(t, s, chatU1), 1, 1)
 }
 
 func testBlobs(t *testing.T, s syncpoint.Store) {
