@@ -23,15 +23,25 @@ type AppendRequest struct {
 	// has no entry at all. Otherwise the result's Err is ErrKeyChanged and
 	// nothing is appended for this request.
 	IfKeySeq *uint64
+	// ContentHash, when set (at most MaxContentHashLen bytes), stands for
+	// the content the idempotency key is checked against, instead of
+	// Entry.ContentHash(). Record sync hashes the change a device sent: the
+	// entry it appends for that change (a merge) can differ between tries.
+	ContentHash []byte
 }
+
+// MaxContentHashLen bounds AppendRequest.ContentHash.
+const MaxContentHashLen = 64
 
 // AppendResult is the outcome of one AppendRequest.
 type AppendResult struct {
 	Seq       uint64
 	Epoch     string
-	Duplicate bool   // the idempotency key was seen: Seq is the original entry's
-	Err       error  // ErrKeyChanged; other failures fail the whole call
-	KeySeq    uint64 // with ErrKeyChanged: the seq the key is really at
+	Duplicate bool // the idempotency key was seen: Seq is the original entry's
+	// Err is ErrKeyChanged, or ErrIdempotencyMismatch (then Seq is the
+	// original entry's); other failures fail the whole call.
+	Err    error
+	KeySeq uint64 // with ErrKeyChanged: the seq the key is really at
 }
 
 // Page is a slice of a channel read after some seq.
@@ -61,19 +71,24 @@ type Store interface {
 	// Each request is settled in this order, and the first rule that
 	// applies decides it:
 	//  1. Its idempotency key was already used in the channel within the
-	//     policy's retention: the result has the original seq and
-	//     Duplicate set, and nothing is appended. This comes before
-	//     IfKeySeq, so a retried conditional append answers as a duplicate
-	//     even though its own entry moved the key; record sync relies on it
-	//     to apply an upload exactly once.
+	//     policy's retention. If the content is the same (ContentHash, else
+	//     Entry.ContentHash()), the result has the original seq and
+	//     Duplicate set; if not, the result's Err is ErrIdempotencyMismatch
+	//     with the original seq. Either way nothing is appended. A key kept
+	//     without its content's hash (a store written before hashes were
+	//     kept) counts as the same content. This comes before IfKeySeq, so
+	//     a retried conditional append answers as a duplicate even though
+	//     its own entry moved the key; record sync relies on it to apply an
+	//     upload exactly once.
 	//  2. IfKeySeq does not hold: the result's Err is ErrKeyChanged.
 	//  3. The entry is appended.
 	//
 	// Errors: a *Error with CodeInvalid when a request is malformed (bad
 	// channel or op, a put or delete without a key, a conditional append
-	// without a key, a key or idempotency key over its limit, a negative
-	// MaxBacklog); then nothing of the call is appended. An I/O error also
-	// means that nothing of the call is durable or visible.
+	// without a key, a key, idempotency key or content hash over its
+	// limit, a negative MaxBacklog); then nothing of the call is appended.
+	// An I/O error also means that nothing of the call is durable or
+	// visible.
 	Append(ctx context.Context, reqs []AppendRequest) ([]AppendResult, error)
 
 	// Read returns up to limit entries with seq > after, in seq order,

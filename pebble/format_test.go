@@ -150,3 +150,28 @@ func TestUpgradeIndexesChannels(t *testing.T) {
 		t.Fatalf("another biz's channel: %+v %v", info, err)
 	}
 }
+
+// TestIdempotencyKeyWithoutHash: a key kept by a store of format 2 or
+// older has no content hash, and any retry under it counts as the same.
+func TestIdempotencyKeyWithoutHash(t *testing.T) {
+	s := MustOpenStore(t)
+	r := msgReq(chatU1, `1`)
+	r.Entry.IdempotencyKey = "old"
+	mustAppend(t, s, r)
+	key := idemKey(chatU1.String(), "old")
+	v, ok, err := s.get(key)
+	if err != nil || !ok {
+		t.Fatalf("idempotency row: %v %v", ok, err)
+	}
+	seq, deadline, hash, err := decodeIdem(v)
+	if err != nil || len(hash) == 0 {
+		t.Fatalf("idempotency row of this version: hash %x, %v", hash, err)
+	}
+	if err := s.db.Set(key, encodeIdem(seq, deadline, nil), pebbledb.Sync); err != nil {
+		t.Fatal(err)
+	}
+	r.Entry.Data = []byte(`2`)
+	if res := mustAppend(t, s, r)[0]; !res.Duplicate || res.Seq != 1 || res.Err != nil {
+		t.Fatalf("reuse of a key kept without a hash: %+v, want a duplicate", res)
+	}
+}

@@ -72,7 +72,8 @@ func (s *Service) queueNotices(ctx context.Context, id syncpoint.Identity, write
 				Origin:         "device:" + id.DeviceID,
 				IdempotencyKey: c.ch.Target.String() + "/" + strconv.FormatUint(c.seq, 10),
 			},
-			Policy: syncpoint.Policy{Retention: s.cfg.NoticeRetention},
+			Policy:      syncpoint.Policy{Retention: s.cfg.NoticeRetention},
+			ContentHash: noticeHash,
 		})
 	}
 	if len(reqs) == 0 {

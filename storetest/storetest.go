@@ -72,6 +72,7 @@ func Run(t *testing.T, open func(tb testing.TB) syncpoint.Store, opts ...Option)
 		{"UnknownChannel", testUnknownChannel},
 		{"Idempotency", testIdempotency},
 		{"IdempotencyExpires", testIdempotencyExpires},
+		{"IdempotencyMismatch", testIdempotencyMismatch},
 		{"DuplicateBeforeIfKeySeq", testDuplicateBeforeIfKeySeq},
 		{"IfKeySeq", testIfKeySeq},
 		{"IfKeySeqSameKeyInOneCall", testIfKeySeqSameCall},
@@ -458,21 +459,25 @@ func idem(r syncpoint.AppendRequest, key string) syncpoint.AppendRequest {
 }
 
 func testIdempotency(t *testing.T, s syncpoint.Store) {
-	res := mustAppend(t, s, idem(msg(chatU1, `1`), "a"), idem(msg(chatU1, `2`), "b"), idem(msg(chatU1, `3`), "a"))
+	res := mustAppend(t, s, idem(msg(chatU1, `1`), "a"), idem(msg(chatU1, `2`), "b"), idem(msg(chatU1, `1`), "a"))
 	if res[0].Seq != 1 || res[1].Seq != 2 || res[0].Duplicate || res[1].Duplicate {
 		t.Fatalf("first two: %+v", res[:2])
 	}
 	if !res[2].Duplicate || res[2].Seq != 1 || res[2].Epoch != res[0].Epoch {
 		t.Fatalf("duplicate in the same call: %+v, want seq 1, duplicate, epoch %s", res[2], res[0].Epoch)
 	}
-	res = mustAppend(t, s, msg(chatU1, `4`), idem(msg(chatU1, `5`), "b"), idem(msg(chatU1, `6`), "c"))
+	// A retry computes its times afresh; they are not content.
+	retry := with(idem(msg(chatU1, `2`), "b"), func(r *syncpoint.AppendRequest) {
+		r.Entry.CreatedAt, r.Entry.ExpiresAt = time.Now().Add(time.Minute), hourFromNow()
+	})
+	res = mustAppend(t, s, msg(chatU1, `4`), retry, idem(msg(chatU1, `6`), "c"))
 	if res[1].Seq != 2 || !res[1].Duplicate || res[0].Seq != 3 || res[2].Seq != 4 || res[2].Duplicate {
 		t.Fatalf("later call: %+v, want 3, duplicate of 2, 4", res)
 	}
 	wantInfo(t, mustInfo(t, s, chatU1), 1, 4)
 	p := mustRead(t, s, chatU1, 0, 0, time.Now())
-	if got := string(p.Entries[0].Data) + string(p.Entries[1].Data); got != "12" {
-		t.Fatalf("a duplicate replaced the original: data %q", got)
+	if got := string(p.Entries[0].Data) + string(p.Entries[1].Data); got != "12" || !p.Entries[1].ExpiresAt.IsZero() {
+		t.Fatalf("a duplicate replaced the original: data %q, expires %v", got, p.Entries[1].ExpiresAt)
 	}
 	// Keys are unique per channel, not per store.
 	res = mustAppend(t, s, idem(msg(chatU2, `1`), "a"))
@@ -506,6 +511,63 @@ func testIdempotency(t *testing.T, s syncpoint.Store) {
 	}
 	if fresh != 1 {
 		t.Fatalf("concurrent duplicates: %d appended, want 1", fresh)
+	}
+}
+
+// testIdempotencyMismatch reuses idempotency keys for other content: the
+// store refuses with the original seq and appends nothing, whatever part
+// of the content changed, while a true retry is still a duplicate.
+func testIdempotencyMismatch(t *testing.T, s syncpoint.Store) {
+	orig := idem(put(recsG1, "a", `{"v":1}`), "k")
+	orig.Entry.Conditions = syncpoint.Conditions{Platforms: []string{"ios"}, MinAppVersion: "1.0.0"}
+	first := mustAppend(t, s, msg(recsG1, `{}`), orig)[1]
+	if first.Seq != 2 || first.Err != nil {
+		t.Fatalf("first use of the key: %+v", first)
+	}
+	for name, fn := range map[string]func(r *syncpoint.AppendRequest){
+		"data":          func(r *syncpoint.AppendRequest) { r.Entry.Data = json.RawMessage(`{"v":2}`) },
+		"data spacing":  func(r *syncpoint.AppendRequest) { r.Entry.Data = json.RawMessage(`{"v": 1}`) },
+		"op":            func(r *syncpoint.AppendRequest) { r.Entry.Op, r.Entry.Data = syncpoint.OpDelete, nil },
+		"key":           func(r *syncpoint.AppendRequest) { r.Entry.Key = "b" },
+		"platforms":     func(r *syncpoint.AppendRequest) { r.Entry.Conditions.Platforms = []string{"android"} },
+		"app version":   func(r *syncpoint.AppendRequest) { r.Entry.Conditions.MinAppVersion = "2.0.0" },
+		"origin":        func(r *syncpoint.AppendRequest) { r.Entry.Origin = "device:d1" },
+		"content hash":  func(r *syncpoint.AppendRequest) { r.ContentHash = []byte("another change") },
+		"with IfKeySeq": func(r *syncpoint.AppendRequest) { r.Entry.Data, r.IfKeySeq = json.RawMessage(`{"v":3}`), ptr(2) },
+	} {
+		res := mustAppend(t, s, with(orig, fn))[0]
+		wantErr(t, "reuse with another "+name, res.Err, syncpoint.ErrIdempotencyMismatch)
+		if res.Seq != first.Seq || res.Epoch != first.Epoch || res.Duplicate {
+			t.Fatalf("reuse with another %s: %+v, want the original seq %d and no duplicate", name, res, first.Seq)
+		}
+	}
+	wantInfo(t, mustInfo(t, s, recsG1), 1, 2)
+	if e, err := s.KeyEntry(context.Background(), recsG1, "a"); err != nil || string(e.Data) != `{"v":1}` {
+		t.Fatalf("the record after refused reuses: %+v %v", e, err)
+	}
+	if res := mustAppend(t, s, orig)[0]; !res.Duplicate || res.Seq != 2 || res.Err != nil {
+		t.Fatalf("a true retry: %+v, want a duplicate of 2", res)
+	}
+	// In one call: the second use of a key with other content is refused.
+	res := mustAppend(t, s, idem(msg(chatU1, `1`), "x"), idem(msg(chatU1, `2`), "x"))
+	wantErr(t, "other content in the same call", res[1].Err, syncpoint.ErrIdempotencyMismatch)
+	if res[1].Seq != 1 {
+		t.Fatalf("other content in the same call: %+v, want the original seq 1", res[1])
+	}
+	// A caller's own content hash decides instead of the entry's: record
+	// sync hashes the change, whose entry (a merge) may differ per try.
+	change := with(idem(put(chatU2, "r", `{"merged":1}`), "w"), func(r *syncpoint.AppendRequest) { r.ContentHash = []byte("change 1") })
+	mustAppend(t, s, change)
+	again := with(change, func(r *syncpoint.AppendRequest) { r.Entry.Data = json.RawMessage(`{"merged":2}`) })
+	if res := mustAppend(t, s, again)[0]; !res.Duplicate || res.Seq != 1 {
+		t.Fatalf("the same change hash with another entry: %+v, want a duplicate", res)
+	}
+	if res := mustAppend(t, s, with(change, func(r *syncpoint.AppendRequest) { r.ContentHash = nil }))[0]; !errors.Is(res.Err, syncpoint.ErrIdempotencyMismatch) {
+		t.Fatalf("the change without its hash: %+v, want a mismatch", res)
+	}
+	_, err := s.Append(context.Background(), []syncpoint.AppendRequest{with(change, func(r *syncpoint.AppendRequest) { r.ContentHash = make([]byte, syncpoint.MaxContentHashLen+1) })})
+	if c := syncpoint.Code(err); c != syncpoint.CodeInvalid {
+		t.Fatalf("an oversized content hash: %v, want code %q", err, syncpoint.CodeInvalid)
 	}
 }
 
