@@ -3,6 +3,7 @@ package syncpoint_test
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -290,3 +291,34 @@ func (w wrapper) Error() string { return "op: " + w.err.Error() }
 func (w wrapper) Unwrap() error { return w.err }
 
 func wrap(err error) error { return wrapper{err} }
+
+func TestEntryContentHash(t *testing.T) {
+	base := syncpoint.Entry{
+		Channel: syncpoint.Channel{Biz: "chat", Target: syncpoint.UserTarget("u1")}, Op: syncpoint.OpPut, Key: "k",
+		Data: json.RawMessage(`{"a":1}`), Conditions: syncpoint.Conditions{Platforms: []string{"ios"}, MinAppVersion: "1.0"}, Origin: "api",
+		CreatedAt: time.Unix(1, 0), ExpiresAt: time.Unix(2, 0), IdempotencyKey: "i",
+	}
+	same := base
+	same.CreatedAt, same.ExpiresAt, same.Seq, same.Epoch, same.IdempotencyKey = time.Unix(9, 0), time.Time{}, 7, "e", "other"
+	same.Channel.Target = syncpoint.UserTarget("u2")
+	if base.ContentHash() != same.ContentHash() {
+		t.Fatal("times, seq, epoch, channel or the key itself changed the content hash")
+	}
+	for name, fn := range map[string]func(e *syncpoint.Entry){
+		"op":            func(e *syncpoint.Entry) { e.Op = syncpoint.OpMsg },
+		"key":           func(e *syncpoint.Entry) { e.Key = "k2" },
+		"data":          func(e *syncpoint.Entry) { e.Data = json.RawMessage(`{"a": 1}`) },
+		"platforms":     func(e *syncpoint.Entry) { e.Conditions.Platforms = nil },
+		"min version":   func(e *syncpoint.Entry) { e.Conditions.MinAppVersion = "" },
+		"max version":   func(e *syncpoint.Entry) { e.Conditions.MaxAppVersion = "9" },
+		"origin":        func(e *syncpoint.Entry) { e.Origin = "device:d1" },
+		"field borders": func(e *syncpoint.Entry) { e.Key, e.Data = `k{"a":1`, json.RawMessage(`}`) },
+	} {
+		e := base
+		e.Conditions.Platforms = slices.Clone(base.Conditions.Platforms)
+		fn(&e)
+		if e.ContentHash() == base.ContentHash() {
+			t.Errorf("another %s gives the same content hash", name)
+		}
+	}
+}

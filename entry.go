@@ -1,7 +1,10 @@
 package syncpoint
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
+	"io"
 	"slices"
 	"strings"
 	"time"
@@ -117,6 +120,35 @@ type Entry struct {
 	Conditions     Conditions      `json:"conditions,omitzero"`
 	Origin         string          `json:"origin"`
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+}
+
+// ContentHash is what an idempotency key is checked against: a retry with
+// the same key must carry the same content. It covers op, key, data (byte
+// for byte, as sent), conditions and origin. It leaves out what a retry
+// computes afresh (CreatedAt, ExpiresAt), what the store assigns (Seq,
+// Epoch), the channel (keys are per channel) and the key itself.
+func (e *Entry) ContentHash() [sha256.Size]byte {
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	length := func(l int) { h.Write(n[:binary.PutUvarint(n[:], uint64(l))]) }
+	str := func(s string) {
+		length(len(s))
+		io.WriteString(h, s)
+	}
+	str(string(e.Op))
+	str(e.Key)
+	length(len(e.Data))
+	h.Write(e.Data)
+	length(len(e.Conditions.Platforms))
+	for _, p := range e.Conditions.Platforms {
+		str(p)
+	}
+	str(e.Conditions.MinAppVersion)
+	str(e.Conditions.MaxAppVersion)
+	str(e.Origin)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // Expired reports whether e has expired at now.

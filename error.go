@@ -12,6 +12,9 @@ var (
 	ErrNotFound = errors.New("not found")
 	// ErrKeyChanged means an AppendRequest's IfKeySeq did not hold.
 	ErrKeyChanged = errors.New("key changed")
+	// ErrIdempotencyMismatch means an AppendRequest's idempotency key was
+	// already used in the channel for an entry with other content.
+	ErrIdempotencyMismatch = errors.New("idempotency key already used for other content")
 	// ErrClosed means the store or broker was closed.
 	ErrClosed = errors.New("closed")
 )
@@ -35,11 +38,18 @@ const (
 	CodeSlowConsumer ErrorCode = "slow_consumer" // the device did not keep up; resume
 )
 
+// CodeIdempotencyMismatch means the idempotency key names an earlier entry
+// (Error.Seq) with other content; nothing new was stored for it.
+const CodeIdempotencyMismatch ErrorCode = "idempotency_mismatch"
+
 // Error is an error safe to show a client: a code and a human message.
 // Internal details never go into Message; they are logged where they happen.
 type Error struct {
 	Code    ErrorCode `json:"code"`
 	Message string    `json:"message"`
+	// Seq, with CodeIdempotencyMismatch, is the seq of the entry that the
+	// idempotency key already names.
+	Seq uint64 `json:"seq,omitempty"`
 }
 
 // Error implements error.
@@ -50,8 +60,10 @@ func Errorf(code ErrorCode, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// Code returns the code of the first *Error in err's chain, CodeNotFound for
-// ErrNotFound, and CodeInternal for anything else (nil gives "").
+// Code returns the code of the first *Error in err's chain, the code of a
+// sentinel error (CodeNotFound for ErrNotFound, CodeUnavailable for
+// ErrClosed, CodeIdempotencyMismatch for ErrIdempotencyMismatch), and
+// CodeInternal for anything else (nil gives "").
 func Code(err error) ErrorCode {
 	if err == nil {
 		return ""
@@ -62,6 +74,9 @@ func Code(err error) ErrorCode {
 	}
 	if errors.Is(err, ErrNotFound) {
 		return CodeNotFound
+	}
+	if errors.Is(err, ErrIdempotencyMismatch) {
+		return CodeIdempotencyMismatch
 	}
 	if errors.Is(err, ErrClosed) {
 		return CodeUnavailable
@@ -79,6 +94,8 @@ func Message(err error) string {
 	switch Code(err) {
 	case CodeNotFound:
 		return "not found"
+	case CodeIdempotencyMismatch:
+		return "the idempotency key was already used for other content"
 	case CodeUnavailable:
 		return "the server is shutting down"
 	}

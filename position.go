@@ -61,3 +61,24 @@ type SyncPoint struct {
 	Position  Position  `json:"position"`
 	UpdatedAt time.Time `json:"updated_at"`
 }
+
+// UserPosition is how far a user as a whole has got in a channel of a
+// multi_device: false biz, whichever of their devices acked it; the next
+// device of the user continues from it. It is kept apart from device sync
+// points, so no device id can stand for a user.
+type UserPosition struct {
+	UserID    string    `json:"user_id"`
+	Channel   Channel   `json:"channel"`
+	Position  Position  `json:"position"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Cursor is where a reader inside the server, such as the deliverer of
+// upload notices, stands in a channel. Cursors are kept apart from device
+// sync points, so no device id can stand for a reader.
+type Cursor struct {
+	Reader    string    `json:"reader"`
+	Channel   Channel   `json:"channel"`
+	Position  Position  `json:"position"`
+	UpdatedAt time.Time `json:"updated_at"`
+}

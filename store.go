@@ -23,15 +23,25 @@ type AppendRequest struct {
 	// has no entry at all. Otherwise the result's Err is ErrKeyChanged and
 	// nothing is appended for this request.
 	IfKeySeq *uint64
+	// ContentHash, when set (at most MaxContentHashLen bytes), stands for
+	// the content the idempotency key is checked against, instead of
+	// Entry.ContentHash(). Record sync hashes the change a device sent: the
+	// entry it appends for that change (a merge) can differ between tries.
+	ContentHash []byte
 }
+
+// MaxContentHashLen bounds AppendRequest.ContentHash.
+const MaxContentHashLen = 64
 
 // AppendResult is the outcome of one AppendRequest.
 type AppendResult struct {
 	Seq       uint64
 	Epoch     string
-	Duplicate bool   // the idempotency key was seen: Seq is the original entry's
-	Err       error  // ErrKeyChanged; other failures fail the whole call
-	KeySeq    uint64 // with ErrKeyChanged: the seq the key is really at
+	Duplicate bool // the idempotency key was seen: Seq is the original entry's
+	// Err is ErrKeyChanged, or ErrIdempotencyMismatch (then Seq is the
+	// original entry's); other failures fail the whole call.
+	Err    error
+	KeySeq uint64 // with ErrKeyChanged: the seq the key is really at
 }
 
 // Page is a slice of a channel read after some seq.
@@ -40,25 +50,54 @@ type Page struct {
 	Entries []Entry
 }
 
-// Store keeps the logs, device sync points, devices and bizzes. Every method
-// is safe for concurrent use.
+// Store keeps the logs, device sync points, devices and bizzes.
+//
+// Every method is safe for concurrent use, and so are several handles on
+// one backend (one per node, for a store shared by a cluster): what one
+// handle's call returned, every handle's later calls see, and seqs stay
+// gap-free and in call order across handles.
+//
+// Besides the errors each method lists, every method returns ctx's error
+// when ctx ends before the method took effect (a cancelled write wrote
+// nothing), ErrClosed once Close was called, and other errors (I/O, a
+// corrupt record, a lost connection) that callers treat as internal.
 type Store interface {
 	// Append appends the entries and returns one result per request, in
 	// order. Seqs are assigned per channel in call order, from 1, without
 	// gaps; a new channel gets an epoch. When Append returns nil every
-	// result is durable. Requests whose idempotency key was already used in
-	// the channel within the policy's retention return the original seq
-	// with Duplicate set, and append nothing. Compaction and MaxBacklog
-	// trimming are applied as part of the append.
-	// Errors: ErrClosed, I/O errors (then nothing in the call is durable or
-	// visible).
+	// result is durable. Compaction and MaxBacklog trimming are applied as
+	// part of the append.
+	//
+	// Each request is settled in this order, and the first rule that
+	// applies decides it:
+	//  1. Its idempotency key was already used in the channel within the
+	//     policy's retention. If the content is the same (ContentHash, else
+	//     Entry.ContentHash()), the result has the original seq and
+	//     Duplicate set; if not, the result's Err is ErrIdempotencyMismatch
+	//     with the original seq. Either way nothing is appended. A key kept
+	//     without its content's hash (a store written before hashes were
+	//     kept) counts as the same content. This comes before IfKeySeq, so
+	//     a retried conditional append answers as a duplicate even though
+	//     its own entry moved the key; record sync relies on it to apply an
+	//     upload exactly once.
+	//  2. IfKeySeq does not hold: the result's Err is ErrKeyChanged.
+	//  3. The entry is appended.
+	//
+	// Errors: a *Error with CodeInvalid when a request is malformed (bad
+	// channel or op, a put or delete without a key, a conditional append
+	// without a key, a key, idempotency key or content hash over its
+	// limit, a negative MaxBacklog); then nothing of the call is appended.
+	// An I/O error also means that nothing of the call is durable or
+	// visible.
 	Append(ctx context.Context, reqs []AppendRequest) ([]AppendResult, error)
 
 	// Read returns up to limit entries with seq > after, in seq order,
 	// skipping entries that are expired at now, compacted or trimmed, with
 	// the channel's info. It never returns an entry that is not yet
-	// durable. An unknown channel gives an empty page whose Info has an
-	// empty epoch, FirstSeq 1 and LastSeq 0.
+	// durable. A limit of 0 or less means a default of the store's. An
+	// unknown channel gives an empty page whose Info has an empty epoch,
+	// FirstSeq 1 and LastSeq 0, and no error.
+	// Errors: a *Error with CodeInvalid when ch is malformed.
 	Read(ctx context.Context, ch Channel, after uint64, limit int, now time.Time) (Page, error)
 
 	// Channel returns the channel's info. Errors: ErrNotFound.
@@ -79,30 +118,70 @@ type Store interface {
 	// Sweep deletes entries expired at now, tombstones and idempotency keys
 	// past their retention, and advances FirstSeq over what it removed
 	// when nothing older is left. It returns how many entries it removed.
+	// It may run while entries are appended and while other Sweeps run, on
+	// this handle or another: each entry is removed, and counted, by one
+	// Sweep only, and an entry that has not expired at now is never
+	// removed.
 	Sweep(ctx context.Context, now time.Time) (int, error)
 
 	// SaveSyncPoints stores device positions; a position never moves
-	// backwards within an epoch.
+	// backwards within an epoch (such a save is ignored, not an error).
+	// Errors: a *Error with CodeInvalid when a device id or channel is
+	// malformed; then nothing of the call is saved.
 	SaveSyncPoints(ctx context.Context, points []SyncPoint) error
-	// SyncPoints returns every stored position of a device.
+	// SyncPoints returns every stored position of a device; none for a
+	// device the store does not know.
 	SyncPoints(ctx context.Context, deviceID string) ([]SyncPoint, error)
 
+	// SaveUserPositions stores users' positions in channels of
+	// multi_device: false bizzes; as with sync points, a position never
+	// moves backwards within an epoch. They have a keyspace of their own,
+	// so a device named like a user ("user:u1") reaches none of them.
+	// Errors: a *Error with CodeInvalid when a user id or channel is
+	// malformed; then nothing of the call is saved.
+	SaveUserPositions(ctx context.Context, points []UserPosition) error
+	// UserPositions returns every stored position of a user; none for a
+	// user the store does not know.
+	UserPositions(ctx context.Context, userID string) ([]UserPosition, error)
+
+	// SaveCursor stores a reader's position in a channel, replacing the
+	// one stored: a cursor may move back, to the start of a new epoch.
+	// Cursors have a keyspace of their own, apart from devices.
+	// Errors: a *Error with CodeInvalid when the reader name (a valid id)
+	// or the channel is malformed.
+	SaveCursor(ctx context.Context, c Cursor) error
+	// Cursors returns every cursor of a reader.
+	Cursors(ctx context.Context, reader string) ([]Cursor, error)
+
 	// SaveDevice creates or replaces a device.
+	// Errors: a *Error with CodeInvalid when its id or user id is
+	// malformed.
 	SaveDevice(ctx context.Context, d Device) error
 	// Device returns a device. Errors: ErrNotFound.
 	Device(ctx context.Context, id string) (Device, error)
 	// UserDevices returns a user's devices, most recently seen first.
 	UserDevices(ctx context.Context, userID string) ([]Device, error)
 
-	// SaveBiz creates or replaces a biz.
+	// SaveBiz creates or replaces a biz. A biz created under a name no
+	// stored biz has starts without channels: whatever an earlier biz of
+	// the name left behind is dropped first, as DeleteBiz drops it.
+	// Errors: a *Error with CodeInvalid when its name is malformed.
 	SaveBiz(ctx context.Context, b Biz) error
-	// DeleteBiz removes a biz (not its channels). Errors: ErrNotFound.
+	// DeleteBiz removes a biz and drops its channels: their entries, keys
+	// and idempotency keys go, and each channel of a biz created again
+	// under the name starts afresh, at seq 1 in a new epoch. A device that
+	// still holds a position of the old biz is therefore told reset, and
+	// never gets the old history as if it were new. Sync points, user
+	// positions and cursors that name the channels stay; they match no
+	// epoch any more. Errors: ErrNotFound.
 	DeleteBiz(ctx context.Context, name string) error
-	// Bizzes returns every biz, by name.
+	// Bizzes returns every biz, by name; none in a new store. It returns
+	// no error of its own beyond those every method returns.
 	Bizzes(ctx context.Context) ([]Biz, error)
 
 	// PutBlob keeps a small value under a key until expires; record sync
 	// keeps write results and HTTP sync keeps sessions here.
+	// Errors: a *Error with CodeInvalid when the key is empty or too long.
 	PutBlob(ctx context.Context, key string, value []byte, expires time.Time) error
 	// Blob returns a value kept by PutBlob. Errors: ErrNotFound, also once
 	// it expired.

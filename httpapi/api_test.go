@@ -123,6 +123,58 @@ func TestPublishIdempotent(t *testing.T) {
 	}
 }
 
+// TestPublishIdempotencyMismatch reuses an idempotency key for other data:
+// 409 idempotency_mismatch with the original seq, nothing stored; the same
+// data again is still a duplicate, and the batch form answers alike.
+func TestPublishIdempotencyMismatch(t *testing.T) {
+	ts := MustStartServer(t)
+	var first publishResp
+	ts.call(t, "POST", "/v1/publish", `{"biz":"chat","users":["u1"],"data":{"n":1},"idempotency_key":"k"}`, 200, &first)
+	r := ts.do(t, "POST", "/v1/publish", `{"biz":"chat","users":["u1"],"data":{"n":2},"idempotency_key":"k"}`, testKey)
+	wantError(t, r, 409, "idempotency_mismatch", "seq 1")
+	var e struct {
+		Error struct {
+			Seq uint64 `json:"seq"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(r.body, &e); err != nil || e.Error.Seq != first.Entries[0].Seq {
+		t.Fatalf("409 body %s: want the original seq %d as error.seq", r.body, first.Entries[0].Seq)
+	}
+	var again publishResp
+	ts.call(t, "POST", "/v1/publish", `{"biz":"chat","users":["u1"],"data":{"n":1},"idempotency_key":"k"}`, 200, &again)
+	if !again.Entries[0].Duplicate || again.Entries[0].Seq != 1 {
+		t.Fatalf("identical retry: %+v, want a duplicate of 1", again)
+	}
+	batch := ts.call(t, "POST", "/v1/publish/batch", `{"publishes":[{"biz":"chat","users":["u1"],"data":{"n":3},"idempotency_key":"k"},{"biz":"chat","users":["u1"],"data":{"n":1},"idempotency_key":"k"}]}`, 200, nil)
+	var br struct {
+		Results []struct {
+			Error *struct {
+				Code string `json:"code"`
+				Seq  uint64 `json:"seq"`
+			} `json:"error"`
+			Entries []struct {
+				Duplicate bool `json:"duplicate"`
+			} `json:"entries"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(batch.body, &br); err != nil || len(br.Results) != 2 {
+		t.Fatalf("batch answer %s: %v", batch.body, err)
+	}
+	if er := br.Results[0].Error; er == nil || er.Code != "idempotency_mismatch" || er.Seq != 1 {
+		t.Fatalf("batch item with other data: %s", batch.body)
+	}
+	if res := br.Results[1]; res.Error != nil || len(res.Entries) != 1 || !res.Entries[0].Duplicate {
+		t.Fatalf("batch item with the same data: %s", batch.body)
+	}
+	var page struct {
+		Entries []json.RawMessage `json:"entries"`
+	}
+	ts.call(t, "GET", "/v1/channels/chat/user:u1", "", 200, &page)
+	if len(page.Entries) != 1 {
+		t.Fatalf("the channel holds %d entries, want only the first", len(page.Entries))
+	}
+}
+
 func TestPublishTargets(t *testing.T) {
 	ts := MustStartServer(t)
 	var pr publishResp

@@ -25,6 +25,8 @@ var statusOf = map[syncpoint.ErrorCode]int{
 	syncpoint.CodeInternal:     http.StatusInternalServerError,
 	syncpoint.CodeUnavailable:  http.StatusServiceUnavailable,
 	syncpoint.CodeSlowConsumer: http.StatusServiceUnavailable,
+
+	syncpoint.CodeIdempotencyMismatch: http.StatusConflict,
 }
 
 // Status returns the HTTP status for an error code; unknown codes are 500.
@@ -54,7 +56,11 @@ func clientError(err error) syncpoint.Error {
 	if code == syncpoint.CodeInternal {
 		msg = "internal error"
 	}
-	return syncpoint.Error{Code: code, Message: msg}
+	ce := syncpoint.Error{Code: code, Message: msg}
+	if e := (*syncpoint.Error)(nil); errors.As(err, &e) {
+		ce.Seq = e.Seq
+	}
+	return ce
 }
 
 // writeError answers with err in the JSON error shape. Internal errors are

@@ -124,5 +124,9 @@ func appendErrorFields(buf []byte, e syncpoint.Error) []byte {
 	buf = jsontext.AppendString(buf, string(e.Code))
 	buf = append(buf, `,"message":`...)
 	buf = jsontext.AppendString(buf, e.Message)
+	if e.Seq != 0 {
+		buf = append(buf, `,"seq":`...)
+		buf = strconv.AppendUint(buf, e.Seq, 10)
+	}
 	return append(buf, '}')
 }

@@ -129,6 +129,10 @@ type Hub struct {
 	pendingMu sync.Mutex
 	pending   map[spKey]syncpoint.SyncPoint // acked positions not yet stored
 
+	// pendingUser is pending for the users of multi_device: false
+	// channels, by channel, which names the user; made on first use.
+	pendingUser map[syncpoint.Channel]syncpoint.UserPosition
+
 	wg        sync.WaitGroup
 	stop      chan struct{}
 	stopWatch func() // stops the registry's delete notices
@@ -387,8 +391,10 @@ func (h *Hub) acked(s *session, cs *chanState, p syncpoint.Position) {
 	h.pendingMu.Lock()
 	h.pending[spKey{s.id.DeviceID, cs.ch}] = syncpoint.SyncPoint{DeviceID: s.id.DeviceID, Channel: cs.ch, Position: p, UpdatedAt: now}
 	if cs.single {
-		owner := userPointID(cs.ch.Target.ID)
-		h.pending[spKey{owner, cs.ch}] = syncpoint.SyncPoint{DeviceID: owner, Channel: cs.ch, Position: p, UpdatedAt: now}
+		if h.pendingUser == nil {
+			h.pendingUser = make(map[syncpoint.Channel]syncpoint.UserPosition)
+		}
+		h.pendingUser[cs.ch] = syncpoint.UserPosition{UserID: cs.ch.Target.ID, Channel: cs.ch, Position: p, UpdatedAt: now}
 	}
 	h.pendingMu.Unlock()
 	if cs.single {
@@ -400,13 +406,9 @@ func (h *Hub) acked(s *session, cs *chanState, p syncpoint.Position) {
 	}
 }
 
-// userPointID is the pseudo device id under which the position of a
-// multi_device: false channel is kept for the user as a whole.
-func userPointID(user string) string { return "user:" + user }
-
 func (h *Hub) flush(ctx context.Context) {
 	h.pendingMu.Lock()
-	if len(h.pending) == 0 {
+	if len(h.pending) == 0 && len(h.pendingUser) == 0 {
 		h.pendingMu.Unlock()
 		return
 	}
@@ -415,7 +417,27 @@ func (h *Hub) flush(ctx context.Context) {
 		points = append(points, p)
 	}
 	clear(h.pending)
+	users := make([]syncpoint.UserPosition, 0, len(h.pendingUser))
+	for _, p := range h.pendingUser {
+		users = append(users, p)
+	}
+	clear(h.pendingUser)
 	h.pendingMu.Unlock()
+	if len(users) > 0 {
+		if err := h.cfg.Store.SaveUserPositions(ctx, users); err != nil && !errors.Is(err, syncpoint.ErrClosed) {
+			h.log.Error("save user positions", "err", err, "count", len(users))
+			h.pendingMu.Lock()
+			for _, p := range users {
+				if _, newer := h.pendingUser[p.Channel]; !newer {
+					h.pendingUser[p.Channel] = p
+				}
+			}
+			h.pendingMu.Unlock()
+		}
+	}
+	if len(points) == 0 {
+		return
+	}
 	if err := h.cfg.Store.SaveSyncPoints(ctx, points); err != nil {
 		if errors.Is(err, syncpoint.ErrClosed) {
 			return

@@ -345,7 +345,7 @@ func TestMultiDeviceFalseGoesToNewestDevice(t *testing.T) {
 	e.publish("pay", u1, `"one"`)
 	older.collect(1, 5*time.Second)
 	waitFor(t, "older device's ack stored for the user", func() bool {
-		points, _ := e.store.SyncPoints(context.Background(), "user:u1")
+		points, _ := e.store.UserPositions(context.Background(), "u1")
 		return len(points) == 1 && points[0].Position.Seq == 1
 	})
 
@@ -357,7 +357,7 @@ func TestMultiDeviceFalseGoesToNewestDevice(t *testing.T) {
 		t.Fatalf("newest device got %s first, want \"two\" (\"one\" was taken by the older device)", got[0].Data)
 	}
 	waitFor(t, "user position stored", func() bool {
-		points, _ := e.store.SyncPoints(context.Background(), "user:u1")
+		points, _ := e.store.UserPositions(context.Background(), "u1")
 		return len(points) == 1 && points[0].Position.Seq == 2
 	})
 	newer.close()

@@ -323,9 +323,9 @@ func (h *Hub) loadUserPoints(ctx context.Context, s *session, positions map[sync
 	if !slices.ContainsFunc(s.order, func(cs *chanState) bool { return cs.single }) {
 		return nil
 	}
-	points, err := h.cfg.Store.SyncPoints(ctx, userPointID(s.id.UserID))
+	points, err := h.cfg.Store.UserPositions(ctx, s.id.UserID)
 	if err != nil {
-		return fmt.Errorf("load user sync points: %w", err)
+		return fmt.Errorf("load user positions: %w", err)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

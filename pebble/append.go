@@ -1,6 +1,7 @@
 package pebble
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -32,6 +33,20 @@ func (s *Store) Append(ctx context.Context, reqs []syncpoint.AppendRequest) ([]s
 	}
 	defer s.leave()
 	o := &op{reqs: reqs, res: make([]syncpoint.AppendResult, len(reqs))}
+	// Hashed here rather than in the committer, which every append waits on.
+	for i := range reqs {
+		r := &reqs[i]
+		if r.Entry.IdempotencyKey == "" {
+			continue
+		}
+		if o.hashes == nil {
+			o.hashes = make([][]byte, len(reqs))
+		}
+		if o.hashes[i] = r.ContentHash; len(r.ContentHash) == 0 {
+			sum := r.Entry.ContentHash()
+			o.hashes[i] = sum[:]
+		}
+	}
 	if err := s.do(ctx, o); err != nil {
 		return nil, fmt.Errorf("append: %w", err)
 	}
@@ -60,6 +75,9 @@ func validateRequest(r *syncpoint.AppendRequest) error {
 	if len(e.IdempotencyKey) > syncpoint.MaxIdempotencyKeyLen {
 		return syncpoint.Errorf(syncpoint.CodeInvalid, "idempotency_key: longer than %d bytes", syncpoint.MaxIdempotencyKeyLen)
 	}
+	if len(r.ContentHash) > syncpoint.MaxContentHashLen {
+		return syncpoint.Errorf(syncpoint.CodeInvalid, "content hash: longer than %d bytes", syncpoint.MaxContentHashLen)
+	}
 	if r.Policy.MaxBacklog < 0 {
 		return syncpoint.Errorf(syncpoint.CodeInvalid, "max_backlog must not be negative")
 	}
@@ -74,14 +92,18 @@ func (s *Store) appendTo(t *txn, o *op) {
 		if st == nil {
 			return
 		}
-		o.res[i] = s.appendOne(t, st, r)
+		var hash []byte
+		if o.hashes != nil {
+			hash = o.hashes[i]
+		}
+		o.res[i] = s.appendOne(t, st, r, hash)
 		if t.err != nil {
 			return
 		}
 	}
 }
 
-func (s *Store) appendOne(t *txn, st *chanState, r *syncpoint.AppendRequest) syncpoint.AppendResult {
+func (s *Store) appendOne(t *txn, st *chanState, r *syncpoint.AppendRequest, hash []byte) syncpoint.AppendResult {
 	h := &st.head
 	e := r.Entry
 	if e.CreatedAt.IsZero() {
@@ -93,8 +115,12 @@ func (s *Store) appendOne(t *txn, st *chanState, r *syncpoint.AppendRequest) syn
 	}
 	if e.IdempotencyKey != "" && h.Epoch != "" {
 		if v, ok := t.get(idemKey(st.name, e.IdempotencyKey)); ok {
-			seq, deadline, err := decodeIdem(v)
+			seq, deadline, was, err := decodeIdem(v)
 			if err == nil && t.now.Before(deadline) {
+				if len(was) > 0 && !bytes.Equal(was, hash) {
+					s.metrics.mismatches.Inc()
+					return syncpoint.AppendResult{Seq: seq, Epoch: h.Epoch, Err: syncpoint.ErrIdempotencyMismatch}
+				}
 				s.metrics.duplicates.Inc()
 				return syncpoint.AppendResult{Seq: seq, Epoch: h.Epoch, Duplicate: true}
 			}
@@ -109,6 +135,7 @@ func (s *Store) appendOne(t *txn, st *chanState, r *syncpoint.AppendRequest) syn
 	if h.Epoch == "" {
 		*h = meta{Epoch: newEpoch(), FirstSeq: 1}
 		st.dirty = true
+		t.setBlind(bizChanKey(st.ch.Biz, st.name), nil)
 	}
 	h.LastSeq++
 	seq := h.LastSeq
@@ -122,7 +149,7 @@ func (s *Store) appendOne(t *txn, st *chanState, r *syncpoint.AppendRequest) syn
 	}
 	if ik := e.IdempotencyKey; ik != "" {
 		deadline := e.CreatedAt.Add(retention)
-		t.set(idemKey(st.name, ik), encodeIdem(seq, deadline))
+		t.set(idemKey(st.name, ik), encodeIdem(seq, deadline, hash))
 		t.setBlind(expiryKey(deadline, xIdem, append(appendStr(nil, st.name), ik...)), nil)
 	}
 	if e.Op == syncpoint.OpPut || e.Op == syncpoint.OpDelete {

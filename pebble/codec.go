@@ -92,19 +92,20 @@ func decodeMeta(b []byte) (meta, error) {
 	return m, nil
 }
 
-// idemVal is what an idempotency key row holds: the original seq and when
-// the key may be forgotten.
-func encodeIdem(seq uint64, deadline time.Time) []byte {
+// An idempotency key row holds the original seq, when the key may be
+// forgotten, and the hash of the content it was used for; rows of format 1
+// and 2 stores end before the hash.
+func encodeIdem(seq uint64, deadline time.Time, hash []byte) []byte {
 	b := binary.AppendUvarint(nil, seq)
-	return appendTime(b, deadline)
+	return append(appendTime(b, deadline), hash...)
 }
 
-func decodeIdem(b []byte) (uint64, time.Time, error) {
+func decodeIdem(b []byte) (seq uint64, deadline time.Time, hash []byte, err error) {
 	seq, n := binary.Uvarint(b)
-	if n <= 0 || len(b)-n != timeLen {
-		return 0, time.Time{}, errCorrupt
+	if n <= 0 || len(b)-n < timeLen {
+		return 0, time.Time{}, nil, errCorrupt
 	}
-	return seq, readTime(b[n:]), nil
+	return seq, readTime(b[n:]), b[n+timeLen:], nil
 }
 
 func encodePosition(p syncpoint.Position, updated time.Time) []byte {

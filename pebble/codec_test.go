@@ -58,7 +58,8 @@ func FuzzDecodeEntry(f *testing.F) {
 // FuzzDecodeRecords covers the smaller decoders of stored rows.
 func FuzzDecodeRecords(f *testing.F) {
 	f.Add(encodeMeta(meta{Epoch: "e", FirstSeq: 1, LastSeq: 0}))
-	f.Add(encodeIdem(7, time.Unix(10, 0)))
+	f.Add(encodeIdem(7, time.Unix(10, 0), nil))
+	f.Add(encodeIdem(7, time.Unix(10, 0), []byte("0123456789abcdef0123456789abcdef")))
 	f.Add(encodePosition(syncpoint.Position{Epoch: "e", Seq: 3}, time.Unix(5, 6)))
 	f.Add(encodeBlob([]byte("v"), time.Time{}))
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -67,8 +68,8 @@ func FuzzDecodeRecords(f *testing.F) {
 				t.Fatalf("meta round trip: %+v %+v %v", m, m2, err)
 			}
 		}
-		if seq, at, err := decodeIdem(b); err == nil {
-			if seq2, at2, err := decodeIdem(encodeIdem(seq, at)); err != nil || seq2 != seq || !at2.Equal(at) {
+		if seq, at, hash, err := decodeIdem(b); err == nil {
+			if seq2, at2, hash2, err := decodeIdem(encodeIdem(seq, at, hash)); err != nil || seq2 != seq || !at2.Equal(at) || !bytes.Equal(hash2, hash) {
 				t.Fatalf("idem round trip: %v", err)
 			}
 		}

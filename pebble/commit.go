@@ -25,6 +25,7 @@ const (
 // their reads see every earlier write.
 type op struct {
 	reqs      []syncpoint.AppendRequest
+	hashes    [][]byte // per request with an idempotency key: its content hash
 	res       []syncpoint.AppendResult
 	fn        func(t *txn) error
 	exclusive bool

@@ -25,10 +25,15 @@
 //	                         (ch seq8 epoch), 'i' idempotency key
 //	                         (ch idemkey), 'b' blob (key)
 //	'p' len16(dev) dev ch  sync point of a device in a channel
+//	'q' len16(user) user ch  position of a user as a whole in a channel
+//	'r' len16(reader) reader ch  cursor of a reader inside the server
 //	'v' dev                device (JSON)
 //	'u' len16(user) user inv-t12 dev   user index, most recently seen first
 //	'z' name               biz (JSON)
+//	'c' len16(biz) biz ch  channel index by biz, written when a channel is
+//	                         created
 //	'b' key                blob: expiry, value
+//	'S' name               a setting of the whole store: "format"
 //
 // Channel reads (Read, Channel, Entry, KeyEntry) see only synced batches.
 // Sync points, devices, bizzes and blobs are read straight from the

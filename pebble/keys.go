@@ -13,9 +13,13 @@ const (
 	pIdem    = 'd'
 	pExpiry  = 'x'
 	pSyncPt  = 'p'
+	pUserPos = 'q'
+	pCursor  = 'r'
+	pStore   = 'S'
 	pDevice  = 'v'
 	pUserDev = 'u'
 	pBiz     = 'z'
+	pBizChan = 'c'
 	pBlob    = 'b'
 	xEntry   = 'e'
 	xTomb    = 't'
@@ -71,11 +75,24 @@ func appendEntryKey(b []byte, ch string, seq uint64) []byte {
 func keyKey(ch, key string) []byte   { return append(chanPrefix(pKey, ch), key...) }
 func idemKey(ch, ikey string) []byte { return append(chanPrefix(pIdem, ch), ikey...) }
 func syncPointKey(dev, ch string) []byte {
-	return appendStr(appendStr([]byte{pSyncPt}, dev), ch)
+	return positionKey(pSyncPt, dev, ch)
 }
 func deviceKey(id string) []byte { return append([]byte{pDevice}, id...) }
 func bizKey(name string) []byte  { return append([]byte{pBiz}, name...) }
 func blobKey(key string) []byte  { return append([]byte{pBlob}, key...) }
+
+// positionKey is the key of a position kept per owner and channel: a
+// device's sync point ('p'), a user's position ('q'), a cursor ('r').
+func positionKey(p byte, owner, ch string) []byte {
+	return appendStr(appendStr([]byte{p}, owner), ch)
+}
+
+// bizChanKey indexes a channel under its biz, so dropping a biz need not
+// scan every channel.
+func bizChanKey(biz, ch string) []byte { return append(appendStr([]byte{pBizChan}, biz), ch...) }
+
+// storeKey names a setting of the store as a whole, such as its format.
+func storeKey(name string) []byte { return append([]byte{pStore}, name...) }
 
 // userDeviceKey sorts a user's devices by last seen, newest first.
 func userDeviceKey(user string, seen time.Time, dev string) []byte {

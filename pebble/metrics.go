@@ -12,6 +12,7 @@ type metrics struct {
 	reg          prometheus.Registerer
 	appends      prometheus.Counter
 	duplicates   prometheus.Counter
+	mismatches   prometheus.Counter
 	batchEntries prometheus.Histogram
 	commitSecs   prometheus.Histogram
 	sweepRemoved prometheus.Counter
@@ -27,6 +28,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "syncpoint_store_duplicate_appends_total",
 			Help: "Append requests answered from an idempotency key.",
+		}),
+		mismatches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "syncpoint_store_idempotency_mismatches_total",
+			Help: "Append requests refused because their idempotency key was used for other content.",
 		}),
 		batchEntries: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "syncpoint_store_commit_batch_entries",
@@ -58,7 +63,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.appends, m.duplicates, m.batchEntries, m.commitSecs, m.sweepRemoved}
+	return []prometheus.Collector{m.appends, m.duplicates, m.mismatches, m.batchEntries, m.commitSecs, m.sweepRemoved}
 }
 
 // unregister lets a reopened store register under the same registry.

@@ -3,6 +3,7 @@ package pebble
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -29,35 +30,11 @@ func (s *Store) write(ctx context.Context, fn func(t *txn) error) error {
 // SaveSyncPoints implements syncpoint.Store. A point whose UpdatedAt is
 // zero gets the store's clock.
 func (s *Store) SaveSyncPoints(ctx context.Context, points []syncpoint.SyncPoint) error {
-	for _, p := range points {
-		if err := syncpoint.ValidateID("device id", p.DeviceID); err != nil {
-			return fmt.Errorf("save sync points: %w", err)
-		}
-		if err := p.Channel.Validate(); err != nil {
-			return fmt.Errorf("save sync points: %w", err)
-		}
+	rows := make([]positionRow, len(points))
+	for i, p := range points {
+		rows[i] = positionRow{p.DeviceID, p.Channel, p.Position, p.UpdatedAt}
 	}
-	if len(points) == 0 {
-		return nil
-	}
-	err := s.write(ctx, func(t *txn) error {
-		for _, p := range points {
-			key := syncPointKey(p.DeviceID, p.Channel.String())
-			if v, ok := t.get(key); ok {
-				old, _, err := decodePosition(v)
-				if err == nil && old.Epoch == p.Position.Epoch && old.Seq > p.Position.Seq {
-					continue // never backwards within an epoch
-				}
-			}
-			at := p.UpdatedAt
-			if at.IsZero() {
-				at = t.now
-			}
-			t.set(key, encodePosition(p.Position, at))
-		}
-		return nil
-	})
-	if err != nil {
+	if err := s.savePositions(ctx, pSyncPt, "device id", rows, true); err != nil {
 		return fmt.Errorf("save sync points: %w", err)
 	}
 	return nil
@@ -65,16 +42,118 @@ func (s *Store) SaveSyncPoints(ctx context.Context, points []syncpoint.SyncPoint
 
 // SyncPoints implements syncpoint.Store.
 func (s *Store) SyncPoints(ctx context.Context, deviceID string) ([]syncpoint.SyncPoint, error) {
-	if len(deviceID) > syncpoint.MaxIDLen {
-		return nil, nil
+	var out []syncpoint.SyncPoint
+	err := s.positions(ctx, pSyncPt, deviceID, func(r positionRow) {
+		out = append(out, syncpoint.SyncPoint{DeviceID: r.owner, Channel: r.ch, Position: r.pos, UpdatedAt: r.at})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sync points of %s: %w", deviceID, err)
+	}
+	return out, nil
+}
+
+// SaveUserPositions implements syncpoint.Store. A position whose UpdatedAt
+// is zero gets the store's clock.
+func (s *Store) SaveUserPositions(ctx context.Context, points []syncpoint.UserPosition) error {
+	rows := make([]positionRow, len(points))
+	for i, p := range points {
+		rows[i] = positionRow{p.UserID, p.Channel, p.Position, p.UpdatedAt}
+	}
+	if err := s.savePositions(ctx, pUserPos, "user id", rows, true); err != nil {
+		return fmt.Errorf("save user positions: %w", err)
+	}
+	return nil
+}
+
+// UserPositions implements syncpoint.Store.
+func (s *Store) UserPositions(ctx context.Context, userID string) ([]syncpoint.UserPosition, error) {
+	var out []syncpoint.UserPosition
+	err := s.positions(ctx, pUserPos, userID, func(r positionRow) {
+		out = append(out, syncpoint.UserPosition{UserID: r.owner, Channel: r.ch, Position: r.pos, UpdatedAt: r.at})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("positions of user %s: %w", userID, err)
+	}
+	return out, nil
+}
+
+// SaveCursor implements syncpoint.Store. A zero UpdatedAt gets the store's
+// clock.
+func (s *Store) SaveCursor(ctx context.Context, c syncpoint.Cursor) error {
+	rows := []positionRow{{c.Reader, c.Channel, c.Position, c.UpdatedAt}}
+	if err := s.savePositions(ctx, pCursor, "reader", rows, false); err != nil {
+		return fmt.Errorf("save cursor: %w", err)
+	}
+	return nil
+}
+
+// Cursors implements syncpoint.Store.
+func (s *Store) Cursors(ctx context.Context, reader string) ([]syncpoint.Cursor, error) {
+	var out []syncpoint.Cursor
+	err := s.positions(ctx, pCursor, reader, func(r positionRow) {
+		out = append(out, syncpoint.Cursor{Reader: r.owner, Channel: r.ch, Position: r.pos, UpdatedAt: r.at})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cursors of %s: %w", reader, err)
+	}
+	return out, nil
+}
+
+// positionRow is a position kept per owner (device, user or reader) and
+// channel.
+type positionRow struct {
+	owner string
+	ch    syncpoint.Channel
+	pos   syncpoint.Position
+	at    time.Time
+}
+
+// savePositions writes rows under prefix p. With forwardOnly a row never
+// moves a stored position backwards within its epoch.
+func (s *Store) savePositions(ctx context.Context, p byte, what string, rows []positionRow, forwardOnly bool) error {
+	for _, r := range rows {
+		if err := syncpoint.ValidateID(what, r.owner); err != nil {
+			return err
+		}
+		if err := r.ch.Validate(); err != nil {
+			return err
+		}
+	}
+	if len(rows) == 0 {
+		return nil
+	}
+	return s.write(ctx, func(t *txn) error {
+		for _, r := range rows {
+			key := positionKey(p, r.owner, r.ch.String())
+			if forwardOnly {
+				if v, ok := t.get(key); ok {
+					old, _, err := decodePosition(v)
+					if err == nil && old.Epoch == r.pos.Epoch && old.Seq > r.pos.Seq {
+						continue
+					}
+				}
+			}
+			at := r.at
+			if at.IsZero() {
+				at = t.now
+			}
+			t.set(key, encodePosition(r.pos, at))
+		}
+		return nil
+	})
+}
+
+// positions calls fn with every row of owner under prefix p, by channel.
+func (s *Store) positions(ctx context.Context, p byte, owner string, fn func(positionRow)) error {
+	if len(owner) > syncpoint.MaxIDLen {
+		return nil // no such id can have been saved
 	}
 	if err := s.start(ctx); err != nil {
-		return nil, fmt.Errorf("sync points: %w", err)
+		return err
 	}
 	defer s.leave()
-	prefix := appendStr([]byte{pSyncPt}, deviceID)
-	var out []syncpoint.SyncPoint
-	err := s.scan(ctx, prefix, func(k, v []byte) error {
+	prefix := appendStr([]byte{p}, owner)
+	return s.scan(ctx, prefix, func(k, v []byte) error {
 		name, _, ok := cutStr(k[len(prefix):])
 		if !ok {
 			return errCorrupt
@@ -87,13 +166,9 @@ func (s *Store) SyncPoints(ctx context.Context, deviceID string) ([]syncpoint.Sy
 		if err != nil {
 			return err
 		}
-		out = append(out, syncpoint.SyncPoint{DeviceID: deviceID, Channel: ch, Position: pos, UpdatedAt: at})
+		fn(positionRow{owner, ch, pos, at})
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("sync points of %s: %w", deviceID, err)
-	}
-	return out, nil
 }
 
 // SaveDevice implements syncpoint.Store.
@@ -183,7 +258,9 @@ func (s *Store) UserDevices(ctx context.Context, userID string) ([]syncpoint.Dev
 	return out, nil
 }
 
-// SaveBiz implements syncpoint.Store.
+// SaveBiz implements syncpoint.Store. A biz that is not stored yet is
+// created: channels an earlier biz of that name left behind (a store of
+// format 2 kept them after DeleteBiz) are dropped first.
 func (s *Store) SaveBiz(ctx context.Context, b syncpoint.Biz) error {
 	if err := syncpoint.ValidateBizName(b.Name); err != nil {
 		return fmt.Errorf("save biz: %w", err)
@@ -192,30 +269,112 @@ func (s *Store) SaveBiz(ctx context.Context, b syncpoint.Biz) error {
 	if err != nil {
 		return fmt.Errorf("save biz: %w", err)
 	}
-	err = s.write(ctx, func(t *txn) error {
-		t.set(bizKey(b.Name), v)
-		return nil
-	})
+	err = s.dropBiz(ctx, b.Name, func(t *txn, first bool) (bool, error) {
+		_, exists := t.get(bizKey(b.Name))
+		if exists {
+			t.set(bizKey(b.Name), v)
+		}
+		return !exists, nil
+	}, func(t *txn) { t.set(bizKey(b.Name), v) })
 	if err != nil {
 		return fmt.Errorf("save biz %s: %w", b.Name, err)
 	}
 	return nil
 }
 
-// DeleteBiz implements syncpoint.Store.
+// DeleteBiz implements syncpoint.Store. It drops the biz's channels with
+// it: their entries, key index, idempotency keys and heads, so a biz made
+// again under the name starts with new channels and new epochs.
 func (s *Store) DeleteBiz(ctx context.Context, name string) error {
-	err := s.write(ctx, func(t *txn) error {
+	err := s.dropBiz(ctx, name, func(t *txn, first bool) (bool, error) {
+		if !first {
+			return true, nil
+		}
 		key := bizKey(name)
 		if _, ok := t.get(key); !ok {
-			return syncpoint.ErrNotFound
+			return false, syncpoint.ErrNotFound
 		}
 		t.del(key)
-		return nil
-	})
+		return true, nil
+	}, nil)
 	if err != nil {
 		return fmt.Errorf("delete biz %s: %w", name, err)
 	}
 	return nil
+}
+
+// dropBiz drops the channels of biz, SweepChunk channels per batch so that
+// appends interleave with a large biz. Each batch first calls begin, which
+// says whether channels are to be dropped; after the last batch that drops
+// some, done (if set) runs in that batch.
+func (s *Store) dropBiz(ctx context.Context, biz string, begin func(t *txn, first bool) (bool, error), done func(t *txn)) error {
+	if err := s.start(ctx); err != nil {
+		return err
+	}
+	defer s.leave()
+	for first := true; ; first = false {
+		more := false
+		o := &op{exclusive: true, fn: func(t *txn) error {
+			drop, err := begin(t, first)
+			if err != nil || !drop {
+				return err
+			}
+			if more = s.dropChannels(t, biz); !more && done != nil {
+				done(t)
+			}
+			return nil
+		}}
+		if err := s.do(ctx, o); err != nil {
+			return err
+		}
+		if !more {
+			return nil
+		}
+	}
+}
+
+// dropChannels drops up to SweepChunk channels of biz, as if they had
+// never been written, and reports whether any are left. It runs in a batch
+// of its own, so the index shows every channel created before it.
+func (s *Store) dropChannels(t *txn, biz string) (more bool) {
+	prefix := appendStr([]byte{pBizChan}, biz)
+	it, err := s.db.NewIter(&pebbledb.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		t.err = err
+		return false
+	}
+	defer it.Close()
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		if n == s.opts.SweepChunk {
+			return true
+		}
+		n++
+		t.delBlind(append([]byte(nil), it.Key()...))
+		st, err := s.chans.getByName(string(it.Key()[len(prefix):]))
+		if err != nil {
+			if t.err == nil && !errors.Is(err, errCorrupt) {
+				t.err = err
+			}
+			continue
+		}
+		for _, p := range []byte{pEntry, pKey, pIdem} {
+			cp := chanPrefix(p, st.name)
+			t.batch.DeleteRange(cp, prefixEnd(cp), nil)
+		}
+		t.delBlind(metaKey(st.name))
+		// Readers wait for this batch, as for a reset: seqs start over.
+		t.touch(st)
+		st.head, st.dirty = meta{}, false
+		if t.resets == nil {
+			t.resets = make(map[*chanState]bool)
+		}
+		t.resets[st] = true
+	}
+	if err := it.Error(); err != nil && t.err == nil {
+		t.err = err
+	}
+	return false
 }
 
 // Bizzes implements syncpoint.Store.

@@ -138,6 +138,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	db, err := pebbledb.Open(dir, po)
 	if err != nil {
+		m.unregister()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s := &Store{
@@ -150,6 +151,11 @@ func Open(dir string, opts Options) (*Store, error) {
 		toSync:   make(chan *txn, opts.MaxInflight),
 		done:     make(chan struct{}),
 		syncCh:   make(chan struct{}),
+	}
+	if err := s.upgrade(); err != nil {
+		db.Close()
+		m.unregister()
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s.chans.init(s)
 	s.queue.init()

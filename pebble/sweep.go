@@ -103,7 +103,7 @@ func (s *Store) sweepChunk(t *txn, sw *sweep) (removed int, more bool) {
 			}
 			key := idemKey(name, string(ikey))
 			if v, ok := t.get(key); ok {
-				if _, deadline, err := decodeIdem(v); err != nil || !sw.now.Before(deadline) {
+				if _, deadline, _, err := decodeIdem(v); err != nil || !sw.now.Before(deadline) {
 					t.del(key)
 				}
 			}

@@ -6,6 +6,7 @@ package publish
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -41,6 +42,9 @@ type Request struct {
 	IdempotencyKey string
 	Origin         string  // "" means syncpoint.OriginAPI
 	IfKeySeq       *uint64 // passed to the store (record sync uses it)
+	// ContentHash is passed to the store: what the idempotency key is
+	// checked against instead of the entry (record sync uses it).
+	ContentHash []byte
 }
 
 // Result is the outcome of a publish in one channel.
@@ -96,6 +100,13 @@ func New(cfg Config) *Publisher {
 // that is wrong returns an *syncpoint.Error (CodeNotFound for an unknown biz,
 // CodeTooLarge for an entry over the biz's limit, CodeInvalid otherwise);
 // a store failure returns a wrapped error and nothing is published.
+//
+// A request whose idempotency key was already used in one of its channels
+// for other content returns an *syncpoint.Error with
+// CodeIdempotencyMismatch, whose Seq is the original entry's (the first
+// such channel's). Nothing new is stored in that channel; in the request's
+// other channels, whose key was unused, the entry is stored all the same,
+// and a retry with the same content is a duplicate there.
 func (p *Publisher) Publish(ctx context.Context, r Request) ([]Result, error) {
 	results, errs, err := p.PublishBatch(ctx, []Request{r})
 	if err != nil {
@@ -147,7 +158,7 @@ func (p *Publisher) PublishBatch(ctx context.Context, rs []Request) (results [][
 		pr.first = len(appends)
 		policy := pr.biz.Policy()
 		for _, t := range pr.targets {
-			a := syncpoint.AppendRequest{Entry: pr.tmpl, Policy: policy, IfKeySeq: rs[i].IfKeySeq}
+			a := syncpoint.AppendRequest{Entry: pr.tmpl, Policy: policy, IfKeySeq: rs[i].IfKeySeq, ContentHash: rs[i].ContentHash}
 			a.Entry.Channel.Target = t
 			appends = append(appends, a)
 		}
@@ -211,7 +222,27 @@ func (p *Publisher) PublishBatch(ctx context.Context, rs []Request) (results [][
 		}
 	}
 	p.countResults(results, preps)
+	for i := range results {
+		if err := mismatch(&rs[i], results[i]); err != nil {
+			results[i], errs[i] = nil, err
+		}
+	}
 	return results, errs, nil
+}
+
+// mismatch is the error of a request whose idempotency key named other
+// content in one of its channels, or nil.
+func mismatch(r *Request, res []Result) error {
+	for _, c := range res {
+		if errors.Is(c.Err, syncpoint.ErrIdempotencyMismatch) {
+			e := syncpoint.Errorf(syncpoint.CodeIdempotencyMismatch,
+				"idempotency key %q was already used in %s for an entry with other content, seq %d; nothing new was stored there (send new content under a new key)",
+				r.IdempotencyKey, c.Channel, c.Seq)
+			e.Seq = c.Seq
+			return e
+		}
+	}
+	return nil
 }
 
 // prepared is a validated request: its biz, its distinct targets, and the

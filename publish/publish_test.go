@@ -182,6 +182,52 @@ func TestPublishIdempotent(t *testing.T) {
 	}
 }
 
+// TestPublishIdempotencyMismatch reuses a key for other data: the publish
+// fails with CodeIdempotencyMismatch and the original seq, nothing is
+// stored or fanned out in that channel, and the same data is a duplicate.
+func TestPublishIdempotencyMismatch(t *testing.T) {
+	e := MustOpenEnv(t, nil)
+	ctx := context.Background()
+	u1, u2, u3 := syncpoint.UserTarget("u1"), syncpoint.UserTarget("u2"), syncpoint.UserTarget("u3")
+	req := publish.Request{Biz: "chat", Targets: []syncpoint.Target{u1, u2}, Data: json.RawMessage(`{"v":1}`), IdempotencyKey: "k"}
+	if _, err := e.pub.Publish(ctx, req); err != nil {
+		t.Fatal(err)
+	}
+	e.pub.Publish(ctx, publish.Request{Biz: "chat", Targets: []syncpoint.Target{u1}}) // u1 at 2
+	other := req
+	other.Data = json.RawMessage(`{"v":2}`)
+	_, err := e.pub.Publish(ctx, other)
+	var se *syncpoint.Error
+	if !errors.As(err, &se) || se.Code != syncpoint.CodeIdempotencyMismatch || se.Seq != 1 || !strings.Contains(se.Message, "chat/user:u1") {
+		t.Fatalf("reuse with other data: %v (%+v), want idempotency_mismatch naming chat/user:u1 seq 1", err, se)
+	}
+	if n := len(e.fannedOut()); n != 3 {
+		t.Fatalf("fanned out %d entries, want 3: a refused reuse sends nothing", n)
+	}
+	for _, tg := range []syncpoint.Target{u1, u2} {
+		info, err := e.store.Channel(ctx, syncpoint.Channel{Biz: "chat", Target: tg})
+		if err != nil || info.LastSeq != map[string]uint64{"u1": 2, "u2": 1}[tg.ID] {
+			t.Fatalf("%s after the refused reuse: %+v %v", tg, info, err)
+		}
+	}
+	if v := counterValue(t, e.prom, "chat", "idempotency_mismatch"); v != 2 {
+		t.Fatalf("mismatch counter = %v, want 2 (one per channel)", v)
+	}
+	again, err := e.pub.Publish(ctx, req)
+	if err != nil || !again[0].Duplicate || !again[1].Duplicate || again[0].Seq != 1 {
+		t.Fatalf("identical retry: %+v %v, want duplicates", again, err)
+	}
+	// A new target under a spent key is stored; the spent channels refuse.
+	wider := other
+	wider.Targets = []syncpoint.Target{u3, u1}
+	if _, err := e.pub.Publish(ctx, wider); syncpoint.Code(err) != syncpoint.CodeIdempotencyMismatch {
+		t.Fatalf("wider reuse: %v, want idempotency_mismatch", err)
+	}
+	if info, err := e.store.Channel(ctx, syncpoint.Channel{Biz: "chat", Target: u3}); err != nil || info.LastSeq != 1 {
+		t.Fatalf("the new target of a refused request: %+v %v, want its entry stored", info, err)
+	}
+}
+
 // counterValue reads syncpoint_publishes_total{biz, outcome} from reg.
 func counterValue(t *testing.T, reg *prometheus.Registry, biz, outcome string) float64 {
 	t.Helper()

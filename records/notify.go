@@ -72,7 +72,8 @@ func (s *Service) queueNotices(ctx context.Context, id syncpoint.Identity, write
 				Origin:         "device:" + id.DeviceID,
 				IdempotencyKey: c.ch.Target.String() + "/" + strconv.FormatUint(c.seq, 10),
 			},
-			Policy: syncpoint.Policy{Retention: s.cfg.NoticeRetention},
+			Policy:      syncpoint.Policy{Retention: s.cfg.NoticeRetention},
+			ContentHash: noticeHash,
 		})
 	}
 	if len(reqs) == 0 {
@@ -104,7 +105,7 @@ type deliveryState struct {
 // Run delivers upload notices to each biz's NotifyURL until ctx ends: in
 // order, in batches, at least once. A failed request is retried with a
 // backoff that doubles up to NotifyMaxBackoff; the position of each biz is
-// kept as a sync point, so a restart resumes where delivery stopped. It
+// kept as a cursor in the store, so a restart resumes where delivery stopped. It
 // returns nil when ctx ends.
 func (s *Service) Run(ctx context.Context) error {
 	states, err := s.loadCursors(ctx)
@@ -166,12 +167,12 @@ func (s *Service) sleep(ctx context.Context, d time.Duration) bool {
 }
 
 func (s *Service) loadCursors(ctx context.Context) (map[string]*deliveryState, error) {
-	points, err := s.store.SyncPoints(ctx, noticeCursorDevice)
+	cursors, err := s.store.Cursors(ctx, noticeReader)
 	if err != nil {
 		return nil, fmt.Errorf("load notice cursors: %w", err)
 	}
 	states := make(map[string]*deliveryState)
-	for _, p := range points {
+	for _, p := range cursors {
 		if p.Channel.Biz == NoticeBiz && p.Channel.Target.Kind == syncpoint.TargetGroup {
 			states[p.Channel.Target.ID] = &deliveryState{pos: p.Position}
 		}
@@ -228,7 +229,7 @@ func (s *Service) deliver(ctx context.Context, b *syncpoint.Biz, st *deliverySta
 		s.metrics.notice(b.Name, "delivered", len(batch.Notices))
 		last := page.Entries[len(batch.Notices)-1].Seq
 		st.pos = syncpoint.Position{Epoch: page.Info.Epoch, Seq: last}
-		err = s.store.SaveSyncPoints(ctx, []syncpoint.SyncPoint{{DeviceID: noticeCursorDevice, Channel: ch, Position: st.pos, UpdatedAt: s.clock.Now()}})
+		err = s.store.SaveCursor(ctx, syncpoint.Cursor{Reader: noticeReader, Channel: ch, Position: st.pos, UpdatedAt: s.clock.Now()})
 		if err != nil && !errors.Is(err, syncpoint.ErrClosed) {
 			// Delivered, but the cursor may lag: a restart sends it again.
 			s.log.Error("records: save notice cursor", "biz", b.Name, "err", err)

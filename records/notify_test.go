@@ -154,7 +154,7 @@ func waitCursor(t *testing.T, e *env, seq uint64) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		points, err := e.store.SyncPoints(context.Background(), records.NoticeBiz)
+		points, err := e.store.Cursors(context.Background(), records.NoticeBiz)
 		if err != nil {
 			t.Fatal(err)
 		}

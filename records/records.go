@@ -52,9 +52,10 @@ const (
 // may be configured, or devices could subscribe to the notices.
 const NoticeBiz = "syncpoint-uploads"
 
-// noticeCursorDevice is the pseudo device id whose sync points are the
-// notice deliverer's cursors.
-const noticeCursorDevice = NoticeBiz
+// noticeReader names the notice deliverer's cursors in the store. It is
+// the id under which stores of format 1 kept them as sync points, so an
+// upgraded store finds them here.
+const noticeReader = NoticeBiz
 
 // maxAttempts bounds how often a change is re-read and re-tried when a
 // concurrent write moves its record between the read and the append.
@@ -191,7 +192,7 @@ func (s *Service) Write(ctx context.Context, id syncpoint.Identity, w *wire.Writ
 		return s.failed(w.WriteID, syncpoint.Errorf(syncpoint.CodeUnavailable, "the write was interrupted; send it again with the same write_id"))
 	}
 	defer unlock()
-	return s.writeOnce(ctx, id, w, key)
+	return s.writeOnce(ctx, id, w, key, writeHash(w))
 }
 
 // keyLocks is a mutex per key, kept only while someone holds or waits for it.
@@ -230,13 +231,19 @@ func (k *keyLocks) lock(ctx context.Context, key string) (unlock func(), err err
 	}
 }
 
-func (s *Service) writeOnce(ctx context.Context, id syncpoint.Identity, w *wire.Write, key string) *wire.WriteResult {
+func (s *Service) writeOnce(ctx context.Context, id syncpoint.Identity, w *wire.Write, key string, hash []byte) *wire.WriteResult {
 	if b, err := s.store.Blob(ctx, key); err == nil {
-		if f, derr := wire.DecodeJSON(b); derr == nil && f.WriteResult != nil {
-			s.metrics.write("resent")
-			return f.WriteResult
+		kept, frame, ok := decodeResult(b)
+		if f, derr := wire.DecodeJSON(frame); ok && derr == nil && f.WriteResult != nil {
+			if sameWrite(kept, hash) {
+				s.metrics.write("resent")
+				return f.WriteResult
+			}
+			// The write_id came back with other changes: apply it again,
+			// and each change's idempotency key tells the spent ones apart.
+		} else {
+			s.log.Error("records: stored write result does not decode", "key", key)
 		}
-		s.log.Error("records: stored write result does not decode", "key", key)
 	} else if !errors.Is(err, syncpoint.ErrNotFound) {
 		return s.storeFailed(w.WriteID, fmt.Errorf("load write result: %w", err))
 	}
@@ -251,7 +258,7 @@ func (s *Service) writeOnce(ctx context.Context, id syncpoint.Identity, w *wire.
 	s.metrics.write("applied")
 	if b, err := wire.EncodeJSON(nil, &wire.Frame{WriteResult: res}); err != nil {
 		s.log.Error("records: encode write result", "err", err)
-	} else if err := s.store.PutBlob(ctx, key, b, s.clock.Now().Add(s.cfg.ResultTTL)); err != nil {
+	} else if err := s.store.PutBlob(ctx, key, encodeResult(hash, b), s.clock.Now().Add(s.cfg.ResultTTL)); err != nil {
 		// The idempotency keys of the changes still keep a resend from
 		// applying them twice; it recomputes the result instead.
 		s.log.Warn("records: keep write result", "err", err, "device", id.DeviceID, "write_id", w.WriteID)
@@ -322,6 +329,9 @@ const (
 	stateReady                // decided: append data with ifSeq
 	stateSaved
 	stateFailed
+	// stateReplay: the record's newest entry has this change's idempotency
+	// key. The store tells, by content, whether it is this very change.
+	stateReplay
 )
 
 // change is one record change on its way through a write.
@@ -332,6 +342,7 @@ type change struct {
 	chName string
 	rec    *wire.Record
 	idem   string  // "" until the change passed its checks
+	hash   []byte  // with idem: the content the key is checked against
 	upload *object // merge: the parsed data, once needed
 
 	cur      *syncpoint.Entry // the record's newest entry, nil when none
@@ -410,6 +421,7 @@ func (s *Service) apply(ctx context.Context, id syncpoint.Identity, w *wire.Writ
 				Key:            c.rec.ID,
 				Data:           c.data,
 				IdempotencyKey: c.idem,
+				ContentHash:    c.hash,
 				Origin:         origin,
 				IfKeySeq:       &ifSeq,
 			}
@@ -423,6 +435,11 @@ func (s *Service) apply(ctx context.Context, id syncpoint.Identity, w *wire.Writ
 		}
 		pending = pending[:0]
 		for i, c := range ready {
+			var se *syncpoint.Error
+			if errors.As(errs[i], &se) && se.Code == syncpoint.CodeIdempotencyMismatch {
+				c.failReused(se.Seq)
+				continue
+			}
 			if errs[i] != nil {
 				// The biz changed under the write (deleted, or its limits).
 				c.fail(string(syncpoint.Code(errs[i])), "", syncpoint.Message(errs[i]), nil)
@@ -488,6 +505,7 @@ func (s *Service) check(id syncpoint.Identity, w *wire.Write) []*change {
 				}
 				seen[k] = true
 				c.idem = idemKey(id.DeviceID, w.WriteID, c.rec.ID)
+				c.hash = changeHash(c.kind, c.rec)
 			}
 		}
 	}
@@ -602,8 +620,9 @@ func (s *Service) load(ctx context.Context, cs []*change) error {
 func (s *Service) decide(c *change, now time.Time) {
 	cur := c.cur
 	if cur != nil && cur.IdempotencyKey == c.idem {
-		// Applied before, by an earlier try of this write whose result was lost.
-		c.saved(cur.Seq, true)
+		// Applied before under this write_id, by an earlier try whose result
+		// was lost, or by another change sent under the same write_id.
+		c.state = stateReplay
 		return
 	}
 	live := cur != nil && cur.Op == syncpoint.OpPut && !cur.Expired(now)
@@ -728,24 +747,26 @@ func (s *Service) validateAll(ctx context.Context, id syncpoint.Identity, writeI
 	return nil
 }
 
-// probe checks the refused changes for an earlier try of the same write
-// that applied them after all (its result was lost, and the record changed
-// again since): the store answers a spent idempotency key with the original
-// seq before it looks at IfKeySeq, and an impossible IfKeySeq appends
-// nothing otherwise.
+// probe asks the store about the replays, and about the refused changes
+// in case an earlier try of the same write applied them after all (its
+// result was lost, and the record changed again since): the store answers
+// a spent idempotency key with the original seq before it looks at
+// IfKeySeq, as a duplicate for the same change or a mismatch for another,
+// and an impossible IfKeySeq appends nothing otherwise.
 func (s *Service) probe(ctx context.Context, all []*change) error {
 	var cs []*change
 	var reqs []syncpoint.AppendRequest
 	never := uint64(math.MaxUint64)
 	for _, c := range all {
-		if c.state != stateFailed || c.idem == "" {
+		if c.state != stateFailed && c.state != stateReplay || c.idem == "" {
 			continue
 		}
 		cs = append(cs, c)
 		reqs = append(reqs, syncpoint.AppendRequest{
-			Entry:    syncpoint.Entry{Channel: c.ch, Op: syncpoint.OpPut, Key: c.rec.ID, IdempotencyKey: c.idem},
-			Policy:   c.biz.Policy(),
-			IfKeySeq: &never,
+			Entry:       syncpoint.Entry{Channel: c.ch, Op: syncpoint.OpPut, Key: c.rec.ID, IdempotencyKey: c.idem},
+			Policy:      c.biz.Policy(),
+			IfKeySeq:    &never,
+			ContentHash: c.hash,
 		})
 	}
 	if len(reqs) == 0 {
@@ -756,12 +777,28 @@ func (s *Service) probe(ctx context.Context, all []*change) error {
 		return fmt.Errorf("probe: %w", err)
 	}
 	for i, c := range cs {
-		if i < len(res) && res[i].Duplicate {
+		switch {
+		case i >= len(res):
+		case res[i].Duplicate:
 			c.errs = nil
 			c.saved(res[i].Seq, true)
+		case errors.Is(res[i].Err, syncpoint.ErrIdempotencyMismatch):
+			c.errs = nil
+			c.failReused(res[i].Seq)
+		case c.state == stateReplay:
+			// The store forgot the key (past retention) but the entry
+			// still names it: as before hashes were kept, it is this change.
+			c.saved(c.cur.Seq, true)
 		}
 	}
 	return nil
+}
+
+// failReused refuses a change whose write_id already named another change
+// to the same record, saved as seq.
+func (c *change) failReused(seq uint64) {
+	c.fail(string(syncpoint.CodeIdempotencyMismatch), "",
+		fmt.Sprintf("write_id was already used for another change to this record, saved as seq %d; send a new change under a new write_id", seq), c.cur)
 }
 
 // refreshCurrent reads back the record of merges that kept some fields from

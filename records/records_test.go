@@ -224,18 +224,19 @@ func TestResendAfterCrash(t *testing.T) {
 	seq := mustSaved(t, d.write(changes("notes", "", []wire.Record{rec(id, 0, `{"v":1}`), rec(moved, 0, `{"v":1}`)}, nil, nil)), id, moved)[0].Seq
 	movedSeq := seq + 1
 
-	crashed := func(key string, base uint64, data string) uint64 {
+	crashed := func(kind, key string, base uint64, data string) uint64 {
 		t.Helper()
 		res, err := e.pub.Publish(ctx, publish.Request{Biz: "notes", Targets: []syncpoint.Target{syncpoint.UserTarget("u1")}, Op: syncpoint.OpPut,
-			Key: key, Data: json.RawMessage(data), IdempotencyKey: "w:d1:crash-1:" + key, Origin: "device:d1", IfKeySeq: &base})
+			Key: key, Data: json.RawMessage(data), IdempotencyKey: "w:d1:crash-1:" + key, Origin: "device:d1", IfKeySeq: &base,
+			ContentHash: records.ChangeHash(kind, rec(key, base, data))})
 		if err != nil || res[0].Err != nil {
 			t.Fatalf("append: %v %v", err, res)
 		}
 		return res[0].Seq
 	}
-	upd := crashed(id, seq, `{"v":2}`)
-	cre := crashed(fresh, 0, `{"v":1}`)
-	mv := crashed(moved, movedSeq, `{"v":2}`)
+	upd := crashed("update", id, seq, `{"v":2}`)
+	cre := crashed("create", fresh, 0, `{"v":1}`)
+	mv := crashed("update", moved, movedSeq, `{"v":2}`)
 	// Another device changes one of them before the resend.
 	d2 := e.connect("u1", "d2", nil)
 	later := mustSaved(t, d2.write(changes("notes", "", nil, []wire.Record{rec(moved, mv, `{"v":3}`)}, nil)), moved)[0].Seq
@@ -250,6 +251,57 @@ func TestResendAfterCrash(t *testing.T) {
 	}
 	if n := uint64(len(e.entries("notes/user:u1"))); n != last {
 		t.Fatalf("%d entries, want %d: something was applied twice", n, last)
+	}
+}
+
+// TestWriteIDReusedForOtherChanges sends other changes under a write_id
+// that was already applied, over the device connection: each record the
+// write_id already changed otherwise gets idempotency_mismatch with the
+// seq it was saved as, nothing is applied for it, and identical changes
+// and new records are answered as usual.
+func TestWriteIDReusedForOtherChanges(t *testing.T) {
+	e := MustOpenEnv(t, nil)
+	d := e.connect("u1", "d1", nil)
+	a, b := newID(), newID()
+	write := func(id string, created, updated []wire.Record) *wire.WriteResult {
+		w := changes("notes", "", created, updated, nil)
+		w.WriteID = id
+		return d.write(w)
+	}
+	first := write("reused", []wire.Record{rec(a, 0, `{"v":1}`)}, nil)
+	seq := mustSaved(t, first, a)[0].Seq
+
+	r := write("reused", []wire.Record{rec(a, 0, `{"v":2}`)}, nil)
+	if len(r.Saved) != 0 || len(r.Errors) != 1 || r.Errors[0].ID != a || r.Errors[0].Code != string(syncpoint.CodeIdempotencyMismatch) ||
+		!strings.Contains(r.Errors[0].Message, fmt.Sprintf("seq %d", seq)) {
+		t.Fatalf("other data under a spent write_id: %s, want idempotency_mismatch naming seq %d", dump(r), seq)
+	}
+	// The same change again, with a new record beside it: the first is
+	// saved as before, the second applied.
+	r = write("reused", []wire.Record{rec(a, 0, `{"v":1}`), rec(b, 0, `{"v":1}`)}, nil)
+	saved := mustSaved(t, r, a, b)
+	if saved[0].Seq != seq || saved[1].Seq != seq+1 {
+		t.Fatalf("identical change and a new one: %s", dump(saved))
+	}
+	// The first write, resent as it was, gets its answer back.
+	if again := write("reused", []wire.Record{rec(a, 0, `{"v":1}`)}, nil); !reflect.DeepEqual(again, first) {
+		t.Fatalf("the first write resent: %s, first answer %s", dump(again), dump(first))
+	}
+
+	// Updated by another device since: the reuse is still told apart from a
+	// conflict.
+	up := mustSaved(t, write("upd", nil, []wire.Record{rec(a, seq, `{"v":5}`)}), a)[0].Seq
+	d2 := e.connect("u1", "d2", nil)
+	mustSaved(t, d2.write(changes("notes", "", nil, []wire.Record{rec(a, up, `{"v":6}`)}, nil)), a)
+	r = write("upd", nil, []wire.Record{rec(a, seq, `{"v":7}`)})
+	if len(r.Errors) != 1 || r.Errors[0].Code != string(syncpoint.CodeIdempotencyMismatch) || !strings.Contains(r.Errors[0].Message, fmt.Sprintf("seq %d", up)) {
+		t.Fatalf("other data under a spent write_id, record changed since: %s", dump(r))
+	}
+	if en := e.record("notes/user:u1", a); !jsonEq(en.Data, `{"v":6}`) {
+		t.Fatalf("the record after the refused reuse: %s", dump(en))
+	}
+	if n := len(e.entries("notes/user:u1")); n != 4 {
+		t.Fatalf("%d entries, want 4: a reused write_id applied something", n)
 	}
 }
 

@@ -17,12 +17,35 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/syncpoint/syncpoint"
 )
+
+// Option changes how Run runs the suite.
+type Option func(*config)
+
+type config struct {
+	second func(tb testing.TB, first syncpoint.Store) syncpoint.Store
+	only   []string
+}
+
+// SecondHandle declares that the backend can be reached through several
+// handles at once, as a cluster's nodes reach one database: fn returns a
+// new handle on the same backend as first, and closes it when the test
+// ends. Without this option the cases that need two handles skip, which is
+// right for a single-process store such as the embedded one.
+func SecondHandle(fn func(tb testing.TB, first syncpoint.Store) syncpoint.Store) Option {
+	return func(c *config) { c.second = fn }
+}
+
+// Only runs just the named cases (the names of Run's subtests).
+func Only(names ...string) Option {
+	return func(c *config) { c.only = names }
+}
 
 // Run runs the whole suite. open must return a new, empty store each time
 // and close it when the test ends; Close being called twice must be safe.
@@ -31,7 +54,11 @@ import (
 // fails the whole call with CodeInvalid; times survive to the microsecond;
 // a cancelled ctx fails a call before it does anything; calls after Close
 // return ErrClosed.
-func Run(t *testing.T, open func(tb testing.TB) syncpoint.Store) {
+func Run(t *testing.T, open func(tb testing.TB) syncpoint.Store, opts ...Option) {
+	var cfg config
+	for _, o := range opts {
+		o(&cfg)
+	}
 	for _, tc := range []struct {
 		name string
 		fn   func(t *testing.T, s syncpoint.Store)
@@ -45,6 +72,8 @@ func Run(t *testing.T, open func(tb testing.TB) syncpoint.Store) {
 		{"UnknownChannel", testUnknownChannel},
 		{"Idempotency", testIdempotency},
 		{"IdempotencyExpires", testIdempotencyExpires},
+		{"IdempotencyMismatch", testIdempotencyMismatch},
+		{"DuplicateBeforeIfKeySeq", testDuplicateBeforeIfKeySeq},
 		{"IfKeySeq", testIfKeySeq},
 		{"IfKeySeqSameKeyInOneCall", testIfKeySeqSameCall},
 		{"Compaction", testCompaction},
@@ -58,18 +87,29 @@ func Run(t *testing.T, open func(tb testing.TB) syncpoint.Store) {
 		{"SweepPastCompacted", testSweepPastCompacted},
 		{"SweepEverything", testSweepEverything},
 		{"SweepLater", testSweepLater},
+		{"SweepConcurrently", testSweepConcurrently},
 		{"Paging", testPaging},
 		{"EntryAndKeyEntry", testEntryAndKeyEntry},
 		{"ResetChannel", testResetChannel},
 		{"ReadsDuringTrimming", testReadsDuringTrimming},
 		{"ReadsDuringResets", testReadsDuringResets},
 		{"SyncPoints", testSyncPoints},
+		{"UserPositions", testUserPositions},
+		{"Cursors", testCursors},
+		{"DeviceNamedLikeAUser", testDeviceNamedLikeAUser},
 		{"Devices", testDevices},
 		{"Bizzes", testBizzes},
+		{"DeleteBizDropsItsChannels", testDeleteBizDropsChannels},
+		{"NewBizDropsLeftovers", testNewBizDropsLeftovers},
 		{"Blobs", testBlobs},
+		{"InvalidArguments", testInvalidArguments},
 		{"CancelledContext", testCancelledContext},
 		{"Closed", testClosed},
+		{"TwoHandles", func(t *testing.T, s syncpoint.Store) { testTwoHandles(t, s, cfg.second) }},
 	} {
+		if len(cfg.only) > 0 && !slices.Contains(cfg.only, tc.name) {
+			continue
+		}
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
 }
@@ -419,21 +459,25 @@ func idem(r syncpoint.AppendRequest, key string) syncpoint.AppendRequest {
 }
 
 func testIdempotency(t *testing.T, s syncpoint.Store) {
-	res := mustAppend(t, s, idem(msg(chatU1, `1`), "a"), idem(msg(chatU1, `2`), "b"), idem(msg(chatU1, `3`), "a"))
+	res := mustAppend(t, s, idem(msg(chatU1, `1`), "a"), idem(msg(chatU1, `2`), "b"), idem(msg(chatU1, `1`), "a"))
 	if res[0].Seq != 1 || res[1].Seq != 2 || res[0].Duplicate || res[1].Duplicate {
 		t.Fatalf("first two: %+v", res[:2])
 	}
 	if !res[2].Duplicate || res[2].Seq != 1 || res[2].Epoch != res[0].Epoch {
 		t.Fatalf("duplicate in the same call: %+v, want seq 1, duplicate, epoch %s", res[2], res[0].Epoch)
 	}
-	res = mustAppend(t, s, msg(chatU1, `4`), idem(msg(chatU1, `5`), "b"), idem(msg(chatU1, `6`), "c"))
+	// A retry computes its times afresh; they are not content.
+	retry := with(idem(msg(chatU1, `2`), "b"), func(r *syncpoint.AppendRequest) {
+		r.Entry.CreatedAt, r.Entry.ExpiresAt = time.Now().Add(time.Minute), hourFromNow()
+	})
+	res = mustAppend(t, s, msg(chatU1, `4`), retry, idem(msg(chatU1, `6`), "c"))
 	if res[1].Seq != 2 || !res[1].Duplicate || res[0].Seq != 3 || res[2].Seq != 4 || res[2].Duplicate {
 		t.Fatalf("later call: %+v, want 3, duplicate of 2, 4", res)
 	}
 	wantInfo(t, mustInfo(t, s, chatU1), 1, 4)
 	p := mustRead(t, s, chatU1, 0, 0, time.Now())
-	if got := string(p.Entries[0].Data) + string(p.Entries[1].Data); got != "12" {
-		t.Fatalf("a duplicate replaced the original: data %q", got)
+	if got := string(p.Entries[0].Data) + string(p.Entries[1].Data); got != "12" || !p.Entries[1].ExpiresAt.IsZero() {
+		t.Fatalf("a duplicate replaced the original: data %q, expires %v", got, p.Entries[1].ExpiresAt)
 	}
 	// Keys are unique per channel, not per store.
 	res = mustAppend(t, s, idem(msg(chatU2, `1`), "a"))
@@ -470,6 +514,63 @@ func testIdempotency(t *testing.T, s syncpoint.Store) {
 	}
 }
 
+// testIdempotencyMismatch reuses idempotency keys for other content: the
+// store refuses with the original seq and appends nothing, whatever part
+// of the content changed, while a true retry is still a duplicate.
+func testIdempotencyMismatch(t *testing.T, s syncpoint.Store) {
+	orig := idem(put(recsG1, "a", `{"v":1}`), "k")
+	orig.Entry.Conditions = syncpoint.Conditions{Platforms: []string{"ios"}, MinAppVersion: "1.0.0"}
+	first := mustAppend(t, s, msg(recsG1, `{}`), orig)[1]
+	if first.Seq != 2 || first.Err != nil {
+		t.Fatalf("first use of the key: %+v", first)
+	}
+	for name, fn := range map[string]func(r *syncpoint.AppendRequest){
+		"data":          func(r *syncpoint.AppendRequest) { r.Entry.Data = json.RawMessage(`{"v":2}`) },
+		"data spacing":  func(r *syncpoint.AppendRequest) { r.Entry.Data = json.RawMessage(`{"v": 1}`) },
+		"op":            func(r *syncpoint.AppendRequest) { r.Entry.Op, r.Entry.Data = syncpoint.OpDelete, nil },
+		"key":           func(r *syncpoint.AppendRequest) { r.Entry.Key = "b" },
+		"platforms":     func(r *syncpoint.AppendRequest) { r.Entry.Conditions.Platforms = []string{"android"} },
+		"app version":   func(r *syncpoint.AppendRequest) { r.Entry.Conditions.MinAppVersion = "2.0.0" },
+		"origin":        func(r *syncpoint.AppendRequest) { r.Entry.Origin = "device:d1" },
+		"content hash":  func(r *syncpoint.AppendRequest) { r.ContentHash = []byte("another change") },
+		"with IfKeySeq": func(r *syncpoint.AppendRequest) { r.Entry.Data, r.IfKeySeq = json.RawMessage(`{"v":3}`), ptr(2) },
+	} {
+		res := mustAppend(t, s, with(orig, fn))[0]
+		wantErr(t, "reuse with another "+name, res.Err, syncpoint.ErrIdempotencyMismatch)
+		if res.Seq != first.Seq || res.Epoch != first.Epoch || res.Duplicate {
+			t.Fatalf("reuse with another %s: %+v, want the original seq %d and no duplicate", name, res, first.Seq)
+		}
+	}
+	wantInfo(t, mustInfo(t, s, recsG1), 1, 2)
+	if e, err := s.KeyEntry(context.Background(), recsG1, "a"); err != nil || string(e.Data) != `{"v":1}` {
+		t.Fatalf("the record after refused reuses: %+v %v", e, err)
+	}
+	if res := mustAppend(t, s, orig)[0]; !res.Duplicate || res.Seq != 2 || res.Err != nil {
+		t.Fatalf("a true retry: %+v, want a duplicate of 2", res)
+	}
+	// In one call: the second use of a key with other content is refused.
+	res := mustAppend(t, s, idem(msg(chatU1, `1`), "x"), idem(msg(chatU1, `2`), "x"))
+	wantErr(t, "other content in the same call", res[1].Err, syncpoint.ErrIdempotencyMismatch)
+	if res[1].Seq != 1 {
+		t.Fatalf("other content in the same call: %+v, want the original seq 1", res[1])
+	}
+	// A caller's own content hash decides instead of the entry's: record
+	// sync hashes the change, whose entry (a merge) may differ per try.
+	change := with(idem(put(chatU2, "r", `{"merged":1}`), "w"), func(r *syncpoint.AppendRequest) { r.ContentHash = []byte("change 1") })
+	mustAppend(t, s, change)
+	again := with(change, func(r *syncpoint.AppendRequest) { r.Entry.Data = json.RawMessage(`{"merged":2}`) })
+	if res := mustAppend(t, s, again)[0]; !res.Duplicate || res.Seq != 1 {
+		t.Fatalf("the same change hash with another entry: %+v, want a duplicate", res)
+	}
+	if res := mustAppend(t, s, with(change, func(r *syncpoint.AppendRequest) { r.ContentHash = nil }))[0]; !errors.Is(res.Err, syncpoint.ErrIdempotencyMismatch) {
+		t.Fatalf("the change without its hash: %+v, want a mismatch", res)
+	}
+	_, err := s.Append(context.Background(), []syncpoint.AppendRequest{with(change, func(r *syncpoint.AppendRequest) { r.ContentHash = make([]byte, syncpoint.MaxContentHashLen+1) })})
+	if c := syncpoint.Code(err); c != syncpoint.CodeInvalid {
+		t.Fatalf("an oversized content hash: %v, want code %q", err, syncpoint.CodeInvalid)
+	}
+}
+
 func testIdempotencyExpires(t *testing.T, s syncpoint.Store) {
 	created := time.Now()
 	pol := syncpoint.Policy{Retention: time.Hour}
@@ -490,6 +591,48 @@ func testIdempotencyExpires(t *testing.T, s syncpoint.Store) {
 	if _, err := s.Entry(context.Background(), chatU1, 1); err != nil {
 		t.Fatalf("forgetting an idempotency key removed its entry: %v", err)
 	}
+}
+
+// testDuplicateBeforeIfKeySeq retries conditional appends whose own first
+// try moved the key: the retry is answered from its idempotency key, not
+// refused by IfKeySeq, and appends nothing. Record sync relies on this to
+// apply an upload exactly once when its result was lost.
+func testDuplicateBeforeIfKeySeq(t *testing.T, s syncpoint.Store) {
+	create := idem(cond(put(recsG1, "a", `1`), 0), "w1")
+	first := mustAppend(t, s, create)[0]
+	if first.Err != nil || first.Seq != 1 {
+		t.Fatalf("create: %+v", first)
+	}
+	update := idem(cond(put(recsG1, "a", `2`), 1), "w2")
+	if r := mustAppend(t, s, update)[0]; r.Err != nil || r.Seq != 2 {
+		t.Fatalf("update: %+v", r)
+	}
+	// The key is at 2 now: IfKeySeq 0 and 1 no longer hold, yet the retries
+	// are duplicates of what they appended.
+	res := mustAppend(t, s, create, update)
+	for i, want := range []uint64{1, 2} {
+		if res[i].Err != nil || !res[i].Duplicate || res[i].Seq != want || res[i].Epoch != first.Epoch {
+			t.Fatalf("retry %d: %+v, want a duplicate of seq %d and no error", i, res[i], want)
+		}
+	}
+	// In one call with the first try, too.
+	both := mustAppend(t, s, idem(cond(put(recsG1, "b", `1`), 0), "w3"), idem(cond(put(recsG1, "b", `1`), 0), "w3"))
+	if both[0].Err != nil || both[0].Seq != 3 || both[1].Err != nil || !both[1].Duplicate || both[1].Seq != 3 {
+		t.Fatalf("first try and retry in one call: %+v", both)
+	}
+	// A condition that can never hold appends nothing, yet still finds a
+	// spent key: the probe record sync makes after a lost result.
+	never := ptr(^uint64(0))
+	probe := mustAppend(t, s, with(idem(put(recsG1, "a", `2`), "w2"), func(r *syncpoint.AppendRequest) { r.IfKeySeq = never }),
+		with(idem(put(recsG1, "a", `9`), "unused"), func(r *syncpoint.AppendRequest) { r.IfKeySeq = never }))
+	if !probe[0].Duplicate || probe[0].Seq != 2 || probe[0].Err != nil {
+		t.Fatalf("probe of a spent key: %+v, want a duplicate of 2", probe[0])
+	}
+	wantErr(t, "probe of an unused key", probe[1].Err, syncpoint.ErrKeyChanged)
+	if probe[1].Duplicate || probe[1].KeySeq != 2 {
+		t.Fatalf("probe of an unused key: %+v, want KeySeq 2", probe[1])
+	}
+	wantInfo(t, mustInfo(t, s, recsG1), 1, 3)
 }
 
 func cond(r syncpoint.AppendRequest, seq uint64) syncpoint.AppendRequest {
@@ -798,6 +941,81 @@ func testSweepLater(t *testing.T, s syncpoint.Store) {
 	wantSeqs(t, "left", seqs(mustRead(t, s, chatU1, 0, 0, time.Now()).Entries), []uint64{3})
 }
 
+// testSweepConcurrently sweeps from two goroutines while writers append
+// entries that are already due and entries that are not: each due entry is
+// removed and counted exactly once, no other entry is touched, and seqs
+// stay gap-free.
+func testSweepConcurrently(t *testing.T, s syncpoint.Store) {
+	t1 := hourFromNow()
+	const writers, calls = 4, 25
+	var wg sync.WaitGroup
+	writing := make(chan struct{})
+	for g := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range calls {
+				// chatU1 alternates due and lasting entries; chatU2 has only
+				// due ones, so its FirstSeq must pass them all.
+				reqs := []syncpoint.AppendRequest{expiring(msg(chatU1, `"due"`), t1), msg(chatU1, fmt.Sprintf(`"%d-%d"`, g, i)), expiring(msg(chatU2, `"due"`), t1)}
+				if _, err := s.Append(context.Background(), reqs); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(writing) }()
+	var removed [2]int
+	var sweepers sync.WaitGroup
+	for i := range removed {
+		sweepers.Add(1)
+		go func() {
+			defer sweepers.Done()
+			for {
+				select {
+				case <-writing:
+					return
+				default:
+				}
+				n, err := s.Sweep(context.Background(), t1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				removed[i] += n
+				runtime.Gosched()
+			}
+		}()
+	}
+	sweepers.Wait()
+	if t.Failed() {
+		return
+	}
+	total := removed[0] + removed[1] + mustSweep(t, s, t1)
+	if want := 2 * writers * calls; total != want {
+		t.Fatalf("the sweeps removed %d entries in all, want %d: each due entry once", total, want)
+	}
+	p := mustRead(t, s, chatU1, 0, 0, time.Now())
+	if len(p.Entries) != writers*calls || p.Info.LastSeq != 2*writers*calls {
+		t.Fatalf("chatU1: %d entries left, info %+v; want the %d lasting ones and LastSeq %d", len(p.Entries), p.Info, writers*calls, 2*writers*calls)
+	}
+	seen := map[string]bool{}
+	for _, e := range p.Entries {
+		if string(e.Data) == `"due"` || seen[string(e.Data)] {
+			t.Fatalf("chatU1 entry %d holds %s after the sweeps", e.Seq, e.Data)
+		}
+		seen[string(e.Data)] = true
+	}
+	if p.Info.FirstSeq > p.Entries[0].Seq {
+		t.Fatalf("FirstSeq %d passed the oldest entry %d", p.Info.FirstSeq, p.Entries[0].Seq)
+	}
+	wantInfo(t, mustInfo(t, s, chatU2), writers*calls+1, writers*calls)
+	if next := mustAppend(t, s, msg(chatU2, `{}`))[0]; next.Seq != writers*calls+1 {
+		t.Fatalf("append after the sweeps: seq %d, want %d", next.Seq, writers*calls+1)
+	}
+}
+
 func testPaging(t *testing.T, s syncpoint.Store) {
 	var reqs []syncpoint.AppendRequest
 	for i := range 25 {
@@ -1079,6 +1297,153 @@ func testSyncPoints(t *testing.T, s syncpoint.Store) {
 	}
 }
 
+func testUserPositions(t *testing.T, s syncpoint.Store) {
+	ctx := context.Background()
+	payU1 := syncpoint.Channel{Biz: "pay", Target: syncpoint.UserTarget("u1")}
+	up := func(user string, ch syncpoint.Channel, epoch string, seq uint64) syncpoint.UserPosition {
+		return syncpoint.UserPosition{UserID: user, Channel: ch, Position: syncpoint.Position{Epoch: epoch, Seq: seq}}
+	}
+	get := func(user string) map[syncpoint.Channel]syncpoint.Position {
+		t.Helper()
+		ps, err := s.UserPositions(ctx, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[syncpoint.Channel]syncpoint.Position{}
+		for _, p := range ps {
+			if p.UserID != user || p.UpdatedAt.IsZero() {
+				t.Fatalf("user %s: position %+v", user, p)
+			}
+			out[p.Channel] = p.Position
+		}
+		return out
+	}
+	if got := get("u1"); len(got) != 0 {
+		t.Fatalf("unknown user has positions %v", got)
+	}
+	save := func(ps ...syncpoint.UserPosition) {
+		t.Helper()
+		if err := s.SaveUserPositions(ctx, ps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	save(up("u1", payU1, "e1", 4), up("u1", chatU1, "c1", 2), up("u2", chatU2, "c2", 9))
+	save(up("u1", payU1, "e1", 3)) // backwards in the same epoch: ignored
+	want := map[syncpoint.Channel]syncpoint.Position{payU1: {Epoch: "e1", Seq: 4}, chatU1: {Epoch: "c1", Seq: 2}}
+	if got := get("u1"); !mapsEqual(got, want) {
+		t.Fatalf("u1: %v, want %v", got, want)
+	}
+	save(up("u1", payU1, "e2", 1)) // a new epoch replaces, even lower
+	want[payU1] = syncpoint.Position{Epoch: "e2", Seq: 1}
+	if got := get("u1"); !mapsEqual(got, want) {
+		t.Fatalf("u1 after an epoch change: %v, want %v", got, want)
+	}
+	if got := get("u2"); !mapsEqual(got, map[syncpoint.Channel]syncpoint.Position{chatU2: {Epoch: "c2", Seq: 9}}) {
+		t.Fatalf("u2: %v", got)
+	}
+	err := s.SaveUserPositions(ctx, []syncpoint.UserPosition{up("u1", chatU1, "c1", 5), up("bad user", chatU1, "c1", 5)})
+	if c := syncpoint.Code(err); c != syncpoint.CodeInvalid {
+		t.Fatalf("a bad user id: %v (code %q), want %q", err, c, syncpoint.CodeInvalid)
+	}
+	if got := get("u1")[chatU1]; got.Seq != 2 {
+		t.Fatalf("a refused call saved %v", got)
+	}
+}
+
+func testCursors(t *testing.T, s syncpoint.Store) {
+	ctx := context.Background()
+	notesLog := syncpoint.Channel{Biz: "syncpoint-uploads", Target: syncpoint.GroupTarget("notes")}
+	teamLog := syncpoint.Channel{Biz: "syncpoint-uploads", Target: syncpoint.GroupTarget("team")}
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	cur := func(reader string, ch syncpoint.Channel, epoch string, seq uint64) syncpoint.Cursor {
+		return syncpoint.Cursor{Reader: reader, Channel: ch, Position: syncpoint.Position{Epoch: epoch, Seq: seq}, UpdatedAt: at}
+	}
+	list := func(reader string) []syncpoint.Cursor {
+		t.Helper()
+		cs, err := s.Cursors(ctx, reader)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs
+	}
+	if cs := list("notifier"); len(cs) != 0 {
+		t.Fatalf("unknown reader has cursors %v", cs)
+	}
+	for _, c := range []syncpoint.Cursor{cur("notifier", teamLog, "t", 3), cur("notifier", notesLog, "n", 8), cur("other", notesLog, "n", 1)} {
+		if err := s.SaveCursor(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	byChannel := func(reader string) map[syncpoint.Channel]syncpoint.Position {
+		t.Helper()
+		out := map[syncpoint.Channel]syncpoint.Position{}
+		for _, c := range list(reader) {
+			if c.Reader != reader || !c.UpdatedAt.Equal(at) {
+				t.Fatalf("cursor %+v listed for %s", c, reader)
+			}
+			out[c.Channel] = c.Position
+		}
+		return out
+	}
+	want := map[syncpoint.Channel]syncpoint.Position{notesLog: {Epoch: "n", Seq: 8}, teamLog: {Epoch: "t", Seq: 3}}
+	if got := byChannel("notifier"); !mapsEqual(got, want) {
+		t.Fatalf("cursors %v, want %v", got, want)
+	}
+	// A cursor moves back when told: a reader starts a new epoch over.
+	if err := s.SaveCursor(ctx, cur("notifier", notesLog, "n2", 0)); err != nil {
+		t.Fatal(err)
+	}
+	want[notesLog] = syncpoint.Position{Epoch: "n2"}
+	if got := byChannel("notifier"); !mapsEqual(got, want) {
+		t.Fatalf("cursors after moving back: %v, want %v", got, want)
+	}
+	if cs := list("other"); len(cs) != 1 || cs[0].Position.Seq != 1 {
+		t.Fatalf("another reader's cursors: %+v", cs)
+	}
+	if c := syncpoint.Code(s.SaveCursor(ctx, cur("", notesLog, "n", 1))); c != syncpoint.CodeInvalid {
+		t.Fatalf("a cursor without a reader: code %q, want %q", c, syncpoint.CodeInvalid)
+	}
+}
+
+// testDeviceNamedLikeAUser: device ids may hold ':', so a device may be
+// called "user:u1" or "syncpoint-uploads". Its sync points, a user's
+// positions and a reader's cursors never meet.
+func testDeviceNamedLikeAUser(t *testing.T, s syncpoint.Store) {
+	ctx := context.Background()
+	notice := syncpoint.Channel{Biz: "syncpoint-uploads", Target: syncpoint.GroupTarget("notes")}
+	if err := s.SaveSyncPoints(ctx, []syncpoint.SyncPoint{
+		{DeviceID: "user:u1", Channel: chatU1, Position: syncpoint.Position{Epoch: "device", Seq: 7}},
+		{DeviceID: "syncpoint-uploads", Channel: chatU1, Position: syncpoint.Position{Epoch: "device", Seq: 8}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveUserPositions(ctx, []syncpoint.UserPosition{{UserID: "u1", Channel: chatU1, Position: syncpoint.Position{Epoch: "user", Seq: 3}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SaveCursor(ctx, syncpoint.Cursor{Reader: "syncpoint-uploads", Channel: notice, Position: syncpoint.Position{Epoch: "reader", Seq: 5}}); err != nil {
+		t.Fatal(err)
+	}
+	pts, err := s.SyncPoints(ctx, "user:u1")
+	if err != nil || len(pts) != 1 || pts[0].Position != (syncpoint.Position{Epoch: "device", Seq: 7}) {
+		t.Fatalf("the device user:u1 has sync points %+v %v, want only its own", pts, err)
+	}
+	ups, err := s.UserPositions(ctx, "u1")
+	if err != nil || len(ups) != 1 || ups[0].Position != (syncpoint.Position{Epoch: "user", Seq: 3}) {
+		t.Fatalf("user u1 has positions %+v %v, want only the user's", ups, err)
+	}
+	pts, err = s.SyncPoints(ctx, "syncpoint-uploads")
+	if err != nil || len(pts) != 1 || pts[0].Channel != chatU1 {
+		t.Fatalf("the device syncpoint-uploads has sync points %+v %v, want only its own", pts, err)
+	}
+	cs, err := s.Cursors(ctx, "syncpoint-uploads")
+	if err != nil || len(cs) != 1 || cs[0].Position.Epoch != "reader" {
+		t.Fatalf("the reader syncpoint-uploads has cursors %+v %v, want only its own", cs, err)
+	}
+	if ups, _ := s.UserPositions(ctx, "user:u1"); len(ups) != 0 {
+		t.Fatalf("a user named like the device has positions %+v", ups)
+	}
+}
+
 func mapsEqual[K comparable, V comparable](a, b map[K]V) bool {
 	if len(a) != len(b) {
 		return false
@@ -1200,6 +1565,89 @@ func testBizzes(t *testing.T, s syncpoint.Store) {
 	wantErr(t, "delete of an unknown biz", s.DeleteBiz(ctx, "config"), syncpoint.ErrNotFound)
 }
 
+// testDeleteBizDropsChannels deletes a biz and creates it again: its
+// channels start over in new epochs, so a device at, behind or ahead of
+// the old history is told reset, and none of the old entries comes back.
+func testDeleteBizDropsChannels(t *testing.T, s syncpoint.Store) {
+	ctx := context.Background()
+	for _, b := range []syncpoint.Biz{syncpoint.NewBiz("chat", syncpoint.TargetUser), syncpoint.NewBiz("records", syncpoint.TargetGroup)} {
+		if err := s.SaveBiz(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := mustAppend(t, s, idem(put(chatU1, "k", `1`), "i"), msg(chatU1, `2`), msg(chatU1, `3`), msg(chatU2, `1`), msg(recsG1, `kept`))
+	oldEpoch := old[0].Epoch
+	if err := s.DeleteBiz(ctx, "chat"); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []syncpoint.Channel{chatU1, chatU2} {
+		_, err := s.Channel(ctx, ch)
+		wantErr(t, "Channel of a deleted biz", err, syncpoint.ErrNotFound)
+		if p := mustRead(t, s, ch, 0, 0, time.Now()); len(p.Entries) != 0 || p.Info.Epoch != "" {
+			t.Fatalf("read of %s after its biz was deleted: %+v", ch, p)
+		}
+	}
+	_, err := s.KeyEntry(ctx, chatU1, "k")
+	wantErr(t, "KeyEntry of a deleted biz", err, syncpoint.ErrNotFound)
+	_, err = s.Entry(ctx, chatU1, 2)
+	wantErr(t, "Entry of a deleted biz", err, syncpoint.ErrNotFound)
+	if p := mustRead(t, s, recsG1, 0, 0, time.Now()); len(p.Entries) != 1 {
+		t.Fatalf("another biz lost its entries: %+v", p)
+	}
+
+	if err := s.SaveBiz(ctx, syncpoint.NewBiz("chat", syncpoint.TargetUser)); err != nil {
+		t.Fatal(err)
+	}
+	res := mustAppend(t, s, idem(put(chatU1, "k", `new`), "i"))[0]
+	if res.Duplicate || res.Seq != 1 || res.Epoch == "" || res.Epoch == oldEpoch {
+		t.Fatalf("first append to the new biz: %+v, want seq 1 in a new epoch (not %s), not a duplicate", res, oldEpoch)
+	}
+	info := mustInfo(t, s, chatU1)
+	for _, seq := range []uint64{0, 1, 2, 3, 4} {
+		st, _ := info.Check(syncpoint.Position{Epoch: oldEpoch, Seq: seq})
+		if want := syncpoint.StatusReset; seq > 0 && st != want {
+			t.Fatalf("a device at seq %d of the old biz is told %s, want %s", seq, st, want)
+		}
+	}
+	if p := mustRead(t, s, chatU1, 0, 0, time.Now()); len(p.Entries) != 1 || string(p.Entries[0].Data) != `new` {
+		t.Fatalf("the new biz reads %+v, want only its own entry", p.Entries)
+	}
+	if r := mustAppend(t, s, cond(put(chatU1, "k", `newer`), 1))[0]; r.Err != nil || r.Seq != 2 {
+		t.Fatalf("the key index of the new biz: %+v", r)
+	}
+	if _, err := s.Channel(ctx, chatU2); !errors.Is(err, syncpoint.ErrNotFound) {
+		t.Fatalf("a channel of the old biz came back: %v", err)
+	}
+	wantErr(t, "DeleteBiz of an unknown biz", s.DeleteBiz(ctx, "nope"), syncpoint.ErrNotFound)
+}
+
+// testNewBizDropsLeftovers creates a biz under a name whose channels are
+// still stored without a biz (left by a store that kept them on delete):
+// they are dropped, while saving an existing biz again keeps its channels.
+func testNewBizDropsLeftovers(t *testing.T, s syncpoint.Store) {
+	ctx := context.Background()
+	mustAppend(t, s, msg(chatU1, `left`), msg(recsG1, `1`))
+	if err := s.SaveBiz(ctx, syncpoint.NewBiz("chat", syncpoint.TargetUser)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := s.Channel(ctx, chatU1)
+	wantErr(t, "a leftover channel of a new biz", err, syncpoint.ErrNotFound)
+	if err := s.SaveBiz(ctx, syncpoint.NewBiz("records", syncpoint.TargetGroup)); err != nil {
+		t.Fatal(err)
+	}
+	mustAppend(t, s, msg(recsG1, `2`), msg(chatU1, `mine`))
+	b := syncpoint.NewBiz("records", syncpoint.TargetGroup)
+	b.MaxBacklog = 10
+	if err := s.SaveBiz(ctx, b); err != nil { // an update, not a creation
+		t.Fatal(err)
+	}
+	if err := s.SaveBiz(ctx, syncpoint.NewBiz("chat", syncpoint.TargetUser)); err != nil {
+		t.Fatal(err)
+	}
+	wantInfo(t, mustInfo(t, s, recsG1), 1, 1)
+	wantInfo(t, mustInfo(t, s, chatU1), 1, 1)
+}
+
 func testBlobs(t *testing.T, s syncpoint.Store) {
 	ctx := context.Background()
 	_, err := s.Blob(ctx, "a")
@@ -1244,6 +1692,48 @@ func testBlobs(t *testing.T, s syncpoint.Store) {
 	}
 }
 
+// testInvalidArguments checks the CodeInvalid errors the Store docs list,
+// and that a refused call saves nothing.
+func testInvalidArguments(t *testing.T, s syncpoint.Store) {
+	ctx := context.Background()
+	badChannel := syncpoint.Channel{Biz: "Chat!", Target: syncpoint.UserTarget("u1")}
+	for name, err := range map[string]error{
+		"SaveSyncPoints with a bad device id": s.SaveSyncPoints(ctx, []syncpoint.SyncPoint{
+			{DeviceID: "d1", Channel: chatU1, Position: syncpoint.Position{Epoch: "e", Seq: 1}},
+			{DeviceID: "bad id", Channel: chatU1, Position: syncpoint.Position{Epoch: "e", Seq: 1}},
+		}),
+		"SaveSyncPoints with a bad channel": s.SaveSyncPoints(ctx, []syncpoint.SyncPoint{{DeviceID: "d1", Channel: badChannel}}),
+		"SaveDevice with a bad id":          s.SaveDevice(ctx, syncpoint.Device{ID: "", UserID: "u1"}),
+		"SaveDevice with a bad user id":     s.SaveDevice(ctx, syncpoint.Device{ID: "d1", UserID: "u 1"}),
+		"SaveBiz with a bad name":           s.SaveBiz(ctx, syncpoint.NewBiz("Bad Name", syncpoint.TargetUser)),
+		"PutBlob with an empty key":         s.PutBlob(ctx, "", []byte("v"), time.Time{}),
+		"Read of a bad channel": func() error {
+			_, err := s.Read(ctx, badChannel, 0, 10, time.Now())
+			return err
+		}(),
+	} {
+		if c := syncpoint.Code(err); c != syncpoint.CodeInvalid {
+			t.Errorf("%s: error %v has code %q, want %q", name, err, c, syncpoint.CodeInvalid)
+		}
+	}
+	if pts, err := s.SyncPoints(ctx, "d1"); err != nil || len(pts) != 0 {
+		t.Fatalf("a refused SaveSyncPoints saved %v (%v)", pts, err)
+	}
+	if _, err := s.Device(ctx, "d1"); !errors.Is(err, syncpoint.ErrNotFound) {
+		t.Fatalf("a refused SaveDevice saved: %v", err)
+	}
+	if bs, err := s.Bizzes(ctx); err != nil || len(bs) != 0 {
+		t.Fatalf("Bizzes after a refused SaveBiz: %v %v", bs, err)
+	}
+	// Lookups of ids that cannot exist find nothing, without an error.
+	if pts, err := s.SyncPoints(ctx, strings.Repeat("x", 1000)); err != nil || len(pts) != 0 {
+		t.Fatalf("SyncPoints of an impossible id: %v %v", pts, err)
+	}
+	if ds, err := s.UserDevices(ctx, strings.Repeat("x", 1000)); err != nil || len(ds) != 0 {
+		t.Fatalf("UserDevices of an impossible id: %v %v", ds, err)
+	}
+}
+
 func testCancelledContext(t *testing.T, s syncpoint.Store) {
 	mustAppend(t, s, msg(chatU2, `{}`))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -1261,14 +1751,20 @@ func testCancelledContext(t *testing.T, s syncpoint.Store) {
 		"Sweep":          func() error { _, err := s.Sweep(ctx, time.Now()); return err },
 		"SaveSyncPoints": func() error { return s.SaveSyncPoints(ctx, []syncpoint.SyncPoint{{DeviceID: "d1", Channel: chatU1}}) },
 		"SyncPoints":     func() error { _, err := s.SyncPoints(ctx, "d1"); return err },
-		"SaveDevice":     func() error { return s.SaveDevice(ctx, syncpoint.Device{ID: "d1", UserID: "u1"}) },
-		"Device":         func() error { _, err := s.Device(ctx, "d1"); return err },
-		"UserDevices":    func() error { _, err := s.UserDevices(ctx, "u1"); return err },
-		"SaveBiz":        func() error { return s.SaveBiz(ctx, syncpoint.NewBiz("chat", syncpoint.TargetUser)) },
-		"DeleteBiz":      func() error { return s.DeleteBiz(ctx, "chat") },
-		"Bizzes":         func() error { _, err := s.Bizzes(ctx); return err },
-		"PutBlob":        func() error { return s.PutBlob(ctx, "k", []byte("v"), time.Time{}) },
-		"Blob":           func() error { _, err := s.Blob(ctx, "k"); return err },
+		"SaveUserPositions": func() error {
+			return s.SaveUserPositions(ctx, []syncpoint.UserPosition{{UserID: "u1", Channel: chatU1}})
+		},
+		"UserPositions": func() error { _, err := s.UserPositions(ctx, "u1"); return err },
+		"SaveCursor":    func() error { return s.SaveCursor(ctx, syncpoint.Cursor{Reader: "r", Channel: chatU1}) },
+		"Cursors":       func() error { _, err := s.Cursors(ctx, "r"); return err },
+		"SaveDevice":    func() error { return s.SaveDevice(ctx, syncpoint.Device{ID: "d1", UserID: "u1"}) },
+		"Device":        func() error { _, err := s.Device(ctx, "d1"); return err },
+		"UserDevices":   func() error { _, err := s.UserDevices(ctx, "u1"); return err },
+		"SaveBiz":       func() error { return s.SaveBiz(ctx, syncpoint.NewBiz("chat", syncpoint.TargetUser)) },
+		"DeleteBiz":     func() error { return s.DeleteBiz(ctx, "chat") },
+		"Bizzes":        func() error { _, err := s.Bizzes(ctx); return err },
+		"PutBlob":       func() error { return s.PutBlob(ctx, "k", []byte("v"), time.Time{}) },
+		"Blob":          func() error { _, err := s.Blob(ctx, "k"); return err },
 	} {
 		wantErr(t, name+" with a cancelled context", fn(), context.Canceled)
 	}
@@ -1292,6 +1788,12 @@ func testClosed(t *testing.T, s syncpoint.Store) {
 	wantErr(t, "SaveBiz after Close", s.SaveBiz(ctx, syncpoint.NewBiz("chat", syncpoint.TargetUser)), syncpoint.ErrClosed)
 	_, err = s.Blob(ctx, "k")
 	wantErr(t, "Blob after Close", err, syncpoint.ErrClosed)
+	wantErr(t, "SaveSyncPoints after Close", s.SaveSyncPoints(ctx, []syncpoint.SyncPoint{{DeviceID: "d1", Channel: chatU1}}), syncpoint.ErrClosed)
+	wantErr(t, "SaveDevice after Close", s.SaveDevice(ctx, syncpoint.Device{ID: "d1", UserID: "u1"}), syncpoint.ErrClosed)
+	_, err = s.Bizzes(ctx)
+	wantErr(t, "Bizzes after Close", err, syncpoint.ErrClosed)
+	_, err = s.Sweep(ctx, time.Now())
+	wantErr(t, "Sweep after Close", err, syncpoint.ErrClosed)
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}

@@ -1,0 +1,171 @@
+package storetest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/syncpoint/syncpoint"
+)
+
+// testTwoHandles runs the contract across two handles on one backend, as
+// two nodes of a cluster use one database: what one handle's call returned
+// is what the other handle's later calls see.
+func testTwoHandles(t *testing.T, a syncpoint.Store, second func(testing.TB, syncpoint.Store) syncpoint.Store) {
+	if second == nil {
+		t.Skip("the backend gives one handle per process (no storetest.SecondHandle option): a second handle on one backend is a shared store's case, such as PostgreSQL's")
+	}
+	b := second(t, a)
+	ctx := context.Background()
+
+	// Appends through both handles at once stay gap-free, and each
+	// appender's entries keep its order.
+	const appenders, calls = 4, 20
+	type tag struct{ G, I int }
+	var wg sync.WaitGroup
+	for g := range appenders {
+		s := a
+		if g%2 == 1 {
+			s = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range calls {
+				data, _ := json.Marshal(tag{g, i})
+				if _, err := s.Append(ctx, []syncpoint.AppendRequest{msg(chatU1, string(data))}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	for name, s := range map[string]syncpoint.Store{"first": a, "second": b} {
+		p := mustRead(t, s, chatU1, 0, 0, time.Now())
+		if len(p.Entries) != appenders*calls {
+			t.Fatalf("%s handle reads %d entries, want %d", name, len(p.Entries), appenders*calls)
+		}
+		last := map[int]int{}
+		for i, e := range p.Entries {
+			var tg tag
+			if err := json.Unmarshal(e.Data, &tg); err != nil {
+				t.Fatal(err)
+			}
+			if e.Seq != uint64(i+1) {
+				t.Fatalf("%s handle: entry %d has seq %d: a gap", name, i, e.Seq)
+			}
+			if prev, ok := last[tg.G]; ok && tg.I <= prev {
+				t.Fatalf("%s handle: appender %d's entry %d got a seq after its entry %d", name, tg.G, tg.I, prev)
+			}
+			last[tg.G] = tg.I
+		}
+	}
+
+	// An idempotency key spent through one handle is spent for the other.
+	first := mustAppend(t, a, idem(msg(chatU2, `1`), "k"))[0]
+	if again := mustAppend(t, b, idem(msg(chatU2, `1`), "k"))[0]; !again.Duplicate || again.Seq != first.Seq || again.Epoch != first.Epoch {
+		t.Fatalf("a key spent on the first handle, retried on the second: %+v, want a duplicate of %+v", again, first)
+	}
+
+	// IfKeySeq judges by what the other handle appended.
+	if r := mustAppend(t, a, cond(put(recsG1, "r", `1`), 0))[0]; r.Err != nil {
+		t.Fatalf("create on the first handle: %+v", r)
+	}
+	r := mustAppend(t, b, cond(put(recsG1, "r", `2`), 0))[0]
+	wantErr(t, "a create on the second handle over the first's", r.Err, syncpoint.ErrKeyChanged)
+	if r.KeySeq != 1 {
+		t.Fatalf("KeySeq %d, want 1", r.KeySeq)
+	}
+
+	// A reset through one handle is what the other reads.
+	info, err := a.ResetChannel(ctx, chatU2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := mustInfo(t, b, chatU2); got != info {
+		t.Fatalf("the second handle after a reset on the first: %+v, want %+v", got, info)
+	}
+	if p := mustRead(t, b, chatU2, 0, 0, time.Now()); len(p.Entries) != 0 || p.Info != info {
+		t.Fatalf("the second handle reads %+v after the reset", p)
+	}
+	if r := mustAppend(t, b, msg(chatU2, `new`))[0]; r.Seq != 1 || r.Epoch != info.Epoch {
+		t.Fatalf("append on the second handle after the reset: %+v, want seq 1 in %s", r, info.Epoch)
+	}
+
+	// Everything else saved through one handle is seen by the other.
+	at := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	point := syncpoint.SyncPoint{DeviceID: "d1", Channel: chatU1, Position: syncpoint.Position{Epoch: "e", Seq: 3}, UpdatedAt: at}
+	dev := syncpoint.Device{ID: "d1", UserID: "u1", Platform: "ios", LastSeen: at}
+	biz := syncpoint.NewBiz("news", syncpoint.TargetGroup)
+	for _, err := range []error{
+		a.SaveSyncPoints(ctx, []syncpoint.SyncPoint{point}),
+		a.SaveDevice(ctx, dev),
+		a.SaveBiz(ctx, biz),
+		a.PutBlob(ctx, "blob", []byte("v"), time.Time{}),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pts, err := b.SyncPoints(ctx, "d1"); err != nil || len(pts) != 1 || pts[0].Position != point.Position {
+		t.Fatalf("sync points on the second handle: %+v %v", pts, err)
+	}
+	// The second handle's older save does not move it back.
+	if err := b.SaveSyncPoints(ctx, []syncpoint.SyncPoint{{DeviceID: "d1", Channel: chatU1, Position: syncpoint.Position{Epoch: "e", Seq: 2}}}); err != nil {
+		t.Fatal(err)
+	}
+	if pts, _ := a.SyncPoints(ctx, "d1"); len(pts) != 1 || pts[0].Position.Seq != 3 {
+		t.Fatalf("a sync point moved back through the second handle: %+v", pts)
+	}
+	if err := a.SaveUserPositions(ctx, []syncpoint.UserPosition{{UserID: "u1", Channel: chatU1, Position: syncpoint.Position{Epoch: "e", Seq: 4}}}); err != nil {
+		t.Fatal(err)
+	}
+	if ups, err := b.UserPositions(ctx, "u1"); err != nil || len(ups) != 1 || ups[0].Position.Seq != 4 {
+		t.Fatalf("user positions on the second handle: %+v %v", ups, err)
+	}
+	notice := syncpoint.Channel{Biz: "syncpoint-uploads", Target: syncpoint.GroupTarget("chat")}
+	if err := a.SaveCursor(ctx, syncpoint.Cursor{Reader: "notifier", Channel: notice, Position: syncpoint.Position{Epoch: "e", Seq: 2}}); err != nil {
+		t.Fatal(err)
+	}
+	if cs, err := b.Cursors(ctx, "notifier"); err != nil || len(cs) != 1 || cs[0].Position.Seq != 2 {
+		t.Fatalf("cursors on the second handle: %+v %v", cs, err)
+	}
+	if d, err := b.Device(ctx, "d1"); err != nil || d.Platform != "ios" {
+		t.Fatalf("device on the second handle: %+v %v", d, err)
+	}
+	if ds, err := b.UserDevices(ctx, "u1"); err != nil || len(ds) != 1 {
+		t.Fatalf("user devices on the second handle: %+v %v", ds, err)
+	}
+	if bs, err := b.Bizzes(ctx); err != nil || len(bs) != 1 || bs[0] != biz {
+		t.Fatalf("bizzes on the second handle: %+v %v", bs, err)
+	}
+	if v, err := b.Blob(ctx, "blob"); err != nil || string(v) != "v" {
+		t.Fatalf("blob on the second handle: %q %v", v, err)
+	}
+
+	// One handle sweeps what expired through the other.
+	t1 := hourFromNow()
+	mustAppend(t, a, expiring(msg(cfgAll, `1`), t1), msg(cfgAll, `2`))
+	if n, err := b.Sweep(ctx, t1); err != nil || n != 1 {
+		t.Fatalf("sweep on the second handle: %d %v, want 1", n, err)
+	}
+	wantInfo(t, mustInfo(t, a, cfgAll), 2, 2)
+
+	// Closing one handle leaves the other working.
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Channel(ctx, chatU1); !errors.Is(err, syncpoint.ErrClosed) {
+		t.Fatalf("the closed second handle: %v, want ErrClosed", err)
+	}
+	if r := mustAppend(t, a, msg(chatU1, `after`))[0]; r.Seq != appenders*calls+1 {
+		t.Fatalf("the first handle after the second closed: %+v", r)
+	}
+}
