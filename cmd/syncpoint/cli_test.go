@@ -83,11 +83,18 @@ func TestPublishCommand(t *testing.T) {
 		}
 	}
 
-	// The same idempotency key again is a duplicate of seq 1.
+	// The same idempotency key with the same content is a duplicate of seq 1;
+	// with other content it is refused.
 	e = newTestEnv(nil)
-	run(t.Context(), e.env, []string{"publish", "--server", url, "--api-key", "k1", "--biz", "chat", "--user", "u1", "--data", `{"text":"hi"}`, "--idempotency-key", "m1"})
+	run(t.Context(), e.env, []string{"publish", "--server", url, "--api-key", "k1", "--biz", "chat", "--user", "u1", "--data", `{"text":"hi"}`,
+		"--platforms", "ios,android", "--min-app-version", "1.2.0", "--idempotency-key", "m1"})
 	if !strings.Contains(e.out.String(), `"duplicate":true`) {
 		t.Errorf("repeat publish answered %s", e.out)
+	}
+	e = newTestEnv(nil)
+	code = run(t.Context(), e.env, []string{"publish", "--server", url, "--api-key", "k1", "--biz", "chat", "--user", "u1", "--data", `{"text":"other"}`, "--idempotency-key", "m1"})
+	if code != 1 || !strings.Contains(e.err.String(), "idempotency") {
+		t.Errorf("reused key with other data: exit %d, stderr %s", code, e.err)
 	}
 
 	// Global, from stdin, and the key from the environment.
