@@ -9,32 +9,16 @@ import (
 	"time"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 	"github.com/syncpoint/syncpoint/publish"
 )
 
 // MaxBatch is the most publishes one POST /v1/publish/batch may carry.
 const MaxBatch = 1000
 
-// publishBody is the JSON body of POST /v1/publish and of each item of a
-// batch. parsePublishBody decodes it; the tags make encoding/json the
-// reference that FuzzParsePublish holds it to.
-type publishBody struct {
-	Biz            string          `json:"biz"`
-	Users          []string        `json:"users"`
-	Devices        []string        `json:"devices"`
-	Groups         []string        `json:"groups"`
-	Global         bool            `json:"global"`
-	Op             syncpoint.Op    `json:"op"`
-	Key            string          `json:"key"`
-	Data           json.RawMessage `json:"data"`
-	TTL            string          `json:"ttl"`
-	Platforms      []string        `json:"platforms"`
-	MinAppVersion  string          `json:"min_app_version"`
-	MaxAppVersion  string          `json:"max_app_version"`
-	IdempotencyKey string          `json:"idempotency_key"`
-}
-
-// batchBody is the JSON body of POST /v1/publish/batch.
+// batchBody is the JSON body of POST /v1/publish/batch, with each item
+// left raw so that an item that is wrong fails alone. The items are
+// apiclient.PublishRequest, decoded by parsePublishBody.
 type batchBody struct {
 	Publishes []json.RawMessage `json:"publishes"`
 }
@@ -62,11 +46,11 @@ func decodeStrict(data []byte, v any) error {
 // on the biz (unknown, wrong target kind, entry size, ttl over retention).
 // Errors are *syncpoint.Error.
 func decodePublish(data []byte) (publish.Request, error) {
-	var b publishBody
+	var b apiclient.PublishRequest
 	if err := parsePublishBody(data, &b); err != nil {
 		return publish.Request{}, err
 	}
-	return b.request()
+	return toRequest(&b)
 }
 
 // decodeBatch decodes a batch body. A body that does not parse fails as a
@@ -82,17 +66,19 @@ func decodeBatch(data []byte) (reqs []publish.Request, errs []error, err error) 
 	reqs = make([]publish.Request, len(b.Publishes))
 	errs = make([]error, len(b.Publishes))
 	for i, raw := range b.Publishes {
-		var pb publishBody
+		var pb apiclient.PublishRequest
 		if err := parsePublishBody(raw, &pb); err != nil {
 			errs[i] = err
 			continue
 		}
-		reqs[i], errs[i] = pb.request()
+		reqs[i], errs[i] = toRequest(&pb)
 	}
 	return reqs, errs, nil
 }
 
-func (b *publishBody) request() (publish.Request, error) {
+// toRequest checks what of b does not depend on the biz and turns it into
+// the publisher's request.
+func toRequest(b *apiclient.PublishRequest) (publish.Request, error) {
 	if err := syncpoint.ValidateBizName(b.Biz); err != nil {
 		return publish.Request{}, err
 	}

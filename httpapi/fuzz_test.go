@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 	"github.com/syncpoint/syncpoint/publish"
 )
 
@@ -116,7 +117,7 @@ func FuzzParsePublish(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var got, want publishBody
+		var got, want apiclient.PublishRequest
 		gotErr := parsePublishBody(data, &got)
 		wantErr := decodeStrict(data, &want)
 		if gotErr == nil && wantErr == nil {
@@ -149,9 +150,9 @@ func foldedField(err error) bool {
 	if uerr != nil {
 		return false
 	}
-	rt := reflect.TypeFor[publishBody]()
+	rt := reflect.TypeFor[apiclient.PublishRequest]()
 	for i := range rt.NumField() {
-		if strings.EqualFold(rt.Field(i).Tag.Get("json"), name) {
+		if tag, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ","); strings.EqualFold(tag, name) {
 			return true
 		}
 	}

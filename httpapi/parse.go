@@ -2,16 +2,17 @@ package httpapi
 
 import (
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 	"github.com/syncpoint/syncpoint/internal/jsontext"
 )
 
 // parsePublishBody decodes a publish body into b without reflection: it is
 // the hottest decoder of the API. It accepts what encoding/json accepts for
-// publishBody with unknown fields refused, except that field names match
+// apiclient.PublishRequest with unknown fields refused, except that field names match
 // exactly rather than case-insensitively; FuzzParsePublish holds it to
 // that. As with encoding/json, a syntax error anywhere wins over a field
 // error (unknown field, wrong type), which wins over trailing data.
-func parsePublishBody(data []byte, b *publishBody) error {
+func parsePublishBody(data []byte, b *apiclient.PublishRequest) error {
 	p := parser{Reader: jsontext.Reader{Data: data}}
 	if err := p.body(b); err != nil {
 		return malformed(err, len(data))
@@ -47,7 +48,7 @@ type parser struct {
 }
 
 // body reads the top-level value.
-func (p *parser) body(b *publishBody) error {
+func (p *parser) body(b *apiclient.PublishRequest) error {
 	switch p.Peek() {
 	case '{':
 		return p.object(b)
@@ -71,7 +72,7 @@ func (p *parser) fieldError(err error) {
 	}
 }
 
-func (p *parser) object(b *publishBody) error {
+func (p *parser) object(b *apiclient.PublishRequest) error {
 	p.Pos++ // '{'
 	if p.Peek() == '}' {
 		p.Pos++
@@ -105,7 +106,7 @@ func (p *parser) object(b *publishBody) error {
 	}
 }
 
-func (p *parser) field(b *publishBody, key string) error {
+func (p *parser) field(b *apiclient.PublishRequest, key string) error {
 	switch key {
 	case "biz":
 		return p.stringField(key, &b.Biz)
