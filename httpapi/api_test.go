@@ -287,6 +287,8 @@ func TestPublishBatch(t *testing.T) {
 		t.Fatalf("empty batch results = %+v", br.Results)
 	}
 	wantError(t, ts.do(t, "POST", "/v1/publish/batch", `{"publishes":[{"biz":"chat"}`, testKey), 400, "malformed", "")
+	wantError(t, ts.do(t, "POST", "/v1/publish/batch", `{}`, testKey), 422, "invalid", "publishes is required")
+	wantError(t, ts.do(t, "POST", "/v1/publish/batch", `{"publishes":null}`, testKey), 422, "invalid", "publishes is required")
 	wantError(t, ts.do(t, "POST", "/v1/publish/batch", `{"items":[]}`, testKey), 422, "invalid", `unknown field "items"`)
 	item := `{"biz":"chat","users":["u1"]}`
 	over := `{"publishes":[` + strings.Repeat(item+",", MaxBatch) + item + `]}`

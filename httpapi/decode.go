@@ -60,6 +60,11 @@ func decodeBatch(data []byte) (reqs []publish.Request, errs []error, err error) 
 	if err := decodeStrict(data, &b); err != nil {
 		return nil, nil, err
 	}
+	if b.Publishes == nil {
+		// Absent or null: a client that misspelled nothing but forgot the
+		// list would otherwise get 200 and think it published.
+		return nil, nil, syncpoint.Errorf(syncpoint.CodeInvalid, "publishes is required: give a list of publishes (it may be empty)")
+	}
 	if len(b.Publishes) > MaxBatch {
 		return nil, nil, syncpoint.Errorf(syncpoint.CodeTooLarge, "publishes: %d given; a batch takes at most %d", len(b.Publishes), MaxBatch)
 	}
