@@ -14,6 +14,7 @@ import (
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/internal/jsontext"
 	"github.com/syncpoint/syncpoint/pebble"
+	"github.com/syncpoint/syncpoint/publish"
 )
 
 type publishResp struct {
@@ -185,6 +186,29 @@ func TestPublishErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			wantError(t, ts.do(t, "POST", "/v1/publish", tc.body, testKey), tc.status, tc.code, tc.contains)
 		})
+	}
+}
+
+func TestPublishTargetCap(t *testing.T) {
+	ts := MustStartServer(t)
+	users := func(n int) string {
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("%q", fmt.Sprintf("u%d", i))
+		}
+		return strings.Join(ids, ",")
+	}
+	over := `{"biz":"chat","users":[` + users(publish.DefaultMaxTargets+1) + `]}`
+	wantError(t, ts.do(t, "POST", "/v1/publish", over, testKey), 422, "invalid", "1001 targets; a publish takes at most 1000")
+	var br batchResp
+	ts.call(t, "POST", "/v1/publish/batch", `{"publishes":[`+over+`]}`, 200, &br)
+	if len(br.Results) != 1 || br.Results[0].Error == nil || br.Results[0].Error.Code != syncpoint.CodeInvalid {
+		t.Fatalf("batch item over the cap = %+v", br.Results)
+	}
+	var pr publishResp
+	ts.call(t, "POST", "/v1/publish", `{"biz":"chat","users":[`+users(publish.DefaultMaxTargets)+`]}`, 200, &pr)
+	if len(pr.Entries) != publish.DefaultMaxTargets {
+		t.Fatalf("%d entries", len(pr.Entries))
 	}
 }
 

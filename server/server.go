@@ -87,6 +87,9 @@ type Config struct {
 	RateLimit    float64
 	RateBurst    int
 	MaxBodyBytes int64 // 0: httpapi.DefaultMaxBodyBytes
+	// MaxTargets bounds the targets of one publish; 0 means
+	// publish.DefaultMaxTargets.
+	MaxTargets int
 	// SweepInterval is how often expired entries are deleted.
 	SweepInterval time.Duration
 	// ShutdownTimeout bounds how long Run waits for in-flight requests
@@ -180,8 +183,8 @@ func New(cfg Config) (_ *Server, err error) {
 	if cfg.APIKey == "" {
 		return nil, errors.New("server: no API key configured")
 	}
-	if cfg.RateLimit < 0 || cfg.RateBurst < 0 || cfg.MaxBodyBytes < 0 {
-		return nil, errors.New("server: rate limit, burst and body limit must not be negative")
+	if cfg.RateLimit < 0 || cfg.RateBurst < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxTargets < 0 {
+		return nil, errors.New("server: rate limit, burst, body limit and target limit must not be negative")
 	}
 	s := &Server{
 		cfg:     cfg,
@@ -251,6 +254,7 @@ func New(cfg Config) (_ *Server, err error) {
 		Clock:      s.clock,
 		Registerer: s.metrics,
 		Logger:     s.logger,
+		MaxTargets: cfg.MaxTargets,
 	})
 	s.records = records.New(records.Config{
 		Publisher:  s.pub,

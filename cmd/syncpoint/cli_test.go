@@ -216,7 +216,7 @@ func TestResolveSecrets(t *testing.T) {
 func TestServeInProcess(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	cfgPath := filepath.Join(t.TempDir(), "c.yaml")
-	src := "listen: 127.0.0.1:1\ntcp_listen: \"\"\nlog_level: debug\nbizzes:\n  - name: chat\n    target: user\n"
+	src := "listen: 127.0.0.1:1\ntcp_listen: \"\"\nlog_level: debug\nmax_targets: 2\nbizzes:\n  - name: chat\n    target: user\n"
 	if err := os.WriteFile(cfgPath, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -252,6 +252,10 @@ func TestServeInProcess(t *testing.T) {
 	pe := newTestEnv(map[string]string{envAPIKey: "env-key"})
 	if code := run(t.Context(), pe.env, []string{"publish", "--data-dir", data, "--biz", "chat", "--user", "u1", "--data", "1"}); code != 0 {
 		t.Errorf("publish: exit %d: %s", code, pe.err)
+	}
+	pe = newTestEnv(map[string]string{envAPIKey: "env-key"})
+	if code := run(t.Context(), pe.env, []string{"publish", "--data-dir", data, "--biz", "chat", "--user", "u1,u2,u3"}); code != 1 || !strings.Contains(pe.err.String(), "at most 2") {
+		t.Errorf("publish to 3 users with max_targets 2: exit %d: %s", code, pe.err)
 	}
 	cancel()
 	if code := <-done; code != 0 {

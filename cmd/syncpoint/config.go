@@ -33,6 +33,7 @@ type fileConfig struct {
 	RateLimit         *float64            `yaml:"rate_limit"`
 	RateBurst         *int                `yaml:"rate_burst"`
 	MaxBodyBytes      *int64              `yaml:"max_body_bytes"`
+	MaxTargets        *int                `yaml:"max_targets"`
 	SweepInterval     *syncpoint.Duration `yaml:"sweep_interval"`
 	ShutdownTimeout   *syncpoint.Duration `yaml:"shutdown_timeout"`
 	HeartbeatInterval *syncpoint.Duration `yaml:"heartbeat_interval"`

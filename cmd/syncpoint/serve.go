@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/syncpoint/syncpoint/hub"
+	"github.com/syncpoint/syncpoint/publish"
 	"github.com/syncpoint/syncpoint/server"
 	"github.com/syncpoint/syncpoint/wire"
 )
@@ -24,6 +25,7 @@ type serveFlags struct {
 	rateLimit                       float64
 	rateBurst                       int
 	maxBodyBytes                    int64
+	maxTargets                      int
 	sweepInterval, shutdownTimeout  time.Duration
 	heartbeat                       time.Duration
 	sendQueue, maxFrameBytes        int
@@ -62,6 +64,7 @@ once.`,
 	fl.Float64Var(&f.rateLimit, "rate-limit", 0, "business API requests per second (0: unlimited)")
 	fl.IntVar(&f.rateBurst, "rate-burst", 0, "burst of the rate limit (0: the rate)")
 	fl.Int64Var(&f.maxBodyBytes, "max-body-bytes", 0, "largest request body (0: 16 MiB)")
+	fl.IntVar(&f.maxTargets, "max-targets", publish.DefaultMaxTargets, "most targets one publish may name")
 	fl.DurationVar(&f.sweepInterval, "sweep-interval", server.DefaultSweepInterval, "how often expired entries are deleted")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long shutdown waits for in-flight requests")
 	fl.DurationVar(&f.heartbeat, "heartbeat-interval", hub.DefaultHeartbeatInterval, "how often device connections are pinged; 3 missed intervals close one")
@@ -119,6 +122,7 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 		RateLimit:         f.rateLimit,
 		RateBurst:         f.rateBurst,
 		MaxBodyBytes:      f.maxBodyBytes,
+		MaxTargets:        f.maxTargets,
 		SweepInterval:     f.sweepInterval,
 		ShutdownTimeout:   f.shutdownTimeout,
 		HeartbeatInterval: f.heartbeat,
@@ -205,6 +209,9 @@ func (f *serveFlags) apply(cmd *cobra.Command, c *Config) {
 	}
 	if fc.MaxBodyBytes != nil && !fl.Changed("max-body-bytes") {
 		f.maxBodyBytes = *fc.MaxBodyBytes
+	}
+	if fc.MaxTargets != nil && !fl.Changed("max-targets") {
+		f.maxTargets = *fc.MaxTargets
 	}
 	if fc.SweepInterval != nil && !fl.Changed("sweep-interval") {
 		f.sweepInterval = time.Duration(*fc.SweepInterval)
