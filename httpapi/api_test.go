@@ -181,6 +181,11 @@ func TestPublishErrors(t *testing.T) {
 		{"bad version", `{"biz":"chat","users":["u1"],"min_app_version":"latest"}`, 422, "invalid", "min_app_version"},
 		{"version range", `{"biz":"chat","users":["u1"],"min_app_version":"2.0.0","max_app_version":"1.0.0"}`, 422, "invalid", "above max_app_version"},
 		{"unknown biz", `{"biz":"nope","users":["u1"]}`, 404, "not_found", `unknown biz "nope"`},
+		{"lone surrogate in data", `{"biz":"chat","users":["u1"],"data":{"t":"a\ud800"}}`, 422, "invalid", `not I-JSON (RFC 7493) at byte offset 43: lone surrogate \ud800 in string`},
+		{"lone low surrogate in a target", `{"biz":"chat","users":["\udc00"]}`, 422, "invalid", `lone surrogate \udc00`},
+		{"number out of range", `{"biz":"chat","users":["u1"],"data":[1e999999]}`, 422, "invalid", "number 1e999999 is out of the range of a float64"},
+		{"negative number out of range", `{"biz":"chat","users":["u1"],"data":-1.8e308}`, 422, "invalid", "out of the range"},
+		{"a syntax error in the string wins", `{"biz":"chat","users":["u1"],"data":"\ud800\x"}`, 400, "malformed", "escape"},
 		{"entry over the biz limit", `{"biz":"small","users":["u1"],"data":"this is more than sixteen bytes"}`, 413, "too_large", "biz small allows 16"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -398,6 +403,8 @@ func TestBizzes(t *testing.T) {
 	wantError(t, ts.do(t, "PUT", "/v1/bizzes/posts", `{"target":"group","retention":"forever"}`, testKey), 422, "invalid", `duration "forever"`)
 	wantError(t, ts.do(t, "PUT", "/v1/bizzes/posts", `{"target":"group","max_backlog":"ten"}`, testKey), 422, "invalid", "max_backlog: want a number")
 	wantError(t, ts.do(t, "PUT", "/v1/bizzes/posts", `{"target":`, testKey), 400, "malformed", "")
+	wantError(t, ts.do(t, "PUT", "/v1/bizzes/posts", `{"target":"group","max_backlog":1e400}`, testKey), 422, "invalid", "not I-JSON")
+	wantError(t, ts.do(t, "PUT", "/v1/bizzes/posts", `{"target":"group","conflict":"\ud800"}`, testKey), 422, "invalid", "lone surrogate")
 	wantError(t, ts.do(t, "PUT", "/v1/bizzes/Bad_Name", `{"target":"group"}`, testKey), 422, "invalid", "biz name")
 
 	ts.call(t, "DELETE", "/v1/bizzes/posts", "", 204, nil)

@@ -40,7 +40,10 @@ func (s *Server) handlePutBiz(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	v := bizBody(syncpoint.NewBiz("", ""))
-	err = decodeStrict(body, &v)
+	err = checkIJSON(body)
+	if err == nil {
+		err = decodeStrict(body, &v)
+	}
 	done()
 	if err != nil {
 		return err

@@ -100,8 +100,10 @@ func FuzzAppendString(f *testing.F) {
 
 // FuzzParsePublish holds the hand-written publish decoder to encoding/json:
 // the same bodies parse, to the same fields, and the same ones fail, as
-// malformed or as invalid alike. The one allowed difference: field names
-// match exactly, where encoding/json folds case.
+// malformed or as invalid alike. The allowed differences: field names match
+// exactly, where encoding/json folds case; and a body that breaks I-JSON is
+// refused where the JSON reader (held to a reference in its own fuzzer)
+// finds the break, whatever encoding/json makes of it.
 func FuzzParsePublish(f *testing.F) {
 	for _, s := range publishSeeds {
 		f.Add([]byte(s))
@@ -119,6 +121,12 @@ func FuzzParsePublish(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var got, want apiclient.PublishRequest
 		gotErr := parsePublishBody(data, &got)
+		if ij := checkIJSON(data); ij != nil || strings.Contains(syncpoint.Message(gotErr), "not I-JSON") {
+			if syncpoint.Message(gotErr) != syncpoint.Message(ij) {
+				t.Fatalf("%q: error %v; the reader finds %v", data, gotErr, ij)
+			}
+			return
+		}
 		wantErr := decodeStrict(data, &want)
 		if gotErr == nil && wantErr == nil {
 			if !reflect.DeepEqual(got, want) {

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"errors"
+
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/apiclient"
 	"github.com/syncpoint/syncpoint/internal/jsontext"
@@ -27,16 +29,38 @@ func parsePublishBody(data []byte, b *apiclient.PublishRequest) error {
 }
 
 // malformed turns a syntax error into the API's words, the ones jsonError
-// uses for encoding/json's.
+// uses for encoding/json's. Text that is JSON but not I-JSON is invalid
+// rather than malformed: it parses, but its content cannot be passed on.
 func malformed(err error, n int) error {
 	se, ok := err.(*jsontext.SyntaxError)
 	switch {
 	case !ok:
 		return err
+	case se.IJSON:
+		return notIJSON(se)
 	case se.Offset >= n:
 		return syncpoint.Errorf(syncpoint.CodeMalformed, "invalid JSON: the body ends in the middle of a value")
 	}
 	return syncpoint.Errorf(syncpoint.CodeMalformed, "invalid JSON at byte offset %d: %s", se.Offset, se.Msg)
+}
+
+// notIJSON is the API's error for a body that breaks RFC 7493: no client in
+// another language could be relied on to decode what it carries.
+func notIJSON(se *jsontext.SyntaxError) error {
+	return syncpoint.Errorf(syncpoint.CodeInvalid, "the body is not I-JSON (RFC 7493) at byte offset %d: %s", se.Offset, se.Msg)
+}
+
+// checkIJSON refuses a body whose JSON breaks I-JSON, for the bodies that
+// encoding/json decodes: it would turn a lone surrogate into U+FFFD and keep
+// a number out of range as it is. Syntax errors are left to the decoder.
+func checkIJSON(data []byte) error {
+	r := jsontext.Reader{Data: data}
+	r.Space()
+	var se *jsontext.SyntaxError
+	if err := r.Skip(0); errors.As(err, &se) && se.IJSON {
+		return notIJSON(se)
+	}
+	return nil
 }
 
 // parser walks a publish body on jsontext's tokens. Its methods return
@@ -252,7 +276,7 @@ func (p *parser) stringsField(field string, dst *[]string) error {
 }
 
 // str decodes the string at Pos the way encoding/json does: invalid UTF-8
-// and lone surrogates become U+FFFD.
+// becomes U+FFFD. (Lone surrogates never get here: the reader refuses them.)
 func (p *parser) str() (string, error) {
 	raw, plain, err := p.RawString()
 	if err != nil {
