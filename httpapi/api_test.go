@@ -241,6 +241,17 @@ func TestRouting(t *testing.T) {
 	}
 	wantError(t, ts.do(t, "POST", "/healthz", "", ""), 405, "method_not_allowed", "use GET")
 
+	// Paths that http.ServeMux would redirect, with an HTML body, to their
+	// cleaned form are a JSON 404 instead; so is a trailing slash.
+	for _, p := range []string{"/v1/users//devices", "//v1/bizzes", "/v1/bizzes/./chat", "/v1/bizzes/x/../chat", "/v1/bizzes/.", "/v1/publish/"} {
+		r := ts.do(t, "GET", p, "", testKey)
+		wantError(t, r, 404, "not_found", "no route for GET "+p)
+		if r.header.Get("Location") != "" {
+			t.Errorf("GET %s: Location %q", p, r.header.Get("Location"))
+		}
+	}
+	wantError(t, ts.do(t, "DELETE", "/v1/bizzes/../channels/chat/user:u1", "", testKey), 404, "not_found", `no empty, "." or ".." segment`)
+
 	// Routes other packages add to the shared mux get the same 405.
 	mux := http.NewServeMux()
 	ts.api.Register(mux)
@@ -248,6 +259,27 @@ func TestRouting(t *testing.T) {
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/connect", nil))
 	wantError(t, response{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}, 405, "method_not_allowed", "use GET, HEAD")
+}
+
+// TestJSONErrors checks that a handler of another package on the API's mux
+// answers its errors in the API's JSON shape too.
+func TestJSONErrors(t *testing.T) {
+	other := http.NewServeMux()
+	other.Handle("GET /v1/other", JSONErrors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("ok") != "" {
+			w.Write([]byte("fine"))
+			return
+		}
+		http.Error(w, "upgrade required, as text", http.StatusUpgradeRequired)
+	})))
+	rec := httptest.NewRecorder()
+	other.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/other", nil))
+	wantError(t, response{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}, 426, "malformed", "upgrade required, as text")
+	rec = httptest.NewRecorder()
+	other.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/other?ok=1", nil))
+	if rec.Code != 200 || rec.Body.String() != "fine" {
+		t.Errorf("a good answer through JSONErrors: %d %q", rec.Code, rec.Body)
+	}
 }
 
 func TestRateLimit(t *testing.T) {

@@ -299,10 +299,10 @@ func New(cfg Config) (_ *Server, err error) {
 		Ready:          s.ready,
 	})
 	s.api.Register(s.mux)
-	s.mux.Handle("GET /v1/connect", &ws.Handler{Hub: s.hub, Logger: s.logger, MaxFrameBytes: int64(cfg.MaxFrameBytes)})
+	s.mux.Handle("GET /v1/connect", httpapi.JSONErrors(&ws.Handler{Hub: s.hub, Logger: s.logger, MaxFrameBytes: int64(cfg.MaxFrameBytes)}))
 
 	s.http = &http.Server{
-		Handler:           s.mux,
+		Handler:           httpapi.Canonical(s.mux),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),

@@ -434,3 +434,48 @@ func BenchmarkPublishHTTP(b *testing.B) {
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "publishes/s")
 }
+
+// TestEveryV1AnswerIsJSON checks error answers that come from outside the
+// API's handlers: the mux's redirects of unclean paths, its 404 and 405,
+// and the WebSocket endpoint's refusal of a request that is no upgrade.
+func TestEveryV1AnswerIsJSON(t *testing.T) {
+	r := MustRunServer(t, testConfig(t))
+	for _, tc := range []struct {
+		method, path string
+		header       map[string]string
+		status       int
+		code         string
+	}{
+		{"GET", "/v1/users//devices", nil, 404, "not_found"},
+		{"GET", "/v1/bizzes/../bizzes", nil, 404, "not_found"},
+		{"GET", "/v1/nothing", nil, 404, "not_found"},
+		{"PATCH", "/v1/bizzes/chat", nil, 405, "method_not_allowed"},
+		{"POST", "/v1/connect", nil, 405, "method_not_allowed"},
+		{"GET", "/v1/connect", nil, 426, "malformed"},
+		{"GET", "/v1/connect", map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "12"}, 400, "malformed"},
+	} {
+		req, err := http.NewRequest(tc.method, r.URL+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+testAPIKey)
+		for k, v := range tc.header {
+			req.Header.Set(k, v)
+		}
+		// No redirect is followed: the answer itself is checked.
+		client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != "application/json" ||
+			json.Unmarshal(body, &e) != nil || e.Error.Code != tc.code || e.Error.Message == "" {
+			t.Errorf("%s %s: %d %q %s; want %d with a JSON %s error", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), body, tc.status, tc.code)
+		}
+	}
+}
