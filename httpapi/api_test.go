@@ -445,6 +445,76 @@ func TestBizzes(t *testing.T) {
 	wantError(t, ts.do(t, "POST", "/v1/publish", `{"biz":"posts","groups":["g1"]}`, testKey), 404, "not_found", "")
 }
 
+// TestBizSecretNeverShown checks every answer that shows a biz: the
+// webhook's secret stays out, secret_set says whether there is one, and an
+// update that gives no secret keeps it.
+func TestBizSecretNeverShown(t *testing.T) {
+	ts := MustStartServer(t)
+	const secret = "s3cret-webhook-key"
+	stored := func() string {
+		b, _ := ts.reg.Get("notes")
+		if b.Webhook == nil {
+			return "<no webhook>"
+		}
+		return b.Webhook.Secret
+	}
+	secretSet := func(r response) bool {
+		t.Helper()
+		if strings.Contains(string(r.body), secret) || strings.Contains(string(r.body), `"secret"`) {
+			t.Fatalf("an answer shows the secret: %s", r.body)
+		}
+		var v struct {
+			Webhook *struct {
+				NotifyURL string `json:"notify_url"`
+				SecretSet *bool  `json:"secret_set"`
+			} `json:"webhook"`
+		}
+		if err := json.Unmarshal(r.body, &v); err != nil || v.Webhook == nil || v.Webhook.SecretSet == nil {
+			t.Fatalf("answer %s: %v; want a webhook with secret_set", r.body, err)
+		}
+		return *v.Webhook.SecretSet
+	}
+	created := ts.call(t, "PUT", "/v1/bizzes/notes", `{"target":"user","writable":true,"webhook":{"notify_url":"http://127.0.0.1:1/n","secret":"`+secret+`"}}`, 201, nil)
+	if !secretSet(created) || stored() != secret {
+		t.Fatalf("create: secret_set false or stored %q", stored())
+	}
+	got := ts.call(t, "GET", "/v1/bizzes/notes", "", 200, nil)
+	if !secretSet(got) {
+		t.Fatal("get: secret_set false")
+	}
+	list := ts.call(t, "GET", "/v1/bizzes", "", 200, nil)
+	if strings.Contains(string(list.body), secret) || !strings.Contains(string(list.body), `"secret_set":true`) {
+		t.Fatalf("list: %s", list.body)
+	}
+
+	// What GET showed, sent back with a change: the secret stays.
+	var shown map[string]any
+	json.Unmarshal(got.body, &shown)
+	shown["max_backlog"] = 5
+	back, _ := json.Marshal(shown)
+	if !secretSet(ts.call(t, "PUT", "/v1/bizzes/notes", string(back), 200, nil)) || stored() != secret {
+		t.Fatalf("update without a secret: stored %q", stored())
+	}
+	if b, _ := ts.reg.Get("notes"); b.MaxBacklog != 5 {
+		t.Fatalf("the update was not applied: %+v", b)
+	}
+	// A new secret replaces it; "" removes it; no webhook drops it all.
+	ts.call(t, "PUT", "/v1/bizzes/notes", `{"target":"user","writable":true,"webhook":{"notify_url":"http://127.0.0.1:1/n","secret":"other"}}`, 200, nil)
+	if stored() != "other" {
+		t.Fatalf("replaced secret: %q", stored())
+	}
+	if secretSet(ts.call(t, "PUT", "/v1/bizzes/notes", `{"target":"user","writable":true,"webhook":{"notify_url":"http://127.0.0.1:1/n","secret":""}}`, 200, nil)) || stored() != "" {
+		t.Fatalf("removed secret: %q", stored())
+	}
+	ts.call(t, "PUT", "/v1/bizzes/notes", `{"target":"user","writable":true,"webhook":{"notify_url":"http://127.0.0.1:1/n","secret":"again"}}`, 200, nil)
+	ts.call(t, "PUT", "/v1/bizzes/notes", `{"target":"user","writable":true}`, 200, nil)
+	ts.call(t, "PUT", "/v1/bizzes/notes", `{"target":"user","writable":true,"webhook":{"notify_url":"http://127.0.0.1:1/n"}}`, 200, nil)
+	if stored() != "" {
+		t.Fatalf("a webhook dropped and given again brought back secret %q", stored())
+	}
+	wantError(t, ts.do(t, "PUT", "/v1/bizzes/notes", `{"target":"user","writable":true,"webhook":{"secrett":"x"}}`, testKey), 422, "invalid", `unknown field "secrett"`)
+}
+
 func TestDevices(t *testing.T) {
 	ts := MustStartServer(t, func(c *Config) { c.Presence = presenceSet{"d1": true} })
 	ctx := context.Background()
