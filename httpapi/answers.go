@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 )
 
 // Canonical serves h behind a check of the request's path: a path with an
@@ -15,7 +16,7 @@ import (
 func Canonical(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := r.URL.Path; r.Method != http.MethodConnect && !cleanPath(p) {
-			writeJSON(w, http.StatusNotFound, errorBody{Error: syncpoint.Error{
+			writeJSON(w, http.StatusNotFound, apiclient.ErrorResponse{Error: syncpoint.Error{
 				Code:    syncpoint.CodeNotFound,
 				Message: "no route for " + r.Method + " " + p + `: a path has no empty, "." or ".." segment`,
 			}})
@@ -100,7 +101,7 @@ func (w *jsonErrorWriter) finish() {
 	if msg == "" {
 		msg = http.StatusText(w.status)
 	}
-	writeJSON(w.ResponseWriter, w.status, errorBody{Error: syncpoint.Error{Code: codeOfStatus(w.status), Message: msg}})
+	writeJSON(w.ResponseWriter, w.status, apiclient.ErrorResponse{Error: syncpoint.Error{Code: codeOfStatus(w.status), Message: msg}})
 }
 
 // codeOfStatus is the error code of a status that statusOf has no code

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 	"github.com/syncpoint/syncpoint/internal/clock"
 	"github.com/syncpoint/syncpoint/publish"
 )
@@ -242,7 +243,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 	var se *statusError
 	if errors.As(err, &se) {
-		writeJSON(w, se.status, errorBody{Error: se.body})
+		writeJSON(w, se.status, apiclient.ErrorResponse{Error: se.body})
 		return
 	}
 	s.writeError(w, r, err)
