@@ -159,6 +159,10 @@ type Server struct {
 // listeners, so Addr is known when it returns. On error everything it
 // opened is closed again.
 func New(cfg Config) (_ *Server, err error) {
+	// Zero means the default; a negative value is a mistake, not a default.
+	if cfg.SendQueue < 0 || cfg.MaxFrameBytes < 0 || min(cfg.HeartbeatInterval, cfg.ShutdownTimeout, cfg.SweepInterval, cfg.ReadHeaderTimeout, cfg.IdleTimeout) < 0 {
+		return nil, errors.New("server: no size, interval or timeout may be negative")
+	}
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}

@@ -317,17 +317,22 @@ func TestNewRejects(t *testing.T) {
 		mod  func(*server.Config)
 		want string
 	}{
-		"postgres":     {func(c *server.Config) { c.StoreURL = "postgres://u:secret@127.0.0.1/db" }, "not supported yet"},
-		"unknown url":  {func(c *server.Config) { c.StoreURL = "mysql://x" }, "mysql"},
-		"nats":         {func(c *server.Config) { c.NATSURL = "nats://127.0.0.1:4222" }, "not supported yet"},
-		"no api key":   {func(c *server.Config) { c.APIKey = "" }, "API key"},
-		"no secret":    {func(c *server.Config) { c.TokenSecret = "" }, "token secret"},
-		"short secret": {func(c *server.Config) { c.TokenSecret = "short" }, "token secret"},
-		"half tls":     {func(c *server.Config) { c.TLSCert = "cert.pem" }, "TLS"},
-		"missing tls":  {func(c *server.Config) { c.TLSCert, c.TLSKey = "nope.pem", "nope.key" }, "TLS"},
-		"port in use":  {func(c *server.Config) { c.Listen = busy.Addr().String() }, "listen"},
-		"bad biz":      {func(c *server.Config) { c.Bizzes = []syncpoint.Biz{badBiz} }, "biz name"},
-		"no data dir":  {func(c *server.Config) { c.DataDir = "" }, "data dir"},
+		"postgres":           {func(c *server.Config) { c.StoreURL = "postgres://u:secret@127.0.0.1/db" }, "not supported yet"},
+		"unknown url":        {func(c *server.Config) { c.StoreURL = "mysql://x" }, "mysql"},
+		"nats":               {func(c *server.Config) { c.NATSURL = "nats://127.0.0.1:4222" }, "not supported yet"},
+		"no api key":         {func(c *server.Config) { c.APIKey = "" }, "API key"},
+		"no secret":          {func(c *server.Config) { c.TokenSecret = "" }, "token secret"},
+		"short secret":       {func(c *server.Config) { c.TokenSecret = "short" }, "token secret"},
+		"half tls":           {func(c *server.Config) { c.TLSCert = "cert.pem" }, "TLS"},
+		"missing tls":        {func(c *server.Config) { c.TLSCert, c.TLSKey = "nope.pem", "nope.key" }, "TLS"},
+		"port in use":        {func(c *server.Config) { c.Listen = busy.Addr().String() }, "listen"},
+		"bad biz":            {func(c *server.Config) { c.Bizzes = []syncpoint.Biz{badBiz} }, "biz name"},
+		"no data dir":        {func(c *server.Config) { c.DataDir = "" }, "data dir"},
+		"negative heartbeat": {func(c *server.Config) { c.HeartbeatInterval = -time.Second }, "negative"},
+		"negative queue":     {func(c *server.Config) { c.SendQueue = -1 }, "negative"},
+		"negative frame":     {func(c *server.Config) { c.MaxFrameBytes = -1 }, "negative"},
+		"negative shutdown":  {func(c *server.Config) { c.ShutdownTimeout = -time.Second }, "negative"},
+		"negative targets":   {func(c *server.Config) { c.MaxTargets = -1 }, "negative"},
 	} {
 		cfg := testConfig(t)
 		tc.mod(&cfg)

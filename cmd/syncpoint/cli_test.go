@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/auth"
@@ -280,6 +283,68 @@ func TestServeRejects(t *testing.T) {
 		args := append([]string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--tcp-listen", ""}, tc.args...)
 		if code := run(t.Context(), e.env, args); code == 0 || !strings.Contains(e.err.String(), tc.want) {
 			t.Errorf("serve %v: exit %d, stderr %q; want it to mention %q", tc.args, code, e.err, tc.want)
+		}
+	}
+}
+
+// TestNegativeNumbersRefused checks every numeric and duration flag of
+// serve, and the same settings in the config file: a negative value is a
+// usage error (exit 2) that names the flag or key, and no server starts.
+func TestNegativeNumbersRefused(t *testing.T) {
+	cmd := newServeCmd(env{})
+	var flags []string
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		switch f.Value.Type() {
+		case "int", "int64", "duration", "float64":
+			flags = append(flags, f.Name)
+		}
+	})
+	for _, want := range []string{"heartbeat-interval", "max-frame-bytes", "send-queue", "shutdown-timeout", "rate-limit", "max-targets"} {
+		if !slices.Contains(flags, want) {
+			t.Fatalf("serve has no flag --%s", want)
+		}
+	}
+	base := []string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--tcp-listen", "", "--config", ""}
+	for _, name := range flags {
+		value := "-1"
+		if cmd.Flags().Lookup(name).Value.Type() == "duration" {
+			value = "-1s"
+		}
+		e := newTestEnv(map[string]string{envAPIKey: "k", envTokenSecret: "0123456789abcdef0123"})
+		code := run(t.Context(), e.env, append(slices.Clone(base), "--"+name, value))
+		if code != 2 || !strings.Contains(e.err.String(), "--"+name+" "+value+": must not be negative") {
+			t.Errorf("serve --%s %s: exit %d, stderr %q", name, value, code, e.err)
+		}
+	}
+	for _, v := range []string{"NaN", "+Inf"} {
+		e := newTestEnv(nil)
+		if code := run(t.Context(), e.env, append(slices.Clone(base), "--rate-limit", v)); code != 2 || !strings.Contains(e.err.String(), "--rate-limit") {
+			t.Errorf("serve --rate-limit %s: exit %d, stderr %q", v, code, e.err)
+		}
+	}
+	// Other commands' numbers too.
+	for _, args := range [][]string{
+		{"publish", "--biz", "chat", "--user", "u1", "--timeout", "-5s"},
+		{"write", "--device", "d", "--biz", "b", "--id", "x", "--data", "{}", "--timeout", "-1s"},
+		{"bench", "publish", "--concurrency", "-3"},
+	} {
+		e := newTestEnv(nil)
+		if code := run(t.Context(), e.env, args); code != 2 || !strings.Contains(e.err.String(), "must not be negative") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, e.err)
+		}
+	}
+
+	for _, key := range []string{"heartbeat_interval: -1s", "max_frame_bytes: -1", "send_queue: -1", "shutdown_timeout: -1s",
+		"sweep_interval: -1s", "rate_limit: -1", "rate_limit: .nan", "rate_burst: -1", "max_body_bytes: -1", "max_targets: -1"} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte(key+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e := newTestEnv(map[string]string{envAPIKey: "k", envTokenSecret: "0123456789abcdef0123"})
+		args := []string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--tcp-listen", "", "--config", path}
+		name, _, _ := strings.Cut(key, ":")
+		if code := run(t.Context(), e.env, args); code != 2 || !strings.Contains(e.err.String(), name) {
+			t.Errorf("config %q: exit %d, stderr %q", key, code, e.err)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"reflect"
 	"slices"
 	"strings"
@@ -153,14 +154,17 @@ func parseBiz(n *yaml.Node) (syncpoint.Biz, error) {
 
 func (c *Config) checkSettings() error {
 	f := &c.file
-	if f.RateLimit != nil && *f.RateLimit < 0 {
-		return errors.New("rate_limit must not be negative")
+	if f.RateLimit != nil && (*f.RateLimit < 0 || math.IsNaN(*f.RateLimit) || math.IsInf(*f.RateLimit, 0)) {
+		return errors.New("rate_limit must be a finite number, not negative")
 	}
 	if f.RateBurst != nil && *f.RateBurst < 0 {
 		return errors.New("rate_burst must not be negative")
 	}
 	if f.MaxBodyBytes != nil && *f.MaxBodyBytes < 0 {
 		return errors.New("max_body_bytes must not be negative")
+	}
+	if f.MaxTargets != nil && *f.MaxTargets < 0 {
+		return errors.New("max_targets must not be negative")
 	}
 	if f.HeartbeatInterval != nil && *f.HeartbeatInterval <= 0 {
 		return errors.New("heartbeat_interval must be positive")

@@ -177,7 +177,11 @@ func loadConfigFile(cmd *cobra.Command, path string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return ParseConfig(path, data)
+	c, err := ParseConfig(path, data)
+	if err != nil {
+		return nil, usageError{err} // a mistake in the configuration, as on the command line
+	}
+	return c, nil
 }
 
 // apply fills every flag the command line did not set from the file.
