@@ -170,8 +170,14 @@ func TestTokenCommand(t *testing.T) {
 
 func TestResolveSecrets(t *testing.T) {
 	dir := t.TempDir()
-	use, gen, err := resolveSecrets(dir, secrets{APIKey: "given"})
+	use, gen, save, err := resolveSecrets(dir, secrets{APIKey: "given"})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, secretsFile)); !os.IsNotExist(err) {
+		t.Fatalf("resolveSecrets wrote secrets.json before save (%v)", err)
+	}
+	if err := save(); err != nil {
 		t.Fatal(err)
 	}
 	if use.APIKey != "given" || gen.APIKey != "" || gen.TokenSecret == "" || use.TokenSecret != gen.TokenSecret {
@@ -182,14 +188,17 @@ func TestResolveSecrets(t *testing.T) {
 		t.Fatalf("stored %+v, %v; want only the generated token secret", stored, err)
 	}
 
-	use2, gen2, err := resolveSecrets(dir, secrets{})
+	use2, gen2, save, err := resolveSecrets(dir, secrets{})
+	if err == nil {
+		err = save()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	if use2.TokenSecret != gen.TokenSecret || gen2.TokenSecret != "" || gen2.APIKey == "" {
 		t.Fatalf("second: use %+v, generated %+v", use2, gen2)
 	}
-	use3, gen3, err := resolveSecrets(dir, secrets{})
+	use3, gen3, _, err := resolveSecrets(dir, secrets{})
 	if err != nil || gen3 != (secrets{}) || use3 != use2 {
 		t.Fatalf("third: use %+v, generated %+v, %v", use3, gen3, err)
 	}
@@ -199,7 +208,7 @@ func TestResolveSecrets(t *testing.T) {
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := resolveSecrets(dir, secrets{}); err != nil {
+	if _, _, _, err := resolveSecrets(dir, secrets{}); err != nil {
 		t.Fatal(err)
 	}
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
@@ -209,7 +218,7 @@ func TestResolveSecrets(t *testing.T) {
 	if err := os.WriteFile(path, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := resolveSecrets(dir, secrets{}); err == nil {
+	if _, _, _, err := resolveSecrets(dir, secrets{}); err == nil {
 		t.Error("a corrupt secrets.json was accepted")
 	}
 }

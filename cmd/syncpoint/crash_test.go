@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -157,5 +158,34 @@ func TestGeneratedSecrets(t *testing.T) {
 	np := newPublisher(third.url(), "from-env-key")
 	if _, ok, err := np.publish(t.Context(), "u1", `1`); !ok {
 		t.Fatalf("publish with the environment's key: %v", err)
+	}
+}
+
+// TestPortTakenGeneratesNothing starts the real binary on a port another
+// socket holds: it exits 1 naming the address, and neither writes nor
+// prints a secret that no server uses.
+func TestPortTakenGeneratesNothing(t *testing.T) {
+	skipIfShort(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, args := range [][]string{
+		{"--listen", busy.Addr().String(), "--tcp-listen", "127.0.0.1:0"},
+		{"--listen", "127.0.0.1:0", "--tcp-listen", busy.Addr().String()},
+	} {
+		data := filepath.Join(t.TempDir(), "data")
+		all := append([]string{"serve", "--data", data, "--config", ""}, args...)
+		code, stdout, stderr := runCLI(t, nil, all...)
+		if code != 1 || !strings.Contains(stderr, busy.Addr().String()) {
+			t.Errorf("serve %v: exit %d, stderr %q; want 1 naming the address", args, code, stderr)
+		}
+		if stdout != "" {
+			t.Errorf("serve %v printed %q", args, stdout)
+		}
+		if _, err := os.Stat(filepath.Join(data, secretsFile)); !os.IsNotExist(err) {
+			t.Errorf("serve %v wrote secrets.json (%v)", args, err)
+		}
 	}
 }

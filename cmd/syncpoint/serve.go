@@ -95,11 +95,10 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 	if given.TokenSecret == "" {
 		given.TokenSecret = e.getenv(envTokenSecret)
 	}
-	sec, generated, err := resolveSecrets(f.data, given)
+	sec, generated, saveSecrets, err := resolveSecrets(f.data, given)
 	if err != nil {
 		return err
 	}
-	printGenerated(e, f.data, generated)
 
 	var publicKey []byte
 	if f.tokenPublicKey != "" {
@@ -137,6 +136,13 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
+	// The ports are bound: only now is a generated secret one that this
+	// server uses, so only now is it kept and shown.
+	if err := saveSecrets(); err != nil {
+		srv.Close()
+		return err
+	}
+	printGenerated(e, f.data, generated)
 	info := serverInfo{HTTP: srv.Addr(), TCP: srv.TCPAddr(), PID: os.Getpid()}
 	infoPath := filepath.Join(f.data, serverFile)
 	if err := writeJSONFile(infoPath, info, 0o644); err != nil {
