@@ -11,9 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/internal/jsontext"
@@ -40,6 +42,69 @@ type PublishRequest struct {
 	MinAppVersion  string          `json:"min_app_version,omitempty"`
 	MaxAppVersion  string          `json:"max_app_version,omitempty"`
 	IdempotencyKey string          `json:"idempotency_key,omitempty"`
+}
+
+// Check checks what of r does not depend on its biz, as the server does
+// before it looks the biz up: the biz name, the targets, the op and key, the
+// ttl, the data and the conditions. It returns the targets and the ttl
+// parsed. Errors are *syncpoint.Error. A request it passes can still fail on
+// its biz: unknown, of another target kind, an entry over the biz's size
+// limit, a ttl over its retention, more targets than the server takes.
+func (r *PublishRequest) Check() (targets []syncpoint.Target, ttl time.Duration, err error) {
+	if err := syncpoint.ValidateBizName(r.Biz); err != nil {
+		return nil, 0, err
+	}
+	n := len(r.Users) + len(r.Devices) + len(r.Groups)
+	if r.Global {
+		n++
+	}
+	if n == 0 {
+		return nil, 0, syncpoint.Errorf(syncpoint.CodeInvalid, "no target: give users, devices, groups or global")
+	}
+	targets = make([]syncpoint.Target, 0, n)
+	for _, l := range []struct {
+		kind syncpoint.TargetKind
+		ids  []string
+	}{{syncpoint.TargetUser, r.Users}, {syncpoint.TargetDevice, r.Devices}, {syncpoint.TargetGroup, r.Groups}} {
+		for _, id := range l.ids {
+			t := syncpoint.Target{Kind: l.kind, ID: id}
+			if err := t.Validate(); err != nil {
+				return nil, 0, err
+			}
+			targets = append(targets, t)
+		}
+	}
+	if r.Global {
+		targets = append(targets, syncpoint.GlobalTarget())
+	}
+	if r.TTL != "" {
+		d, err := time.ParseDuration(r.TTL)
+		if err != nil || d <= 0 {
+			return nil, 0, syncpoint.Errorf(syncpoint.CodeInvalid, "ttl %q: want a positive duration such as 90s or 24h", r.TTL)
+		}
+		ttl = d
+	}
+	op := r.Op
+	if op == "" {
+		op = syncpoint.OpMsg
+	}
+	data := r.Data
+	if string(data) == "null" {
+		data = nil
+	}
+	// The entry's own checks, but for the size limit, which is the biz's.
+	probe := syncpoint.Entry{
+		Channel:        syncpoint.Channel{Biz: r.Biz, Target: targets[0]},
+		Op:             op,
+		Key:            r.Key,
+		Data:           data,
+		Conditions:     syncpoint.Conditions{Platforms: r.Platforms, MinAppVersion: r.MinAppVersion, MaxAppVersion: r.MaxAppVersion},
+		IdempotencyKey: r.IdempotencyKey,
+	}
+	if err := probe.Validate(math.MaxInt); err != nil {
+		return nil, 0, err
+	}
+	return targets, ttl, nil
 }
 
 // AppendJSON appends r as JSON, with the fields json.Marshal would write.

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"math"
-	"time"
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/apiclient"
@@ -84,51 +82,16 @@ func decodeBatch(data []byte) (reqs []publish.Request, errs []error, err error) 
 // toRequest checks what of b does not depend on the biz and turns it into
 // the publisher's request.
 func toRequest(b *apiclient.PublishRequest) (publish.Request, error) {
-	if err := syncpoint.ValidateBizName(b.Biz); err != nil {
+	targets, ttl, err := b.Check()
+	if err != nil {
 		return publish.Request{}, err
-	}
-	n := len(b.Users) + len(b.Devices) + len(b.Groups)
-	if b.Global {
-		n++
-	}
-	if n == 0 {
-		return publish.Request{}, syncpoint.Errorf(syncpoint.CodeInvalid, "no target: give users, devices, groups or global")
-	}
-	targets := make([]syncpoint.Target, 0, n)
-	for _, l := range []struct {
-		kind syncpoint.TargetKind
-		ids  []string
-	}{{syncpoint.TargetUser, b.Users}, {syncpoint.TargetDevice, b.Devices}, {syncpoint.TargetGroup, b.Groups}} {
-		for _, id := range l.ids {
-			t := syncpoint.Target{Kind: l.kind, ID: id}
-			if err := t.Validate(); err != nil {
-				return publish.Request{}, err
-			}
-			targets = append(targets, t)
-		}
-	}
-	if b.Global {
-		targets = append(targets, syncpoint.GlobalTarget())
-	}
-
-	var ttl time.Duration
-	if b.TTL != "" {
-		d, err := time.ParseDuration(b.TTL)
-		if err != nil || d <= 0 {
-			return publish.Request{}, syncpoint.Errorf(syncpoint.CodeInvalid, "ttl %q: want a positive duration such as 90s or 24h", b.TTL)
-		}
-		ttl = d
-	}
-	data := b.Data
-	if string(data) == "null" {
-		data = nil
 	}
 	req := publish.Request{
 		Biz:     b.Biz,
 		Targets: targets,
 		Op:      b.Op,
 		Key:     b.Key,
-		Data:    data,
+		Data:    b.Data,
 		TTL:     ttl,
 		Conditions: syncpoint.Conditions{
 			Platforms:     b.Platforms,
@@ -137,21 +100,11 @@ func toRequest(b *apiclient.PublishRequest) (publish.Request, error) {
 		},
 		IdempotencyKey: b.IdempotencyKey,
 	}
+	if string(req.Data) == "null" {
+		req.Data = nil
+	}
 	if req.Op == "" {
 		req.Op = syncpoint.OpMsg
-	}
-	// The entry checks that do not depend on the biz: op, key, idempotency
-	// key and conditions. The size limit is the biz's, checked on publish.
-	probe := syncpoint.Entry{
-		Channel:        syncpoint.Channel{Biz: b.Biz, Target: targets[0]},
-		Op:             req.Op,
-		Key:            req.Key,
-		Data:           req.Data,
-		Conditions:     req.Conditions,
-		IdempotencyKey: req.IdempotencyKey,
-	}
-	if err := probe.Validate(math.MaxInt); err != nil {
-		return publish.Request{}, err
 	}
 	return req, nil
 }

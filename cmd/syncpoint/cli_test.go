@@ -111,8 +111,12 @@ func TestPublishCommandErrors(t *testing.T) {
 	}{
 		{[]string{"--biz", "nope", "--user", "u1"}, 1, "unknown biz"},
 		{[]string{"--biz", "chat", "--global"}, 1, "chat"},
-		{[]string{"--biz", "chat", "--user", "u1", "--op", "put"}, 1, "key"},
-		{[]string{"--biz", "chat", "--user", "u1", "--min-app-version", "x.y"}, 1, "semantic version"},
+		{[]string{"--biz", "chat", "--user", "u1", "--op", "put"}, 2, "needs a key"},
+		{[]string{"--biz", "chat", "--user", "u1", "--min-app-version", "x.y"}, 2, "semantic version"},
+		{[]string{"--biz", "chat", "--user", "bad user"}, 2, `user id "bad user"`},
+		{[]string{"--biz", "Chat", "--user", "u1"}, 2, "biz name"},
+		{[]string{"--biz", "chat", "--user", "u1", "--op", "upsert"}, 2, `op "upsert"`},
+		{[]string{"--biz", "chat", "--device", "d1"}, 1, "takes user targets"},
 		{[]string{"--biz", "chat"}, 2, "no target"},
 		{[]string{"--user", "u1"}, 2, "--biz is required"},
 		{[]string{"--biz", "chat", "--user", "u1", "--data", "hello"}, 2, "not valid JSON"},
@@ -155,15 +159,18 @@ func TestTokenCommand(t *testing.T) {
 		t.Errorf("expires in %v; want about 2h", left)
 	}
 
+	// Each is a mistake on the command line: exit 2, as the README says.
 	for _, args := range [][]string{
-		{"token", "--data", t.TempDir()},                                    // no user
-		{"token", "--data", t.TempDir(), "--user", "u1"},                    // no secret anywhere
-		{"token", "--token-secret", secret, "--user", "u 1"},                // bad user id
-		{"token", "--token-secret", secret, "--user", "u1", "--ttl", "-1h"}, // bad ttl
+		{"token", "--data", t.TempDir()},                                       // no user
+		{"token", "--data", t.TempDir(), "--user", "u1"},                       // no secret anywhere
+		{"token", "--token-secret", secret, "--user", "bad user"},              // bad user id
+		{"token", "--token-secret", secret, "--user", "u1", "--groups", "g 1"}, // bad group
+		{"token", "--token-secret", secret, "--user", "u1", "--ttl", "-1h"},    // bad ttl
+		{"token", "--token-secret", secret, "--user", "u1", "extra"},           // an argument
 	} {
 		e := newTestEnv(nil)
-		if code := run(t.Context(), e.env, args); code == 0 {
-			t.Errorf("%v succeeded", args)
+		if code := run(t.Context(), e.env, args); code != 2 {
+			t.Errorf("%v: exit %d (%s); want 2", args, code, e.err)
 		}
 	}
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/apiclient"
 )
 
@@ -62,6 +63,11 @@ $SYNCPOINT_API_KEY.`,
 					return err
 				}
 				req.Data = raw
+			}
+			// What the server would refuse whatever the biz is a mistake
+			// on the command line (exit 2), not a failure.
+			if _, _, err := req.Check(); err != nil {
+				return usagef("%s", syncpoint.Message(err))
 			}
 			base, err := c.serverURL(e)
 			if err != nil {

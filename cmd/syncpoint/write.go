@@ -12,6 +12,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/wire"
 )
 
@@ -68,6 +69,17 @@ whose result was lost: it is applied once.`,
 				return usagef("--data is required to create or update a record")
 			case cmd.Flags().Changed("base-seq") && baseSeq == 0:
 				return usagef("--base-seq must be at least 1")
+			}
+			if err := syncpoint.ValidateID("--device", device); err != nil {
+				return usagef("%s", syncpoint.Message(err))
+			}
+			if err := syncpoint.ValidateBizName(biz); err != nil {
+				return usagef("--biz: %s", syncpoint.Message(err))
+			}
+			if target != "" {
+				if _, err := syncpoint.ParseTarget(target); err != nil {
+					return usagef("--target: %s", syncpoint.Message(err))
+				}
 			}
 			rec := wire.Record{ID: id, BaseSeq: baseSeq, Fields: splitList(fields)}
 			if !del {
