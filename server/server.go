@@ -448,24 +448,30 @@ func (s *Server) Run(ctx context.Context) error {
 	case runErr = <-errc:
 		s.logger.Error("server: a listener failed; shutting down", "err", runErr)
 	}
+	// The order docs/operations.md promises: not ready, and no new
+	// connection, at once; then the requests in flight finish; then the
+	// devices hear GoingAway and store their sync points while the store
+	// is still open; then the store finishes its commits.
 	s.stopping.Store(true)
-	// Sessions first: they hear GoingAway and store their sync points
-	// while the store is still open.
+	s.stopServing()
 	s.hub.Close()
 	cancel()
-	s.stopServing()
 	wg.Wait() // the sweeper must be done before the store closes
 	return errors.Join(runErr, s.releaseOnce())
 }
 
-// stopServing stops the listeners and waits up to ShutdownTimeout for
-// in-flight requests, whose commits then finish before the store closes.
+// stopServing closes the listeners, so no connection is accepted from now
+// on, and waits up to ShutdownTimeout for in-flight requests, whose commits
+// then finish before the store closes.
 func (s *Server) stopServing() {
 	if s.tcpLn != nil {
 		s.tcpLn.Close()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
+	// Shutdown closes the listener before it waits; its idle keep-alive
+	// connections go at once, busy ones after their answer.
+	s.http.RegisterOnShutdown(func() { s.logger.Info("server: shutting down; no longer accepting connections") })
 	if err := s.http.Shutdown(ctx); err != nil {
 		// Requests still running are cut off; the store still finishes
 		// the appends they started.
