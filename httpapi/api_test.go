@@ -1,10 +1,13 @@
 package httpapi
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -192,6 +195,38 @@ func TestPublishErrors(t *testing.T) {
 			wantError(t, ts.do(t, "POST", "/v1/publish", tc.body, testKey), tc.status, tc.code, tc.contains)
 		})
 	}
+}
+
+// TestSlowBody sends a publish body one byte at a time and stops: once
+// the body deadline passes, the server answers 408 and closes the
+// connection instead of waiting for the rest.
+func TestSlowBody(t *testing.T) {
+	ts := MustStartServer(t, func(c *Config) { c.BodyTimeout = 300 * time.Millisecond })
+	c, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := `{"biz":"chat","users":["u1"],"data":"slow"}`
+	fmt.Fprintf(c, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", testKey, len(body), body[:1])
+	// Generous: the client only waits this long for an answer that the
+	// server owes it after 300ms.
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	wantError(t, response{status: resp.StatusCode, header: resp.Header, body: b}, 408, "request_timeout", "did not arrive within 300ms")
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("the connection stays open after the timeout")
+	}
+
+	// A body that arrives in time is not affected, nor is a slow handler
+	// once its body is in.
+	ts.call(t, "POST", "/v1/publish", body, 200, nil)
 }
 
 func TestPublishTargetCap(t *testing.T) {

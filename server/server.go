@@ -87,6 +87,9 @@ type Config struct {
 	RateLimit    float64
 	RateBurst    int
 	MaxBodyBytes int64 // 0: httpapi.DefaultMaxBodyBytes
+	// BodyTimeout bounds reading one request body; 0 means
+	// httpapi.DefaultBodyTimeout.
+	BodyTimeout time.Duration
 	// MaxTargets bounds the targets of one publish; 0 means
 	// publish.DefaultMaxTargets.
 	MaxTargets int
@@ -160,7 +163,7 @@ type Server struct {
 // opened is closed again.
 func New(cfg Config) (_ *Server, err error) {
 	// Zero means the default; a negative value is a mistake, not a default.
-	if cfg.SendQueue < 0 || cfg.MaxFrameBytes < 0 || min(cfg.HeartbeatInterval, cfg.ShutdownTimeout, cfg.SweepInterval, cfg.ReadHeaderTimeout, cfg.IdleTimeout) < 0 {
+	if cfg.SendQueue < 0 || cfg.MaxFrameBytes < 0 || min(cfg.HeartbeatInterval, cfg.ShutdownTimeout, cfg.SweepInterval, cfg.ReadHeaderTimeout, cfg.IdleTimeout, cfg.BodyTimeout) < 0 {
 		return nil, errors.New("server: no size, interval or timeout may be negative")
 	}
 	if cfg.Listen == "" {
@@ -298,6 +301,7 @@ func New(cfg Config) (_ *Server, err error) {
 		RateLimit:      cfg.RateLimit,
 		RateBurst:      cfg.RateBurst,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
+		BodyTimeout:    cfg.BodyTimeout,
 		Presence:       s.hub,
 		OnChannelReset: s.hub.ResetChannel,
 		Ready:          s.ready,

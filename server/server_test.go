@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -482,5 +483,29 @@ func TestEveryV1AnswerIsJSON(t *testing.T) {
 			json.Unmarshal(body, &e) != nil || e.Error.Code != tc.code || e.Error.Message == "" {
 			t.Errorf("%s %s: %d %q %s; want %d with a JSON %s error", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), body, tc.status, tc.code)
 		}
+	}
+}
+
+// TestSlowBodyCut trickles a publish body at the assembled server, with a
+// short body timeout: the connection is answered 408 and closed, long
+// before the body would be complete.
+func TestSlowBodyCut(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.BodyTimeout = 300 * time.Millisecond
+	r := MustRunServer(t, cfg)
+	c, err := net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 1000\r\n\r\n{", testAPIKey)
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("status %d, want 408", resp.StatusCode)
 	}
 }

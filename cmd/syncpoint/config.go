@@ -38,6 +38,7 @@ type fileConfig struct {
 	RateBurst         *int                `yaml:"rate_burst"`
 	MaxBodyBytes      *int64              `yaml:"max_body_bytes"`
 	MaxTargets        *int                `yaml:"max_targets"`
+	BodyTimeout       *syncpoint.Duration `yaml:"body_timeout"`
 	SweepInterval     *syncpoint.Duration `yaml:"sweep_interval"`
 	ShutdownTimeout   *syncpoint.Duration `yaml:"shutdown_timeout"`
 	HeartbeatInterval *syncpoint.Duration `yaml:"heartbeat_interval"`
@@ -254,6 +255,8 @@ func (c *Config) checkSettings(root *yaml.Node) error {
 		return bad("send_queue", "must be positive")
 	case f.MaxFrameBytes != nil && *f.MaxFrameBytes <= 0:
 		return bad("max_frame_bytes", "must be positive")
+	case f.BodyTimeout != nil && *f.BodyTimeout <= 0:
+		return bad("body_timeout", "must be positive")
 	case f.SweepInterval != nil && *f.SweepInterval <= 0:
 		return bad("sweep_interval", "must be positive")
 	case f.ShutdownTimeout != nil && *f.ShutdownTimeout <= 0:

@@ -80,7 +80,7 @@ func TestParseConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		src, want string
 	}{
-		{"listn: x\n", `test.yaml:1: unknown key "listn" at the top level; the top level takes bizzes, data,`},
+		{"listn: x\n", `test.yaml:1: unknown key "listn" at the top level; the top level takes bizzes, `},
 		{"colour: red\nbizzes:\n  - name: chat\n    target: user\n    colour: red\n", `test.yaml:1: unknown key "colour" at the top level`},
 		{"bizzes:\n  - name: chat\n    target: user\n    colour: red\n", `test.yaml:4: unknown key "colour" in bizzes[0]; a biz takes compact, conflict,`},
 		{"bizzes:\n  - name: chat\n    target: user\n    retension: 1h\n", `test.yaml:4: unknown key "retension" in bizzes[0]`},

@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/syncpoint/syncpoint/httpapi"
 	"github.com/syncpoint/syncpoint/hub"
 	"github.com/syncpoint/syncpoint/publish"
 	"github.com/syncpoint/syncpoint/server"
@@ -27,6 +28,7 @@ type serveFlags struct {
 	maxBodyBytes                    int64
 	maxTargets                      int
 	sweepInterval, shutdownTimeout  time.Duration
+	bodyTimeout                     time.Duration
 	heartbeat                       time.Duration
 	sendQueue, maxFrameBytes        int
 }
@@ -64,6 +66,7 @@ once.`,
 	fl.Float64Var(&f.rateLimit, "rate-limit", 0, "business API requests per second (0: unlimited)")
 	fl.IntVar(&f.rateBurst, "rate-burst", 0, "burst of the rate limit (0: the rate)")
 	fl.Int64Var(&f.maxBodyBytes, "max-body-bytes", 0, "largest request body (0: 16 MiB)")
+	fl.DurationVar(&f.bodyTimeout, "body-timeout", httpapi.DefaultBodyTimeout, "how long a request body may take to arrive; past it the answer is 408")
 	fl.IntVar(&f.maxTargets, "max-targets", publish.DefaultMaxTargets, "most targets one publish may name")
 	fl.DurationVar(&f.sweepInterval, "sweep-interval", server.DefaultSweepInterval, "how often expired entries are deleted")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long shutdown waits for in-flight requests")
@@ -122,6 +125,7 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 		RateBurst:         f.rateBurst,
 		MaxBodyBytes:      f.maxBodyBytes,
 		MaxTargets:        f.maxTargets,
+		BodyTimeout:       f.bodyTimeout,
 		SweepInterval:     f.sweepInterval,
 		ShutdownTimeout:   f.shutdownTimeout,
 		HeartbeatInterval: f.heartbeat,
@@ -219,6 +223,9 @@ func (f *serveFlags) apply(cmd *cobra.Command, c *Config) {
 	}
 	if fc.MaxBodyBytes != nil && !fl.Changed("max-body-bytes") {
 		f.maxBodyBytes = *fc.MaxBodyBytes
+	}
+	if fc.BodyTimeout != nil && !fl.Changed("body-timeout") {
+		f.bodyTimeout = time.Duration(*fc.BodyTimeout)
 	}
 	if fc.MaxTargets != nil && !fl.Changed("max-targets") {
 		f.maxTargets = *fc.MaxTargets
