@@ -7,6 +7,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -57,14 +58,22 @@ type Config struct {
 	// DataDir holds the embedded store (in DataDir/StoreDir). Required
 	// unless StoreURL names an external store.
 	DataDir string
-	// Listen is the HTTP address (business API, and later WebSocket and
-	// SSE); "" means DefaultListen, port 0 picks a free port.
+	// Listen is the HTTP address (business API, WebSocket devices); ""
+	// means DefaultListen, port 0 picks a free port.
 	Listen string
 	// TCPListen is the raw TCP device address; "" means no TCP listener.
 	TCPListen string
-	// TLSCert and TLSKey are PEM files; given together, the TCP listener
-	// speaks TLS.
+	// TLSCert and TLSKey are PEM files; given together, both listeners
+	// speak TLS (HTTPS with HTTP/2 and wss:// on Listen), and the files are
+	// loaded again when they change and on ReloadTLS.
 	TLSCert, TLSKey string
+	// PlainHTTP keeps the HTTP listener plain despite TLSCert, for a
+	// TLS-terminating proxy in front of it; the TCP listener still speaks
+	// TLS.
+	PlainHTTP bool
+	// TLSCheckInterval is how often the certificate files are checked for
+	// a change; 0 means DefaultTLSCheckInterval.
+	TLSCheckInterval time.Duration
 	// StoreURL is "" for the embedded store, or a postgres:// URL.
 	StoreURL string
 	// NATSURL is "" for a single node, or a nats:// URL for fan-out
@@ -134,11 +143,13 @@ type Server struct {
 	mux  *http.ServeMux
 	http *http.Server
 	ln   net.Listener
-	// tcpLn is bound (and TLS-wrapped when tlsConfig is set) but has no
-	// protocol yet: the TCP transport takes its connections in serveTCP.
-	tcpLn     net.Listener
-	pprofLn   net.Listener
-	tlsConfig *tls.Config
+	// tcpLn is bound in New (and TLS-wrapped when certs is set); the TCP
+	// transport takes its connections in serveTCP.
+	tcpLn   net.Listener
+	pprofLn net.Listener
+	certs   *certs // nil without TLS
+	// httpTLS is set when the HTTP listener speaks TLS.
+	httpTLS bool
 	// closers are closed in reverse order after the listeners stop and
 	// before the broker and the store close: the hub and transports go here.
 	closers []io.Closer
@@ -212,14 +223,15 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: token secret: %w", err)
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
-		return nil, errors.New("server: TLS needs both a certificate and a key file")
+		return nil, errNoTLS
 	}
 	if cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("server: load TLS key pair: %w", err)
+		if s.certs, err = loadCerts(cfg.TLSCert, cfg.TLSKey, s.logger); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
 		}
-		s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.httpTLS = !cfg.PlainHTTP
+		interval := cmp.Or(cfg.TLSCheckInterval, DefaultTLSCheckInterval)
+		s.runners = append(s.runners, func(ctx context.Context) error { return s.certs.watch(ctx, interval) })
 	}
 
 	s.metrics.MustRegister(
@@ -315,6 +327,11 @@ func New(cfg Config) (_ *Server, err error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
+	if s.httpTLS {
+		// HTTP/2 for the business API. A WebSocket client asks for
+		// http/1.1 in its handshake (an upgrade needs it), and gets it.
+		s.http.TLSConfig = s.certs.config("h2", "http/1.1")
+	}
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("server: listen %s: %w", cfg.Listen, err)
 	}
@@ -328,8 +345,8 @@ func New(cfg Config) (_ *Server, err error) {
 		if s.tcpLn, err = net.Listen("tcp", cfg.TCPListen); err != nil {
 			return nil, fmt.Errorf("server: tcp listen %s: %w", cfg.TCPListen, err)
 		}
-		if s.tlsConfig != nil {
-			s.tcpLn = tls.NewListener(s.tcpLn, s.tlsConfig)
+		if s.certs != nil {
+			s.tcpLn = tls.NewListener(s.tcpLn, s.certs.config())
 		}
 	}
 	return s, nil
@@ -382,6 +399,14 @@ func redactURLError(err error) error {
 // Addr returns the HTTP listener's address, with the real port.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
+// URL returns the HTTP listener's base URL: https:// when it speaks TLS.
+func (s *Server) URL() string {
+	if s.httpTLS {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
+}
+
 // TCPAddr returns the raw TCP listener's address, or "" when there is none.
 func (s *Server) TCPAddr() string {
 	if s.tcpLn == nil {
@@ -425,7 +450,13 @@ func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 2+len(s.runners))
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if s.httpTLS {
+			err = s.http.ServeTLS(s.ln, "", "")
+		} else {
+			err = s.http.Serve(s.ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve http: %w", err)
 		}
 	})

@@ -32,6 +32,7 @@ type fileConfig struct {
 	NATS              *string             `yaml:"nats"`
 	TLSCert           *string             `yaml:"tls_cert"`
 	TLSKey            *string             `yaml:"tls_key"`
+	PlainHTTP         *bool               `yaml:"plain_http"`
 	LogLevel          *string             `yaml:"log_level"`
 	TokenPublicKey    *string             `yaml:"token_public_key"`
 	RateLimit         *float64            `yaml:"rate_limit"`

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"os"
@@ -9,8 +11,10 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/syncpoint/syncpoint/auth"
+	"github.com/syncpoint/syncpoint/internal/testcert"
 )
 
 // TestCrashDurability SIGKILLs the real server while 32 publishers are
@@ -187,5 +191,61 @@ func TestPortTakenGeneratesNothing(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(data, secretsFile)); !os.IsNotExist(err) {
 			t.Errorf("serve %v wrote secrets.json (%v)", args, err)
 		}
+	}
+}
+
+// TestServeTLS runs the real binary with a certificate: the client
+// commands find its https:// URL in server.json and publish over it with
+// --tls-ca, and a SIGHUP after the files were replaced serves the new
+// certificate to new connections on both listeners.
+func TestServeTLS(t *testing.T) {
+	skipIfShort(t)
+	data := filepath.Join(t.TempDir(), "data")
+	cert := testcert.New(t)
+	proc := MustStartServe(t, data, writeConfig(t), nil, "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile)
+	if !strings.HasPrefix(proc.info.URL, "https://") {
+		t.Fatalf("server.json = %+v; want an https URL", proc.info)
+	}
+	code, stdout, stderr := runCLI(t, nil, "publish", "--data-dir", data, "--tls-ca", cert.CertFile, "--biz", "chat", "--user", "u1", "--data", `"over tls"`)
+	if code != 0 || !strings.Contains(stdout, `"seq":1`) {
+		t.Fatalf("publish over https: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if code, _, stderr := runCLI(t, nil, "publish", "--data-dir", data, "--biz", "chat", "--user", "u1"); code != 1 || !strings.Contains(stderr, "certificate") {
+		t.Errorf("publish without --tls-ca: exit %d, %s; want 1 for the untrusted certificate", code, stderr)
+	}
+
+	served := func(addr string) []byte {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) // compared, not trusted
+		if err != nil {
+			t.Fatalf("dial %s: %v", addr, err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Raw
+	}
+	next := testcert.New(t)
+	for _, f := range [][2]string{{next.KeyFile, cert.KeyFile}, {next.CertFile, cert.CertFile}} {
+		b, err := os.ReadFile(f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proc.cmd.Process.Signal(syscall.SIGHUP)
+	want := next.Server.Certificates[0].Certificate[0]
+	deadline := time.Now().Add(30 * time.Second)
+	for !bytes.Equal(served(proc.info.HTTP), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("SIGHUP did not bring the new certificate\n%s", proc.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !bytes.Equal(served(proc.info.TCP), want) {
+		t.Error("the TCP listener still presents the old certificate")
+	}
+	proc.cmd.Process.Signal(syscall.SIGTERM)
+	if code := proc.wait(t); code != 0 {
+		t.Fatalf("exit %d after SIGHUP and SIGTERM\n%s", code, proc.stderr)
 	}
 }

@@ -27,6 +27,7 @@ type secrets struct {
 // serverInfo is DATA/server.json.
 type serverInfo struct {
 	HTTP string `json:"http"`          // host:port of the HTTP API
+	URL  string `json:"url,omitempty"` // its base URL: https:// when it speaks TLS
 	TCP  string `json:"tcp,omitempty"` // host:port of the raw TCP listener
 	PID  int    `json:"pid"`
 }

@@ -77,7 +77,11 @@ $SYNCPOINT_API_KEY.`,
 			if err != nil {
 				return err
 			}
-			api := &apiclient.Client{BaseURL: base, APIKey: key, HTTP: &http.Client{Timeout: timeout}}
+			hc, err := c.httpClient(timeout)
+			if err != nil {
+				return err
+			}
+			api := &apiclient.Client{BaseURL: base, APIKey: key, HTTP: hc}
 			out, err := api.Do(cmd.Context(), http.MethodPost, "/v1/publish", req.AppendJSON(nil))
 			if err != nil {
 				return publishError(err)
@@ -108,6 +112,7 @@ $SYNCPOINT_API_KEY.`,
 	fl.StringVar(&req.IdempotencyKey, "idempotency-key", "", "a repeat with the same key returns the original seq")
 	fl.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the server")
 	c.addServer(fl)
+	c.addTLSCA(fl)
 	c.addDataDir(fl, false)
 	return cmd
 }

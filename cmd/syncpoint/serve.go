@@ -6,7 +6,9 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -23,6 +25,7 @@ type serveFlags struct {
 	store, nats, tlsCert, tlsKey    string
 	apiKey, tokenSecret, logLevel   string
 	tokenPublicKey, pprof           string
+	plainHTTP                       bool
 	rateLimit                       float64
 	rateBurst                       int
 	maxBodyBytes                    int64
@@ -38,9 +41,12 @@ func newServeCmd(e env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the server",
-		Long: `Run the server: the business API over HTTP on --listen, and device
-connections on --tcp-listen. Settings come from flags, then from the config
-file (--config, or ./syncpoint.yaml when present), then from defaults.
+		Long: `Run the server: the business API and WebSocket devices over HTTP on
+--listen, and raw TCP devices on --tcp-listen. With --tls-cert and --tls-key
+both listeners speak TLS (HTTPS with HTTP/2, wss://, TCP+TLS); the files are
+read again on SIGHUP and when they change. Settings come from flags, then
+from the config file (--config, or ./syncpoint.yaml when present), then
+from defaults.
 
 The API key and the token secret come from --api-key/--token-secret, then
 SYNCPOINT_API_KEY/SYNCPOINT_TOKEN_SECRET, then DATA/secrets.json; when none
@@ -56,8 +62,9 @@ once.`,
 	fl.StringVar(&f.config, "config", "", "YAML config file (default ./syncpoint.yaml when it exists)")
 	fl.StringVar(&f.store, "store", "", `store: "" for the embedded store in DATA/store, or a postgres:// URL`)
 	fl.StringVar(&f.nats, "nats", "", "nats:// URL for fan-out between nodes")
-	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate file; with --tls-key, the TCP listener speaks TLS")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate file (chain); with --tls-key, both listeners speak TLS; reloaded on SIGHUP and when it changes")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file for --tls-cert")
+	fl.BoolVar(&f.plainHTTP, "plain-http", false, "with --tls-cert, keep --listen plain HTTP (a TLS-terminating proxy in front of it); TCP still speaks TLS")
 	fl.StringVar(&f.apiKey, "api-key", "", "API key of the business API (env "+envAPIKey+")")
 	fl.StringVar(&f.tokenSecret, "token-secret", "", "HS256 secret of device tokens (env "+envTokenSecret+")")
 	fl.StringVar(&f.tokenPublicKey, "token-public-key", "", "PEM file of an RSA (RS256) or P-256 (ES256) public key that device tokens may also be signed with")
@@ -115,6 +122,7 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 		TCPListen:         f.tcpListen,
 		TLSCert:           f.tlsCert,
 		TLSKey:            f.tlsKey,
+		PlainHTTP:         f.plainHTTP,
 		StoreURL:          f.store,
 		NATSURL:           f.nats,
 		APIKey:            sec.APIKey,
@@ -147,18 +155,20 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 		return err
 	}
 	printGenerated(e, f.data, generated)
-	info := serverInfo{HTTP: srv.Addr(), TCP: srv.TCPAddr(), PID: os.Getpid()}
+	info := serverInfo{HTTP: srv.Addr(), URL: srv.URL(), TCP: srv.TCPAddr(), PID: os.Getpid()}
 	infoPath := filepath.Join(f.data, serverFile)
 	if err := writeJSONFile(infoPath, info, 0o644); err != nil {
 		srv.Close()
 		return fmt.Errorf("write server info: %w", err)
 	}
-	logger.Info("listening on http://"+srv.Addr(), "data", f.data, "bizzes", len(srv.Registry().List()))
+	logger.Info("listening on "+srv.URL(), "data", f.data, "bizzes", len(srv.Registry().List()))
 	if info.TCP != "" {
 		logger.Info("listening for device connections on tcp://"+info.TCP, "tls", f.tlsCert != "")
 	}
 
+	stopReload := reloadOnHangup(srv, logger)
 	err = srv.Run(cmd.Context())
+	stopReload()
 	// Only a server that still owns server.json removes it.
 	if cur, rerr := readServerInfo(f.data); rerr == nil && cur == info {
 		os.Remove(infoPath)
@@ -215,6 +225,9 @@ func (f *serveFlags) apply(cmd *cobra.Command, c *Config) {
 	str("tls-key", &f.tlsKey, fc.TLSKey)
 	str("log-level", &f.logLevel, fc.LogLevel)
 	str("token-public-key", &f.tokenPublicKey, fc.TokenPublicKey)
+	if fc.PlainHTTP != nil && !fl.Changed("plain-http") {
+		f.plainHTTP = *fc.PlainHTTP
+	}
 	if fc.RateLimit != nil && !fl.Changed("rate-limit") {
 		f.rateLimit = *fc.RateLimit
 	}
@@ -245,6 +258,27 @@ func (f *serveFlags) apply(cmd *cobra.Command, c *Config) {
 	if fc.MaxFrameBytes != nil && !fl.Changed("max-frame-bytes") {
 		f.maxFrameBytes = *fc.MaxFrameBytes
 	}
+}
+
+// reloadOnHangup loads the TLS certificate again on each SIGHUP, the usual
+// signal of a rotation, until the returned func is called.
+func reloadOnHangup(srv *server.Server, logger *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if err := srv.ReloadTLS(); err != nil {
+					logger.Error("SIGHUP: the TLS certificate was not reloaded; still serving the previous one", "err", err)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
 }
 
 // printGenerated shows freshly generated secrets once; later starts read

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -113,7 +114,11 @@ whose result was lost: it is applied once.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			hello := &wire.Hello{Versions: []uint32{wire.ProtocolVersion}, Token: token, DeviceID: device, Platform: platform}
-			res, err := uploadOnce(ctx, base, hello, &wire.Write{WriteID: writeID, Changes: []wire.ChangeSet{cs}})
+			hc, err := c.httpClient(0)
+			if err != nil {
+				return err
+			}
+			res, err := uploadOnce(ctx, base, hc, hello, &wire.Write{WriteID: writeID, Changes: []wire.ChangeSet{cs}})
 			if err != nil {
 				return err
 			}
@@ -151,14 +156,15 @@ whose result was lost: it is applied once.`,
 	fl.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the server")
 	fl.StringVar(&c.server, "server", "", "server URL (default: from DATA/server.json, else $"+envServer+", else http://"+defaultListen+")")
 	c.addTokenSecret(fl)
+	c.addTLSCA(fl)
 	c.addDataDir(fl, false)
 	return cmd
 }
 
 // uploadOnce opens a session with hello, sends w and returns its result.
-func uploadOnce(ctx context.Context, base string, hello *wire.Hello, w *wire.Write) (*wire.WriteResult, error) {
+func uploadOnce(ctx context.Context, base string, hc *http.Client, hello *wire.Hello, w *wire.Write) (*wire.WriteResult, error) {
 	url := "ws" + strings.TrimPrefix(base, "http") + "/v1/connect"
-	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{wire.SubprotocolJSON}})
+	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc, Subprotocols: []string{wire.SubprotocolJSON}})
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", url, err)
 	}
