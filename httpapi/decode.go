@@ -40,8 +40,9 @@ func decodeStrict(data []byte, v any) error {
 }
 
 // decodePublish decodes and checks a publish body. Everything that does not
-// depend on the biz is checked here, so a request it returns can fail only
-// on the biz (unknown, wrong target kind, entry size, ttl over retention).
+// depend on the biz is checked here (apiclient.PublishRequest.Check), so a
+// request it returns can fail only in the publisher: on the biz (unknown,
+// wrong target kind, entry size, ttl over retention) or the target cap.
 // Errors are *syncpoint.Error.
 func decodePublish(data []byte) (publish.Request, error) {
 	var b apiclient.PublishRequest
@@ -59,8 +60,8 @@ func decodeBatch(data []byte) (reqs []publish.Request, errs []error, err error) 
 		return nil, nil, err
 	}
 	if b.Publishes == nil {
-		// Absent or null: a client that misspelled nothing but forgot the
-		// list would otherwise get 200 and think it published.
+		// Absent or null: a client that forgot the list would otherwise
+		// get 200 and think it published.
 		return nil, nil, syncpoint.Errorf(syncpoint.CodeInvalid, "publishes is required: give a list of publishes (it may be empty)")
 	}
 	if len(b.Publishes) > MaxBatch {
