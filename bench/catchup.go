@@ -4,12 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 	"github.com/syncpoint/syncpoint/wire"
 )
 
@@ -105,6 +105,7 @@ func Catchup(ctx context.Context, cfg CatchupConfig) (*CatchupReport, error) {
 	biz := cfg.Biz
 	user := r.userID("catchup")
 	name := biz + "/user:" + user
+	users := []string{user}
 	rep := &CatchupReport{
 		Scenario: "catchup", RunID: r.t.RunID, Biz: biz, Transport: r.t.Transport, Encoding: r.t.Encoding,
 		Backlog: cfg.Backlog, Size: cfg.Size,
@@ -131,28 +132,17 @@ func Catchup(ctx context.Context, cfg CatchupConfig) (*CatchupReport, error) {
 	var wg sync.WaitGroup
 	for range cfg.Concurrency {
 		wg.Go(func() {
-			var buf []byte
+			var b stamped
 			for ctx.Err() == nil {
 				j := int(next.Add(1) - 1)
 				if j >= batches {
 					return
 				}
 				from, to := j*cfg.BatchSize, min((j+1)*cfg.BatchSize, cfg.Backlog)
-				buf = append(buf[:0], `{"publishes":[`...)
 				for k := from; k < to; k++ {
-					if k > from {
-						buf = append(buf, ',')
-					}
-					buf = append(buf, `{"biz":`...)
-					buf = strconv.AppendQuote(buf, biz)
-					buf = append(buf, `,"users":[`...)
-					buf = strconv.AppendQuote(buf, user)
-					buf = append(buf, `],"data":`...)
-					buf = appendStamp(buf, int64(r.now()), uint64(k), cfg.Size)
-					buf = append(buf, '}')
+					b.add(apiclient.PublishRequest{Biz: biz, Users: users}, int64(r.now()), uint64(k), cfg.Size)
 				}
-				buf = append(buf, "]}"...)
-				res, err := r.publishBatch(ctx, buf, to-from)
+				res, err := r.publishBatch(ctx, b.batch(), to-from)
 				if err != nil {
 					if ctx.Err() == nil {
 						r.errs.add(errPublish, int64(to-from), err)
@@ -160,7 +150,7 @@ func Catchup(ctx context.Context, cfg CatchupConfig) (*CatchupReport, error) {
 					continue
 				}
 				for _, it := range res {
-					if err := it.check(); err != nil {
+					if err := checkResult(it); err != nil {
 						r.errs.add(errPublish, 1, fmt.Errorf("publish batch item: %w", err))
 						continue
 					}

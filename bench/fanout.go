@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 	"github.com/syncpoint/syncpoint/wire"
 )
 
@@ -183,16 +184,12 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutReport, error) {
 	rep.Connected = connected(devs)
 
 	var pub pubLog
-	buf := make([]byte, 0, 128+cfg.Size)
+	var b stamped
 	cpu := r.markCPU(ctx)
 	for k := 0; k < m && rep.Connected > 0 && ctx.Err() == nil; k++ {
-		buf = append(buf[:0], `{"biz":`...)
-		buf = strconv.AppendQuote(buf, biz)
-		buf = append(buf, `,"global":true,"data":`...)
 		sent := r.now()
-		buf = appendStamp(buf, int64(sent), uint64(k), cfg.Size)
-		buf = append(buf, '}')
-		res, err := r.publish(ctx, buf)
+		b.add(apiclient.PublishRequest{Biz: biz, Global: true}, int64(sent), uint64(k), cfg.Size)
+		res, err := r.publish(ctx, b.one())
 		if err != nil {
 			if ctx.Err() == nil {
 				r.errs.add(errPublish, 1, err)

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 	"github.com/syncpoint/syncpoint/wire"
 )
 
@@ -204,7 +205,7 @@ func Latency(ctx context.Context, cfg LatencyConfig) (*LatencyReport, error) {
 	var wg sync.WaitGroup
 	for p := range cfg.Publishers {
 		wg.Go(func() {
-			buf := make([]byte, 0, 128+cfg.Size)
+			var b stamped
 			for {
 				k := next.Add(1) - 1
 				due := start.Add(time.Duration(k) * interval)
@@ -212,15 +213,9 @@ func Latency(ctx context.Context, cfg LatencyConfig) (*LatencyReport, error) {
 					return
 				}
 				ch := live[int(k%int64(len(live)))]
-				buf = append(buf[:0], `{"biz":`...)
-				buf = strconv.AppendQuote(buf, biz)
-				buf = append(buf, `,"users":[`...)
-				buf = strconv.AppendQuote(buf, users[ch])
-				buf = append(buf, `],"data":`...)
 				sent := r.now()
-				buf = appendStamp(buf, int64(sent), uint64(k), cfg.Size)
-				buf = append(buf, '}')
-				res, err := r.publish(ctx, buf)
+				b.add(apiclient.PublishRequest{Biz: biz, Users: users[ch : ch+1]}, int64(sent), uint64(k), cfg.Size)
+				res, err := r.publish(ctx, b.one())
 				took := r.now() - sent
 				if err != nil {
 					if ctx.Err() == nil {

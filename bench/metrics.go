@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/syncpoint/syncpoint/apiclient"
 )
 
 // The server metrics the idle scenario reads.
@@ -40,7 +42,7 @@ func (r *runner) scrapeMetrics(ctx context.Context) (map[string]float64, error) 
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-		return nil, fmt.Errorf("scrape metrics: %w", httpError(resp.StatusCode, b))
+		return nil, fmt.Errorf("scrape metrics: %w", &apiclient.StatusError{Status: resp.StatusCode, Body: b})
 	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxMetricsBytes))
 	if err != nil {

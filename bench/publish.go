@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 )
 
 // Defaults for Publish.
@@ -108,14 +109,8 @@ func Publish(ctx context.Context, cfg PublishConfig) (*PublishReport, error) {
 	for i := range users {
 		users[i] = r.userID(strconv.Itoa(i))
 	}
-	appendItem := func(buf []byte, k uint64) []byte {
-		buf = append(buf, `{"biz":`...)
-		buf = strconv.AppendQuote(buf, biz)
-		buf = append(buf, `,"users":[`...)
-		buf = strconv.AppendQuote(buf, users[k%uint64(len(users))])
-		buf = append(buf, `],"data":`...)
-		buf = appendStamp(buf, int64(r.now()), k, cfg.Size)
-		return append(buf, '}')
+	item := func(k uint64) apiclient.PublishRequest {
+		return apiclient.PublishRequest{Biz: biz, Users: users[k%uint64(len(users)):][:1]}
 	}
 
 	var next atomic.Uint64
@@ -131,14 +126,14 @@ func Publish(ctx context.Context, cfg PublishConfig) (*PublishReport, error) {
 	var wg sync.WaitGroup
 	for c := range cfg.Concurrency {
 		wg.Go(func() {
-			var buf []byte
+			var b stamped
 			for ctx.Err() == nil && r.clock.Now().Before(end) {
 				k := next.Add(uint64(cfg.Batch)) - uint64(cfg.Batch)
 				sent := r.now()
 				var ok int64
 				if cfg.Batch == 1 {
-					buf = appendItem(buf[:0], k)
-					if _, err := r.publish(ctx, buf); err != nil {
+					b.add(item(k), int64(r.now()), k, cfg.Size)
+					if _, err := r.publish(ctx, b.one()); err != nil {
 						if ctx.Err() == nil {
 							r.errs.add(errPublish, 1, err)
 						}
@@ -146,15 +141,10 @@ func Publish(ctx context.Context, cfg PublishConfig) (*PublishReport, error) {
 					}
 					ok = 1
 				} else {
-					buf = append(buf[:0], `{"publishes":[`...)
-					for i := range cfg.Batch {
-						if i > 0 {
-							buf = append(buf, ',')
-						}
-						buf = appendItem(buf, k+uint64(i))
+					for i := range uint64(cfg.Batch) {
+						b.add(item(k+i), int64(r.now()), k+i, cfg.Size)
 					}
-					buf = append(buf, "]}"...)
-					res, err := r.publishBatch(ctx, buf, cfg.Batch)
+					res, err := r.publishBatch(ctx, b.batch(), cfg.Batch)
 					if err != nil {
 						if ctx.Err() == nil {
 							r.errs.add(errPublish, int64(cfg.Batch), err)
@@ -162,7 +152,7 @@ func Publish(ctx context.Context, cfg PublishConfig) (*PublishReport, error) {
 						continue
 					}
 					for _, it := range res {
-						if err := it.check(); err != nil {
+						if err := checkResult(it); err != nil {
 							r.errs.add(errPublish, 1, fmt.Errorf("publish batch item: %w", err))
 							continue
 						}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"strconv"
+
+	"github.com/syncpoint/syncpoint/apiclient"
 )
 
 // An entry's data carries a stamp: when it was published (nanoseconds since
@@ -80,4 +82,41 @@ func leadingInt(b []byte) (v int64, n int) {
 		v = -v
 	}
 	return v, n
+}
+
+// stamped builds the bodies of publishes whose data are stamps, reusing its
+// buffers from one request to the next; one per publishing goroutine.
+type stamped struct {
+	reqs   []apiclient.PublishRequest
+	stamps []byte
+	body   []byte
+}
+
+// add queues req with the stamp of entry k published at t as its data.
+func (s *stamped) add(req apiclient.PublishRequest, t int64, k uint64, size int) {
+	from := len(s.stamps)
+	s.stamps = appendStamp(s.stamps, t, k, size)
+	req.Data = s.stamps[from:len(s.stamps):len(s.stamps)]
+	s.reqs = append(s.reqs, req)
+}
+
+// one returns the body of POST /v1/publish for the one queued publish, and
+// empties the queue; the body is valid until the next call.
+func (s *stamped) one() []byte {
+	s.body = s.reqs[0].AppendJSON(s.body[:0])
+	s.reset()
+	return s.body
+}
+
+// batch returns the body of POST /v1/publish/batch for every queued
+// publish, and empties the queue; the body is valid until the next call.
+func (s *stamped) batch() []byte {
+	s.body = apiclient.AppendBatchJSON(s.body[:0], s.reqs)
+	s.reset()
+	return s.body
+}
+
+func (s *stamped) reset() {
+	clear(s.reqs) // drop the references into stamps
+	s.reqs, s.stamps = s.reqs[:0], s.stamps[:0]
 }

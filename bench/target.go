@@ -1,11 +1,9 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 	"github.com/syncpoint/syncpoint/auth"
 	"github.com/syncpoint/syncpoint/internal/clock"
 )
@@ -37,9 +36,6 @@ const (
 	// DefaultTokenTTL outlives any run; tokens are minted once per device.
 	DefaultTokenTTL = 24 * time.Hour
 )
-
-// maxResponseBytes bounds what is read of one API response.
-const maxResponseBytes = 64 << 20
 
 // Target is the server under test and how the devices reach it. Every
 // scenario's Config embeds it.
@@ -108,9 +104,10 @@ func (t *Target) setDefaults() {
 type runner struct {
 	t      Target
 	clock  clock.Clock
-	base   time.Time // the time origin of the stamps carried in entries
-	prefix string    // "bench-<run>-", for user and device ids
-	api    *http.Client
+	base   time.Time         // the time origin of the stamps carried in entries
+	prefix string            // "bench-<run>-", for user and device ids
+	api    *http.Client      // the business API's connections, shared by client
+	client *apiclient.Client // the business API
 	dialWS *http.Client
 	nextIP atomic.Uint64
 	errs   *errCounter
@@ -179,6 +176,7 @@ func newRunner(t Target, needDevices bool) (*runner, error) {
 		DisableCompression:  true,
 		IdleConnTimeout:     time.Minute,
 	}, Timeout: t.Timeout}
+	r.client = &apiclient.Client{BaseURL: t.Server, APIKey: t.APIKey, HTTP: r.api}
 	// WebSocket handshakes get their own transport, dialing from the
 	// source addresses; the upgraded connections leave its pool.
 	r.dialWS = &http.Client{Transport: &http.Transport{
@@ -215,83 +213,26 @@ func (r *runner) token(user string) (string, error) {
 	return tok, nil
 }
 
-// apiError is the error body of the business API.
-type apiError struct {
-	Error *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-// call sends one API request and returns the status and body of any
-// answer; err is set only when no answer came.
-func (r *runner) call(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, r.t.Server+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+r.t.APIKey)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := r.api.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return resp.StatusCode, nil, fmt.Errorf("read response: %w", err)
-	}
-	return resp.StatusCode, out, nil
-}
-
-// httpError describes a non-2xx answer with the server's message.
-func httpError(status int, body []byte) error {
-	var ae apiError
-	if json.Unmarshal(body, &ae) == nil && ae.Error != nil {
-		return fmt.Errorf("HTTP %d %s: %s", status, ae.Error.Code, ae.Error.Message)
-	}
-	return fmt.Errorf("HTTP %d: %s", status, bytes.TrimSpace(body[:min(len(body), 200)]))
-}
-
 // ensureBiz makes sure the biz the scenario uses exists with want's kind:
 // it is created from want when missing and CreateBiz is set; an existing
 // biz is used as it is, never changed.
 func (r *runner) ensureBiz(ctx context.Context, want syncpoint.Biz) error {
 	path := "/v1/bizzes/" + url.PathEscape(want.Name)
-	status, body, err := r.call(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return fmt.Errorf("get biz %s: %w", want.Name, err)
-	}
+	var have syncpoint.Biz
+	err := r.client.Call(ctx, http.MethodGet, path, nil, &have)
+	var se *apiclient.StatusError
 	switch {
-	case status == http.StatusOK:
-		var have syncpoint.Biz
-		if err := json.Unmarshal(body, &have); err != nil {
-			return fmt.Errorf("get biz %s: %w", want.Name, err)
-		}
+	case err == nil:
 		return checkBiz(have, want)
-	case status == http.StatusNotFound && r.t.CreateBiz:
-		b, err := json.Marshal(want)
-		if err != nil {
+	case errors.As(err, &se) && se.Status == http.StatusNotFound && r.t.CreateBiz:
+		if err := r.client.Call(ctx, http.MethodPut, path, want, nil); err != nil {
 			return fmt.Errorf("create biz %s: %w", want.Name, err)
-		}
-		status, body, err = r.call(ctx, http.MethodPut, path, b)
-		if err != nil {
-			return fmt.Errorf("create biz %s: %w", want.Name, err)
-		}
-		if status/100 != 2 {
-			return fmt.Errorf("create biz %s: %w", want.Name, httpError(status, body))
 		}
 		return nil
-	case status == http.StatusNotFound:
+	case errors.As(err, &se) && se.Status == http.StatusNotFound:
 		return fmt.Errorf("biz %s does not exist; create it, or let the bench create it", want.Name)
 	}
-	return fmt.Errorf("get biz %s: %w", want.Name, httpError(status, body))
+	return fmt.Errorf("get biz %s: %w", want.Name, err)
 }
 
 // checkBiz refuses a biz the scenario cannot measure with.
@@ -315,65 +256,29 @@ func checkBiz(have, want syncpoint.Biz) error {
 // after entries of earlier runs.
 func (r *runner) channelHead(ctx context.Context, ch syncpoint.Channel) (syncpoint.Position, error) {
 	path := "/v1/channels/" + url.PathEscape(ch.Biz) + "/" + url.PathEscape(ch.Target.String()) + "?limit=1"
-	status, body, err := r.call(ctx, http.MethodGet, path, nil)
-	if err != nil {
-		return syncpoint.Position{}, fmt.Errorf("read channel %s: %w", ch, err)
-	}
-	if status != http.StatusOK {
-		return syncpoint.Position{}, fmt.Errorf("read channel %s: %w", ch, httpError(status, body))
-	}
 	var info syncpoint.ChannelInfo
-	if err := json.Unmarshal(body, &info); err != nil {
+	if err := r.client.Call(ctx, http.MethodGet, path, nil, &info); err != nil {
 		return syncpoint.Position{}, fmt.Errorf("read channel %s: %w", ch, err)
 	}
 	return syncpoint.Position{Epoch: info.Epoch, Seq: info.LastSeq}, nil
 }
 
-// published is one channel's result of a publish.
-type published struct {
-	Channel string    `json:"channel"`
-	Seq     uint64    `json:"seq"`
-	Epoch   string    `json:"epoch"`
-	Error   *apiFault `json:"error"`
-}
-
-type apiFault struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
-
-func (f *apiFault) Error() string { return f.Code + ": " + f.Message }
-
-// publish sends POST /v1/publish to one channel and returns its entry; an
-// answer without exactly one published entry is an error.
-func (r *runner) publish(ctx context.Context, body []byte) ([]published, error) {
-	status, out, err := r.call(ctx, http.MethodPost, "/v1/publish", body)
+// publish sends one publish to one channel and returns its entry; an answer
+// without exactly one published entry is an error.
+func (r *runner) publish(ctx context.Context, body []byte) ([]apiclient.PublishedEntry, error) {
+	resp, err := r.client.PublishJSON(ctx, body)
 	if err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	if status != http.StatusOK {
-		return nil, fmt.Errorf("publish: %w", httpError(status, out))
-	}
-	var resp batchResult
-	if err := json.Unmarshal(out, &resp); err != nil {
-		return nil, fmt.Errorf("publish: answer: %w", err)
-	}
-	if err := resp.check(); err != nil {
+	if err := checkResult(apiclient.BatchResult{Entries: resp.Entries}); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
 	return resp.Entries, nil
 }
 
-// batchResult is one item's result of a batch publish: its entries, or the
-// error that refused it.
-type batchResult struct {
-	Entries []published `json:"entries"`
-	Error   *apiFault   `json:"error"`
-}
-
-// check returns the error of a one-channel publish result, or nil when it
-// published.
-func (it batchResult) check() error {
+// checkResult returns the error of a one-channel publish result, or nil
+// when it published.
+func checkResult(it apiclient.BatchResult) error {
 	switch {
 	case it.Error != nil:
 		return it.Error
@@ -387,24 +292,11 @@ func (it batchResult) check() error {
 	return nil
 }
 
-// publishBatch sends POST /v1/publish/batch with n items and returns one
-// result per item.
-func (r *runner) publishBatch(ctx context.Context, body []byte, n int) ([]batchResult, error) {
-	status, out, err := r.call(ctx, http.MethodPost, "/v1/publish/batch", body)
+// publishBatch sends a batch of n items and returns one result per item.
+func (r *runner) publishBatch(ctx context.Context, body []byte, n int) ([]apiclient.BatchResult, error) {
+	resp, err := r.client.PublishBatchJSON(ctx, body, n)
 	if err != nil {
 		return nil, fmt.Errorf("publish batch: %w", err)
-	}
-	if status != http.StatusOK {
-		return nil, fmt.Errorf("publish batch: %w", httpError(status, out))
-	}
-	var resp struct {
-		Results []batchResult `json:"results"`
-	}
-	if err := json.Unmarshal(out, &resp); err != nil {
-		return nil, fmt.Errorf("publish batch: answer: %w", err)
-	}
-	if len(resp.Results) != n {
-		return nil, fmt.Errorf("publish batch: %d results for %d items", len(resp.Results), n)
 	}
 	return resp.Results, nil
 }

@@ -95,6 +95,7 @@ func (n *node) start() {
 		TCPListen:         n.tcpAddr,
 		TLSCert:           n.certFile,
 		TLSKey:            n.keyFile,
+		PlainHTTP:         true, // withTLS is about TCP+TLS; wss:// is tested in server/
 		APIKey:            testAPIKey,
 		TokenSecret:       string(testSecret),
 		Bizzes:            testBizzes(),

@@ -1,10 +1,13 @@
 package httpapi
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +17,7 @@ import (
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/internal/jsontext"
 	"github.com/syncpoint/syncpoint/pebble"
+	"github.com/syncpoint/syncpoint/publish"
 )
 
 type publishResp struct {
@@ -232,11 +236,71 @@ func TestPublishErrors(t *testing.T) {
 		{"bad version", `{"biz":"chat","users":["u1"],"min_app_version":"latest"}`, 422, "invalid", "min_app_version"},
 		{"version range", `{"biz":"chat","users":["u1"],"min_app_version":"2.0.0","max_app_version":"1.0.0"}`, 422, "invalid", "above max_app_version"},
 		{"unknown biz", `{"biz":"nope","users":["u1"]}`, 404, "not_found", `unknown biz "nope"`},
+		{"lone surrogate in data", `{"biz":"chat","users":["u1"],"data":{"t":"a\ud800"}}`, 422, "invalid", `not I-JSON (RFC 7493) at byte offset 43: lone surrogate \ud800 in string`},
+		{"lone low surrogate in a target", `{"biz":"chat","users":["\udc00"]}`, 422, "invalid", `lone surrogate \udc00`},
+		{"number out of range", `{"biz":"chat","users":["u1"],"data":[1e999999]}`, 422, "invalid", "number 1e999999 is out of the range of a float64"},
+		{"negative number out of range", `{"biz":"chat","users":["u1"],"data":-1.8e308}`, 422, "invalid", "out of the range"},
+		{"a syntax error in the string wins", `{"biz":"chat","users":["u1"],"data":"\ud800\x"}`, 400, "malformed", "escape"},
 		{"entry over the biz limit", `{"biz":"small","users":["u1"],"data":"this is more than sixteen bytes"}`, 413, "too_large", "biz small allows 16"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			wantError(t, ts.do(t, "POST", "/v1/publish", tc.body, testKey), tc.status, tc.code, tc.contains)
 		})
+	}
+}
+
+// TestSlowBody sends a publish body one byte at a time and stops: once
+// the body deadline passes, the server answers 408 and closes the
+// connection instead of waiting for the rest.
+func TestSlowBody(t *testing.T) {
+	ts := MustStartServer(t, func(c *Config) { c.BodyTimeout = 300 * time.Millisecond })
+	c, err := net.Dial("tcp", ts.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	body := `{"biz":"chat","users":["u1"],"data":"slow"}`
+	fmt.Fprintf(c, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s", testKey, len(body), body[:1])
+	// Generous: the client only waits this long for an answer that the
+	// server owes it after 300ms.
+	c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	wantError(t, response{status: resp.StatusCode, header: resp.Header, body: b}, 408, "request_timeout", "did not arrive within 300ms")
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("the connection stays open after the timeout")
+	}
+
+	// A body that arrives in time is not affected, nor is a slow handler
+	// once its body is in.
+	ts.call(t, "POST", "/v1/publish", body, 200, nil)
+}
+
+func TestPublishTargetCap(t *testing.T) {
+	ts := MustStartServer(t)
+	users := func(n int) string {
+		ids := make([]string, n)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("%q", fmt.Sprintf("u%d", i))
+		}
+		return strings.Join(ids, ",")
+	}
+	over := `{"biz":"chat","users":[` + users(publish.DefaultMaxTargets+1) + `]}`
+	wantError(t, ts.do(t, "POST", "/v1/publish", over, testKey), 422, "invalid", "1001 targets; a publish takes at most 1000")
+	var br batchResp
+	ts.call(t, "POST", "/v1/publish/batch", `{"publishes":[`+over+`]}`, 200, &br)
+	if len(br.Results) != 1 || br.Results[0].Error == nil || br.Results[0].Error.Code != syncpoint.CodeInvalid {
+		t.Fatalf("batch item over the cap = %+v", br.Results)
+	}
+	var pr publishResp
+	ts.call(t, "POST", "/v1/publish", `{"biz":"chat","users":[`+users(publish.DefaultMaxTargets)+`]}`, 200, &pr)
+	if len(pr.Entries) != publish.DefaultMaxTargets {
+		t.Fatalf("%d entries", len(pr.Entries))
 	}
 }
 
@@ -264,6 +328,17 @@ func TestRouting(t *testing.T) {
 	}
 	wantError(t, ts.do(t, "POST", "/healthz", "", ""), 405, "method_not_allowed", "use GET")
 
+	// Paths that http.ServeMux would redirect, with an HTML body, to their
+	// cleaned form are a JSON 404 instead; so is a trailing slash.
+	for _, p := range []string{"/v1/users//devices", "//v1/bizzes", "/v1/bizzes/./chat", "/v1/bizzes/x/../chat", "/v1/bizzes/.", "/v1/publish/"} {
+		r := ts.do(t, "GET", p, "", testKey)
+		wantError(t, r, 404, "not_found", "no route for GET "+p)
+		if r.header.Get("Location") != "" {
+			t.Errorf("GET %s: Location %q", p, r.header.Get("Location"))
+		}
+	}
+	wantError(t, ts.do(t, "DELETE", "/v1/bizzes/../channels/chat/user:u1", "", testKey), 404, "not_found", `no empty, "." or ".." segment`)
+
 	// Routes other packages add to the shared mux get the same 405.
 	mux := http.NewServeMux()
 	ts.api.Register(mux)
@@ -271,6 +346,27 @@ func TestRouting(t *testing.T) {
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/connect", nil))
 	wantError(t, response{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}, 405, "method_not_allowed", "use GET, HEAD")
+}
+
+// TestJSONErrors checks that a handler of another package on the API's mux
+// answers its errors in the API's JSON shape too.
+func TestJSONErrors(t *testing.T) {
+	other := http.NewServeMux()
+	other.Handle("GET /v1/other", JSONErrors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("ok") != "" {
+			w.Write([]byte("fine"))
+			return
+		}
+		http.Error(w, "upgrade required, as text", http.StatusUpgradeRequired)
+	})))
+	rec := httptest.NewRecorder()
+	other.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/other", nil))
+	wantError(t, response{status: rec.Code, header: rec.Header(), body: rec.Body.Bytes()}, 426, "malformed", "upgrade required, as text")
+	rec = httptest.NewRecorder()
+	other.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/other?ok=1", nil))
+	if rec.Code != 200 || rec.Body.String() != "fine" {
+		t.Errorf("a good answer through JSONErrors: %d %q", rec.Code, rec.Body)
+	}
 }
 
 func TestRateLimit(t *testing.T) {
@@ -339,6 +435,8 @@ func TestPublishBatch(t *testing.T) {
 		t.Fatalf("empty batch results = %+v", br.Results)
 	}
 	wantError(t, ts.do(t, "POST", "/v1/publish/batch", `{"publishes":[{"biz":"chat"}`, testKey), 400, "malformed", "")
+	wantError(t, ts.do(t, "POST", "/v1/publish/batch", `{}`, testKey), 422, "invalid", "publishes is required")
+	wantError(t, ts.do(t, "POST", "/v1/publish/batch", `{"publishes":null}`, testKey), 422, "invalid", "publishes is required")
 	wantError(t, ts.do(t, "POST", "/v1/publish/batch", `{"items":[]}`, testKey), 422, "invalid", `unknown field "items"`)
 	item := `{"biz":"chat","users":["u1"]}`
 	over := `{"publishes":[` + strings.Repeat(item+",", MaxBatch) + item + `]}`
@@ -424,12 +522,84 @@ func TestBizzes(t *testing.T) {
 	wantError(t, ts.do(t, "PUT", "/v1/bizzes/posts", `{"target":"group","retention":"forever"}`, testKey), 422, "invalid", `duration "forever"`)
 	wantError(t, ts.do(t, "PUT", "/v1/bizzes/posts", `{"target":"group","max_backlog":"ten"}`, testKey), 422, "invalid", "max_backlog: want a number")
 	wantError(t, ts.do(t, "PUT", "/v1/bizzes/posts", `{"target":`, testKey), 400, "malformed", "")
+	wantError(t, ts.do(t, "PUT", "/v1/bizzes/posts", `{"target":"group","max_backlog":1e400}`, testKey), 422, "invalid", "not I-JSON")
+	wantError(t, ts.do(t, "PUT", "/v1/bizzes/posts", `{"target":"group","conflict":"\ud800"}`, testKey), 422, "invalid", "lone surrogate")
 	wantError(t, ts.do(t, "PUT", "/v1/bizzes/Bad_Name", `{"target":"group"}`, testKey), 422, "invalid", "biz name")
 
 	ts.call(t, "DELETE", "/v1/bizzes/posts", "", 204, nil)
 	wantError(t, ts.do(t, "GET", "/v1/bizzes/posts", "", testKey), 404, "not_found", `unknown biz "posts"`)
 	wantError(t, ts.do(t, "DELETE", "/v1/bizzes/posts", "", testKey), 404, "not_found", "")
 	wantError(t, ts.do(t, "POST", "/v1/publish", `{"biz":"posts","groups":["g1"]}`, testKey), 404, "not_found", "")
+}
+
+// TestBizSecretNeverShown checks every answer that shows a biz: the
+// webhook's secret stays out, secret_set says whether there is one, and an
+// update that gives no secret keeps it.
+func TestBizSecretNeverShown(t *testing.T) {
+	ts := MustStartServer(t)
+	const secret = "s3cret-webhook-key"
+	stored := func() string {
+		b, _ := ts.reg.Get("notes")
+		if b.Webhook == nil {
+			return "<no webhook>"
+		}
+		return b.Webhook.Secret
+	}
+	secretSet := func(r response) bool {
+		t.Helper()
+		if strings.Contains(string(r.body), secret) || strings.Contains(string(r.body), `"secret"`) {
+			t.Fatalf("an answer shows the secret: %s", r.body)
+		}
+		var v struct {
+			Webhook *struct {
+				NotifyURL string `json:"notify_url"`
+				SecretSet *bool  `json:"secret_set"`
+			} `json:"webhook"`
+		}
+		if err := json.Unmarshal(r.body, &v); err != nil || v.Webhook == nil || v.Webhook.SecretSet == nil {
+			t.Fatalf("answer %s: %v; want a webhook with secret_set", r.body, err)
+		}
+		return *v.Webhook.SecretSet
+	}
+	created := ts.call(t, "PUT", "/v1/bizzes/notes", `{"target":"user","writable":true,"webhook":{"notify_url":"http://127.0.0.1:1/n","secret":"`+secret+`"}}`, 201, nil)
+	if !secretSet(created) || stored() != secret {
+		t.Fatalf("create: secret_set false or stored %q", stored())
+	}
+	got := ts.call(t, "GET", "/v1/bizzes/notes", "", 200, nil)
+	if !secretSet(got) {
+		t.Fatal("get: secret_set false")
+	}
+	list := ts.call(t, "GET", "/v1/bizzes", "", 200, nil)
+	if strings.Contains(string(list.body), secret) || !strings.Contains(string(list.body), `"secret_set":true`) {
+		t.Fatalf("list: %s", list.body)
+	}
+
+	// What GET showed, sent back with a change: the secret stays.
+	var shown map[string]any
+	json.Unmarshal(got.body, &shown)
+	shown["max_backlog"] = 5
+	back, _ := json.Marshal(shown)
+	if !secretSet(ts.call(t, "PUT", "/v1/bizzes/notes", string(back), 200, nil)) || stored() != secret {
+		t.Fatalf("update without a secret: stored %q", stored())
+	}
+	if b, _ := ts.reg.Get("notes"); b.MaxBacklog != 5 {
+		t.Fatalf("the update was not applied: %+v", b)
+	}
+	// A new secret replaces it; "" removes it; no webhook drops it all.
+	ts.call(t, "PUT", "/v1/bizzes/notes", `{"target":"user","writable":true,"webhook":{"notify_url":"http://127.0.0.1:1/n","secret":"other"}}`, 200, nil)
+	if stored() != "other" {
+		t.Fatalf("replaced secret: %q", stored())
+	}
+	if secretSet(ts.call(t, "PUT", "/v1/bizzes/notes", `{"target":"user","writable":true,"webhook":{"notify_url":"http://127.0.0.1:1/n","secret":""}}`, 200, nil)) || stored() != "" {
+		t.Fatalf("removed secret: %q", stored())
+	}
+	ts.call(t, "PUT", "/v1/bizzes/notes", `{"target":"user","writable":true,"webhook":{"notify_url":"http://127.0.0.1:1/n","secret":"again"}}`, 200, nil)
+	ts.call(t, "PUT", "/v1/bizzes/notes", `{"target":"user","writable":true}`, 200, nil)
+	ts.call(t, "PUT", "/v1/bizzes/notes", `{"target":"user","writable":true,"webhook":{"notify_url":"http://127.0.0.1:1/n"}}`, 200, nil)
+	if stored() != "" {
+		t.Fatalf("a webhook dropped and given again brought back secret %q", stored())
+	}
+	wantError(t, ts.do(t, "PUT", "/v1/bizzes/notes", `{"target":"user","writable":true,"webhook":{"secrett":"x"}}`, testKey), 422, "invalid", `unknown field "secrett"`)
 }
 
 func TestDevices(t *testing.T) {

@@ -5,36 +5,18 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"math"
-	"time"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 	"github.com/syncpoint/syncpoint/publish"
 )
 
 // MaxBatch is the most publishes one POST /v1/publish/batch may carry.
 const MaxBatch = 1000
 
-// publishBody is the JSON body of POST /v1/publish and of each item of a
-// batch. parsePublishBody decodes it; the tags make encoding/json the
-// reference that FuzzParsePublish holds it to.
-type publishBody struct {
-	Biz            string          `json:"biz"`
-	Users          []string        `json:"users"`
-	Devices        []string        `json:"devices"`
-	Groups         []string        `json:"groups"`
-	Global         bool            `json:"global"`
-	Op             syncpoint.Op    `json:"op"`
-	Key            string          `json:"key"`
-	Data           json.RawMessage `json:"data"`
-	TTL            string          `json:"ttl"`
-	Platforms      []string        `json:"platforms"`
-	MinAppVersion  string          `json:"min_app_version"`
-	MaxAppVersion  string          `json:"max_app_version"`
-	IdempotencyKey string          `json:"idempotency_key"`
-}
-
-// batchBody is the JSON body of POST /v1/publish/batch.
+// batchBody is the JSON body of POST /v1/publish/batch, with each item
+// left raw so that an item that is wrong fails alone. The items are
+// apiclient.PublishRequest, decoded by parsePublishBody.
 type batchBody struct {
 	Publishes []json.RawMessage `json:"publishes"`
 }
@@ -58,15 +40,16 @@ func decodeStrict(data []byte, v any) error {
 }
 
 // decodePublish decodes and checks a publish body. Everything that does not
-// depend on the biz is checked here, so a request it returns can fail only
-// on the biz (unknown, wrong target kind, entry size, ttl over retention).
+// depend on the biz is checked here (apiclient.PublishRequest.Check), so a
+// request it returns can fail only in the publisher: on the biz (unknown,
+// wrong target kind, entry size, ttl over retention) or the target cap.
 // Errors are *syncpoint.Error.
 func decodePublish(data []byte) (publish.Request, error) {
-	var b publishBody
+	var b apiclient.PublishRequest
 	if err := parsePublishBody(data, &b); err != nil {
 		return publish.Request{}, err
 	}
-	return b.request()
+	return toRequest(&b)
 }
 
 // decodeBatch decodes a batch body. A body that does not parse fails as a
@@ -76,68 +59,40 @@ func decodeBatch(data []byte) (reqs []publish.Request, errs []error, err error) 
 	if err := decodeStrict(data, &b); err != nil {
 		return nil, nil, err
 	}
+	if b.Publishes == nil {
+		// Absent or null: a client that forgot the list would otherwise
+		// get 200 and think it published.
+		return nil, nil, syncpoint.Errorf(syncpoint.CodeInvalid, "publishes is required: give a list of publishes (it may be empty)")
+	}
 	if len(b.Publishes) > MaxBatch {
 		return nil, nil, syncpoint.Errorf(syncpoint.CodeTooLarge, "publishes: %d given; a batch takes at most %d", len(b.Publishes), MaxBatch)
 	}
 	reqs = make([]publish.Request, len(b.Publishes))
 	errs = make([]error, len(b.Publishes))
 	for i, raw := range b.Publishes {
-		var pb publishBody
+		var pb apiclient.PublishRequest
 		if err := parsePublishBody(raw, &pb); err != nil {
 			errs[i] = err
 			continue
 		}
-		reqs[i], errs[i] = pb.request()
+		reqs[i], errs[i] = toRequest(&pb)
 	}
 	return reqs, errs, nil
 }
 
-func (b *publishBody) request() (publish.Request, error) {
-	if err := syncpoint.ValidateBizName(b.Biz); err != nil {
+// toRequest checks what of b does not depend on the biz and turns it into
+// the publisher's request.
+func toRequest(b *apiclient.PublishRequest) (publish.Request, error) {
+	targets, ttl, err := b.Check()
+	if err != nil {
 		return publish.Request{}, err
-	}
-	n := len(b.Users) + len(b.Devices) + len(b.Groups)
-	if b.Global {
-		n++
-	}
-	if n == 0 {
-		return publish.Request{}, syncpoint.Errorf(syncpoint.CodeInvalid, "no target: give users, devices, groups or global")
-	}
-	targets := make([]syncpoint.Target, 0, n)
-	for _, l := range []struct {
-		kind syncpoint.TargetKind
-		ids  []string
-	}{{syncpoint.TargetUser, b.Users}, {syncpoint.TargetDevice, b.Devices}, {syncpoint.TargetGroup, b.Groups}} {
-		for _, id := range l.ids {
-			t := syncpoint.Target{Kind: l.kind, ID: id}
-			if err := t.Validate(); err != nil {
-				return publish.Request{}, err
-			}
-			targets = append(targets, t)
-		}
-	}
-	if b.Global {
-		targets = append(targets, syncpoint.GlobalTarget())
-	}
-
-	var ttl time.Duration
-	if b.TTL != "" {
-		d, err := time.ParseDuration(b.TTL)
-		if err != nil || d <= 0 {
-			return publish.Request{}, syncpoint.Errorf(syncpoint.CodeInvalid, "ttl %q: want a positive duration such as 90s or 24h", b.TTL)
-		}
-		ttl = d
-	}
-	data := b.Data
-	if string(data) == "null" {
-		data = nil
 	}
 	req := publish.Request{
 		Biz:     b.Biz,
 		Targets: targets,
 		Op:      b.Op,
 		Key:     b.Key,
-		Data:    data,
+		Data:    b.Data,
 		TTL:     ttl,
 		Conditions: syncpoint.Conditions{
 			Platforms:     b.Platforms,
@@ -146,21 +101,11 @@ func (b *publishBody) request() (publish.Request, error) {
 		},
 		IdempotencyKey: b.IdempotencyKey,
 	}
+	if string(req.Data) == "null" {
+		req.Data = nil
+	}
 	if req.Op == "" {
 		req.Op = syncpoint.OpMsg
-	}
-	// The entry checks that do not depend on the biz: op, key, idempotency
-	// key and conditions. The size limit is the biz's, checked on publish.
-	probe := syncpoint.Entry{
-		Channel:        syncpoint.Channel{Biz: b.Biz, Target: targets[0]},
-		Op:             req.Op,
-		Key:            req.Key,
-		Data:           req.Data,
-		Conditions:     req.Conditions,
-		IdempotencyKey: req.IdempotencyKey,
-	}
-	if err := probe.Validate(math.MaxInt); err != nil {
-		return publish.Request{}, err
 	}
 	return req, nil
 }

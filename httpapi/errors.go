@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 )
 
 // statusOf is the one table from error codes to HTTP status.
@@ -35,11 +36,6 @@ func Status(code syncpoint.ErrorCode) int {
 		return s
 	}
 	return http.StatusInternalServerError
-}
-
-// errorBody is the JSON shape of every error response.
-type errorBody struct {
-	Error syncpoint.Error `json:"error"`
 }
 
 // clientError turns err into the code and message a client may see.
@@ -80,7 +76,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			h.Set("Retry-After", "1")
 		}
 	}
-	writeJSON(w, status, errorBody{Error: ce})
+	writeJSON(w, status, apiclient.ErrorResponse{Error: ce})
 }
 
 // writeJSON answers with v as JSON.

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 	"github.com/syncpoint/syncpoint/publish"
 )
 
@@ -99,8 +100,10 @@ func FuzzAppendString(f *testing.F) {
 
 // FuzzParsePublish holds the hand-written publish decoder to encoding/json:
 // the same bodies parse, to the same fields, and the same ones fail, as
-// malformed or as invalid alike. The one allowed difference: field names
-// match exactly, where encoding/json folds case.
+// malformed or as invalid alike. The allowed differences: field names match
+// exactly, where encoding/json folds case; and a body that breaks I-JSON is
+// refused where the JSON reader (held to a reference in its own fuzzer)
+// finds the break, whatever encoding/json makes of it.
 func FuzzParsePublish(f *testing.F) {
 	for _, s := range publishSeeds {
 		f.Add([]byte(s))
@@ -116,8 +119,14 @@ func FuzzParsePublish(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		var got, want publishBody
+		var got, want apiclient.PublishRequest
 		gotErr := parsePublishBody(data, &got)
+		if ij := checkIJSON(data); ij != nil || strings.Contains(syncpoint.Message(gotErr), "not I-JSON") {
+			if syncpoint.Message(gotErr) != syncpoint.Message(ij) {
+				t.Fatalf("%q: error %v; the reader finds %v", data, gotErr, ij)
+			}
+			return
+		}
 		wantErr := decodeStrict(data, &want)
 		if gotErr == nil && wantErr == nil {
 			if !reflect.DeepEqual(got, want) {
@@ -149,9 +158,9 @@ func foldedField(err error) bool {
 	if uerr != nil {
 		return false
 	}
-	rt := reflect.TypeFor[publishBody]()
+	rt := reflect.TypeFor[apiclient.PublishRequest]()
 	for i := range rt.NumField() {
-		if strings.EqualFold(rt.Field(i).Tag.Get("json"), name) {
+		if tag, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ","); strings.EqualFold(tag, name) {
 			return true
 		}
 	}

@@ -108,7 +108,7 @@ func MustStartServer(tb testing.TB, opts ...func(*Config)) *testServer {
 	ts.api = New(cfg)
 	mux := http.NewServeMux()
 	ts.api.Register(mux)
-	ts.Server = httptest.NewServer(mux)
+	ts.Server = httptest.NewServer(Canonical(mux))
 	tb.Cleanup(ts.Close)
 	return ts
 }

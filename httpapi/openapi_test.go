@@ -1,15 +1,24 @@
 package httpapi
 
 import (
+	"encoding"
+	"encoding/json"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"reflect"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 )
 
 // openAPIDoc is the part of docs/openapi.yaml the tests check.
@@ -142,4 +151,197 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 			}
 		}
 	}
+}
+
+// schema is the part of an OpenAPI schema object the field checks read.
+type schema struct {
+	Type       any               `yaml:"type"` // a name, or a list of names
+	Ref        string            `yaml:"$ref"`
+	Properties map[string]schema `yaml:"properties"`
+	AllOf      []schema          `yaml:"allOf"`
+	Required   []string          `yaml:"required"`
+}
+
+// resolve follows a $ref to its component.
+func (doc openAPIDoc) resolve(t *testing.T, s schema) schema {
+	t.Helper()
+	for i := 0; s.Ref != "" && i < 8; i++ {
+		name := strings.TrimPrefix(s.Ref, "#/components/schemas/")
+		n, ok := doc.Components["schemas"][name]
+		if !ok {
+			t.Fatalf("$ref %s names no schema", s.Ref)
+		}
+		s = schema{}
+		if err := n.Decode(&s); err != nil {
+			t.Fatalf("schema %s: %v", name, err)
+		}
+	}
+	return s
+}
+
+// properties returns a schema's properties, those of its allOf parts
+// included.
+func (doc openAPIDoc) properties(t *testing.T, s schema) map[string]schema {
+	t.Helper()
+	s = doc.resolve(t, s)
+	out := make(map[string]schema)
+	for _, part := range s.AllOf {
+		maps.Copy(out, doc.properties(t, part))
+	}
+	maps.Copy(out, s.Properties)
+	return out
+}
+
+// jsonFields returns the JSON names of the fields encoding/json reads and
+// writes for struct type rt, with embedded structs' fields promoted unless
+// a shallower field has the name.
+func jsonFields(rt reflect.Type) map[string]reflect.Type {
+	out := make(map[string]reflect.Type)
+	var embedded []reflect.Type
+	for i := range rt.NumField() {
+		f := rt.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			continue
+		}
+		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+			embedded = append(embedded, f.Type)
+			continue
+		}
+		if !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		out[name] = f.Type
+	}
+	for _, et := range embedded {
+		for name, ft := range jsonFields(et) {
+			if _, shadowed := out[name]; !shadowed {
+				out[name] = ft
+			}
+		}
+	}
+	return out
+}
+
+// jsonType is the JSON type encoding/json gives a Go type: "" for any
+// value (raw JSON).
+func jsonType(rt reflect.Type) string {
+	switch {
+	case rt == reflect.TypeFor[json.RawMessage]():
+		return ""
+	case rt == reflect.TypeFor[time.Time](),
+		rt.Implements(reflect.TypeFor[encoding.TextMarshaler]()),
+		reflect.PointerTo(rt).Implements(reflect.TypeFor[encoding.TextMarshaler]()):
+		return "string"
+	}
+	switch rt.Kind() {
+	case reflect.Pointer:
+		return jsonType(rt.Elem())
+	case reflect.String:
+		return "string"
+	case reflect.Bool:
+		return "boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "integer"
+	case reflect.Float32, reflect.Float64:
+		return "number"
+	case reflect.Slice, reflect.Array:
+		return "array"
+	}
+	return "object"
+}
+
+// TestOpenAPIMatchesTypes checks each request and answer schema of
+// docs/openapi.yaml against the Go type the server decodes into or encodes
+// from: the same field names both ways, of the same JSON types.
+func TestOpenAPIMatchesTypes(t *testing.T) {
+	doc, _ := loadOpenAPI(t)
+	for name, rt := range map[string]reflect.Type{
+		"PublishRequest":  reflect.TypeFor[apiclient.PublishRequest](),
+		"PublishedEntry":  reflect.TypeFor[apiclient.PublishedEntry](),
+		"PublishResponse": reflect.TypeFor[apiclient.PublishResponse](),
+		"BatchRequest":    reflect.TypeFor[batchBody](),
+		"BatchResponse":   reflect.TypeFor[apiclient.BatchResponse](),
+		"Error":           reflect.TypeFor[syncpoint.Error](),
+		"ErrorResponse":   reflect.TypeFor[apiclient.ErrorResponse](),
+		"Conditions":      reflect.TypeFor[syncpoint.Conditions](),
+		"ChannelInfo":     reflect.TypeFor[channelInfoView](),
+		"Entry":           reflect.TypeFor[entryView](),
+		"ChannelPage":     reflect.TypeFor[channelView](),
+		"Biz":             reflect.TypeFor[bizView](),
+		"BizInput":        reflect.TypeFor[bizInput](),
+		"Webhook":         reflect.TypeFor[webhookView](),
+		"WebhookInput":    reflect.TypeFor[webhookInput](),
+		"Device":          reflect.TypeFor[deviceView](),
+		"SyncPoint":       reflect.TypeFor[syncPointView](),
+		"DeviceDetail":    reflect.TypeFor[deviceDetail](),
+	} {
+		if _, ok := doc.Components["schemas"][name]; !ok {
+			t.Errorf("docs/openapi.yaml has no schema %s", name)
+			continue
+		}
+		props := doc.properties(t, schema{Ref: "#/components/schemas/" + name})
+		fields := jsonFields(rt)
+		for field, ft := range fields {
+			p, ok := props[field]
+			if !ok {
+				t.Errorf("%s: field %q of %v is not in the schema", name, field, rt)
+				continue
+			}
+			want := jsonType(ft)
+			var types []string
+			switch v := doc.resolve(t, p).Type.(type) {
+			case string:
+				types = []string{v}
+			case []any:
+				for _, x := range v {
+					types = append(types, fmt.Sprint(x))
+				}
+			}
+			if want != "" && len(types) > 0 && !slices.Contains(types, want) {
+				t.Errorf("%s.%s: the schema says %v, the Go field (%v) is a JSON %s", name, field, types, ft, want)
+			}
+		}
+		for prop := range props {
+			if _, ok := fields[prop]; !ok {
+				t.Errorf("%s: schema property %q is no field of %v", name, prop, rt)
+			}
+		}
+		for _, req := range doc.resolve(t, schema{Ref: "#/components/schemas/" + name}).Required {
+			if _, ok := props[req]; !ok {
+				t.Errorf("%s: required %q is no property", name, req)
+			}
+		}
+	}
+}
+
+// TestHandWrittenAnswersMatchTypes holds the publish answers, which are
+// encoded by hand, to the types that TestOpenAPIMatchesTypes checks: each
+// decodes into its type with no field left over.
+func TestHandWrittenAnswersMatchTypes(t *testing.T) {
+	ts := MustStartServer(t)
+	strict := func(body []byte, v any) {
+		t.Helper()
+		dec := json.NewDecoder(strings.NewReader(string(body)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			t.Fatalf("%s does not decode into %T: %v", body, v, err)
+		}
+	}
+	var pr apiclient.PublishResponse
+	strict(ts.call(t, "POST", "/v1/publish", `{"biz":"typing","users":["u1"]}`, 200, nil).body, &pr)
+	if !pr.Entries[0].Ephemeral {
+		t.Fatalf("ephemeral publish = %+v", pr)
+	}
+	var br apiclient.BatchResponse
+	strict(ts.call(t, "POST", "/v1/publish/batch", `{"publishes":[{"biz":"chat","users":["u1"],"idempotency_key":"k"},{"biz":"chat","users":["u1"],"idempotency_key":"k"},{"biz":"nope","global":true}]}`, 200, nil).body, &br)
+	if len(br.Results) != 3 || !br.Results[1].Entries[0].Duplicate || br.Results[2].Error == nil {
+		t.Fatalf("batch = %+v", br)
+	}
+	var eb apiclient.ErrorResponse
+	strict(ts.do(t, "POST", "/v1/publish", `{}`, testKey).body, &eb)
 }

@@ -1,17 +1,20 @@
 package httpapi
 
 import (
+	"errors"
+
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 	"github.com/syncpoint/syncpoint/internal/jsontext"
 )
 
 // parsePublishBody decodes a publish body into b without reflection: it is
 // the hottest decoder of the API. It accepts what encoding/json accepts for
-// publishBody with unknown fields refused, except that field names match
+// apiclient.PublishRequest with unknown fields refused, except that field names match
 // exactly rather than case-insensitively; FuzzParsePublish holds it to
 // that. As with encoding/json, a syntax error anywhere wins over a field
 // error (unknown field, wrong type), which wins over trailing data.
-func parsePublishBody(data []byte, b *publishBody) error {
+func parsePublishBody(data []byte, b *apiclient.PublishRequest) error {
 	p := parser{Reader: jsontext.Reader{Data: data}}
 	if err := p.body(b); err != nil {
 		return malformed(err, len(data))
@@ -26,16 +29,38 @@ func parsePublishBody(data []byte, b *publishBody) error {
 }
 
 // malformed turns a syntax error into the API's words, the ones jsonError
-// uses for encoding/json's.
+// uses for encoding/json's. Text that is JSON but not I-JSON is invalid
+// rather than malformed: it parses, but its content cannot be passed on.
 func malformed(err error, n int) error {
 	se, ok := err.(*jsontext.SyntaxError)
 	switch {
 	case !ok:
 		return err
+	case se.IJSON:
+		return notIJSON(se)
 	case se.Offset >= n:
 		return syncpoint.Errorf(syncpoint.CodeMalformed, "invalid JSON: the body ends in the middle of a value")
 	}
 	return syncpoint.Errorf(syncpoint.CodeMalformed, "invalid JSON at byte offset %d: %s", se.Offset, se.Msg)
+}
+
+// notIJSON is the API's error for a body that breaks RFC 7493: no client in
+// another language could be relied on to decode what it carries.
+func notIJSON(se *jsontext.SyntaxError) error {
+	return syncpoint.Errorf(syncpoint.CodeInvalid, "the body is not I-JSON (RFC 7493) at byte offset %d: %s", se.Offset, se.Msg)
+}
+
+// checkIJSON refuses a body whose JSON breaks I-JSON, for the bodies that
+// encoding/json decodes: it would turn a lone surrogate into U+FFFD and keep
+// a number out of range as it is. Syntax errors are left to the decoder.
+func checkIJSON(data []byte) error {
+	r := jsontext.Reader{Data: data}
+	r.Space()
+	var se *jsontext.SyntaxError
+	if err := r.Skip(0); errors.As(err, &se) && se.IJSON {
+		return notIJSON(se)
+	}
+	return nil
 }
 
 // parser walks a publish body on jsontext's tokens. Its methods return
@@ -47,7 +72,7 @@ type parser struct {
 }
 
 // body reads the top-level value.
-func (p *parser) body(b *publishBody) error {
+func (p *parser) body(b *apiclient.PublishRequest) error {
 	switch p.Peek() {
 	case '{':
 		return p.object(b)
@@ -71,7 +96,7 @@ func (p *parser) fieldError(err error) {
 	}
 }
 
-func (p *parser) object(b *publishBody) error {
+func (p *parser) object(b *apiclient.PublishRequest) error {
 	p.Pos++ // '{'
 	if p.Peek() == '}' {
 		p.Pos++
@@ -105,7 +130,7 @@ func (p *parser) object(b *publishBody) error {
 	}
 }
 
-func (p *parser) field(b *publishBody, key string) error {
+func (p *parser) field(b *apiclient.PublishRequest, key string) error {
 	switch key {
 	case "biz":
 		return p.stringField(key, &b.Biz)
@@ -251,7 +276,7 @@ func (p *parser) stringsField(field string, dst *[]string) error {
 }
 
 // str decodes the string at Pos the way encoding/json does: invalid UTF-8
-// and lone surrogates become U+FFFD.
+// becomes U+FFFD. (Lone surrogates never get here: the reader refuses them.)
 func (p *parser) str() (string, error) {
 	raw, plain, err := p.RawString()
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"log/slog"
 	"math"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -23,12 +24,18 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 	"github.com/syncpoint/syncpoint/internal/clock"
 	"github.com/syncpoint/syncpoint/publish"
 )
 
 // DefaultMaxBodyBytes caps a request body; it leaves room for a full batch.
 const DefaultMaxBodyBytes = 16 << 20
+
+// DefaultBodyTimeout bounds the reading of one request body: a full batch
+// arrives well within it from any backend, and a client that trickles a
+// body no longer holds a connection and a buffer for as long as it likes.
+const DefaultBodyTimeout = time.Minute
 
 // Presence tells whether a device is connected now. The device hub
 // implements it.
@@ -53,7 +60,10 @@ type Config struct {
 	RateLimit    float64
 	RateBurst    int   // 0: max(1, RateLimit)
 	MaxBodyBytes int64 // 0: DefaultMaxBodyBytes
-	Presence     Presence
+	// BodyTimeout bounds reading a request body, from the handler's start;
+	// 0 means DefaultBodyTimeout. Past it the answer is 408.
+	BodyTimeout time.Duration
+	Presence    Presence
 	// Ready backs /readyz; nil means always ready.
 	Ready func(context.Context) error
 	// OnChannelReset, when set, is called after DELETE /v1/channels reset
@@ -72,6 +82,7 @@ type Server struct {
 	gatherer       prometheus.Gatherer
 	limiter        *rate.Limiter // nil: unlimited
 	maxBody        int64
+	bodyTimeout    time.Duration
 	presence       Presence
 	ready          func(context.Context) error
 	onReset        func(syncpoint.Channel)
@@ -95,16 +106,17 @@ type route struct {
 // mux.
 func New(cfg Config) *Server {
 	s := &Server{
-		publisher: cfg.Publisher,
-		store:     cfg.Store,
-		registry:  cfg.Registry,
-		logger:    cfg.Logger,
-		clock:     cfg.Clock,
-		gatherer:  cfg.Gatherer,
-		maxBody:   cfg.MaxBodyBytes,
-		presence:  cfg.Presence,
-		ready:     cfg.Ready,
-		onReset:   cfg.OnChannelReset,
+		publisher:   cfg.Publisher,
+		store:       cfg.Store,
+		registry:    cfg.Registry,
+		logger:      cfg.Logger,
+		clock:       cfg.Clock,
+		gatherer:    cfg.Gatherer,
+		maxBody:     cfg.MaxBodyBytes,
+		bodyTimeout: cfg.BodyTimeout,
+		presence:    cfg.Presence,
+		ready:       cfg.Ready,
+		onReset:     cfg.OnChannelReset,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -117,6 +129,9 @@ func New(cfg Config) *Server {
 	}
 	if s.maxBody <= 0 {
 		s.maxBody = DefaultMaxBodyBytes
+	}
+	if s.bodyTimeout <= 0 {
+		s.bodyTimeout = DefaultBodyTimeout
 	}
 	if cfg.APIKey != "" {
 		s.keyHash = sha256.Sum256([]byte(cfg.APIKey))
@@ -192,7 +207,7 @@ func unmatched(mux *http.ServeMux, w http.ResponseWriter, r *http.Request) error
 }
 
 // statusError is an error response whose status is not one of an error
-// code's (405 only).
+// code's (405 and 408).
 type statusError struct {
 	status int
 	body   syncpoint.Error
@@ -242,7 +257,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt route) {
 	}
 	var se *statusError
 	if errors.As(err, &se) {
-		writeJSON(w, se.status, errorBody{Error: se.body})
+		writeJSON(w, se.status, apiclient.ErrorResponse{Error: se.body})
 		return
 	}
 	s.writeError(w, r, err)
@@ -320,12 +335,31 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) (body []byte, 
 			s.bufs.Put(buf)
 		}
 	}
+	// The server's ReadTimeout would bound this too, but it also cuts the
+	// connection's reads after the body, which cancels a handler still at
+	// work; a deadline for the body alone, lifted once it is read, does not.
+	// After a failed read it stays, so that the server does not wait for
+	// the rest of the body either.
+	// A socket deadline is wall-clock time, whatever the server's clock.
+	rc := http.NewResponseController(w)
+	timed := rc.SetReadDeadline(time.Now().Add(s.bodyTimeout)) == nil
 	_, err = buf.ReadFrom(http.MaxBytesReader(w, r.Body, s.maxBody))
+	if timed && err == nil {
+		rc.SetReadDeadline(time.Time{})
+	}
 	if err != nil {
 		done()
 		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
+		var ne net.Error
+		switch {
+		case errors.As(err, &mbe):
 			return nil, nil, syncpoint.Errorf(syncpoint.CodeTooLarge, "the body is over the limit of %d bytes", mbe.Limit)
+		case errors.As(err, &ne) && ne.Timeout():
+			w.Header().Set("Connection", "close")
+			return nil, nil, &statusError{http.StatusRequestTimeout, syncpoint.Error{
+				Code:    "request_timeout",
+				Message: "the body did not arrive within " + s.bodyTimeout.String(),
+			}}
 		}
 		return nil, nil, syncpoint.Errorf(syncpoint.CodeMalformed, "reading the body failed")
 	}

@@ -18,6 +18,11 @@ import (
 	"github.com/syncpoint/syncpoint/internal/clock"
 )
 
+// DefaultMaxTargets bounds the targets of one publish: past it, one request
+// is enough work to stall the store for everyone, and a group reaches
+// many users with one entry.
+const DefaultMaxTargets = 1000
+
 // Config is what a Publisher needs.
 type Config struct {
 	Store      syncpoint.Store
@@ -28,6 +33,9 @@ type Config struct {
 	// Logger reports fan-out failures of entries that were already stored
 	// (the publish itself succeeded). nil: discard.
 	Logger *slog.Logger
+	// MaxTargets bounds the targets of one request, repeats included; 0
+	// means DefaultMaxTargets.
+	MaxTargets int
 }
 
 // Request is one publish: an entry for one or more targets of a biz.
@@ -66,23 +74,28 @@ type Result struct {
 // Publisher validates publishes, appends them to the store and fans them out.
 // It is safe for concurrent use.
 type Publisher struct {
-	store    syncpoint.Store
-	broker   syncpoint.Broker
-	registry *syncpoint.Registry
-	clock    clock.Clock
-	logger   *slog.Logger
-	metrics  *metrics // nil when no Registerer was given
+	store      syncpoint.Store
+	broker     syncpoint.Broker
+	registry   *syncpoint.Registry
+	clock      clock.Clock
+	logger     *slog.Logger
+	metrics    *metrics // nil when no Registerer was given
+	maxTargets int
 }
 
 // New returns a Publisher. It panics if the Registerer refuses its metrics,
 // as that is a wiring mistake (two publishers on one registry).
 func New(cfg Config) *Publisher {
 	p := &Publisher{
-		store:    cfg.Store,
-		broker:   cfg.Broker,
-		registry: cfg.Registry,
-		clock:    cfg.Clock,
-		logger:   cfg.Logger,
+		store:      cfg.Store,
+		broker:     cfg.Broker,
+		registry:   cfg.Registry,
+		clock:      cfg.Clock,
+		logger:     cfg.Logger,
+		maxTargets: cfg.MaxTargets,
+	}
+	if p.maxTargets <= 0 {
+		p.maxTargets = DefaultMaxTargets
 	}
 	if p.clock == nil {
 		p.clock = clock.Real{}
@@ -268,6 +281,9 @@ func (p *Publisher) prepare(r *Request, now time.Time, out *prepared) error {
 	out.bizLabel = biz.Name
 	if len(r.Targets) == 0 {
 		return syncpoint.Errorf(syncpoint.CodeInvalid, "no target: give at least one %s", targetNoun(biz.Target))
+	}
+	if len(r.Targets) > p.maxTargets {
+		return syncpoint.Errorf(syncpoint.CodeInvalid, "%d targets; a publish takes at most %d: split it, or publish to a group", len(r.Targets), p.maxTargets)
 	}
 	op := r.Op
 	if op == "" {

@@ -484,3 +484,27 @@ func TestPublishDedupesManyTargets(t *testing.T) {
 		}
 	}
 }
+
+func TestPublishMaxTargets(t *testing.T) {
+	e := MustOpenEnv(t, nil)
+	targets := func(n int) []syncpoint.Target {
+		ts := make([]syncpoint.Target, n)
+		for i := range ts {
+			ts[i] = syncpoint.UserTarget(fmt.Sprintf("u%d", i))
+		}
+		return ts
+	}
+	ctx := context.Background()
+	if res, err := e.pub.Publish(ctx, publish.Request{Biz: "chat", Targets: targets(publish.DefaultMaxTargets)}); err != nil || len(res) != publish.DefaultMaxTargets {
+		t.Fatalf("%d targets: %d results, %v", publish.DefaultMaxTargets, len(res), err)
+	}
+	_, err := e.pub.Publish(ctx, publish.Request{Biz: "chat", Targets: targets(publish.DefaultMaxTargets + 1)})
+	wantCode(t, err, syncpoint.CodeInvalid, "at most 1000")
+
+	small := publish.New(publish.Config{Store: e.store, Registry: e.reg, Clock: e.clock, MaxTargets: 2})
+	_, errs, err := small.PublishBatch(ctx, []publish.Request{{Biz: "chat", Targets: targets(2)}, {Biz: "chat", Targets: targets(3)}})
+	if err != nil || errs[0] != nil {
+		t.Fatalf("two targets: %v, %v", err, errs[0])
+	}
+	wantCode(t, errs[1], syncpoint.CodeInvalid, "3 targets; a publish takes at most 2")
+}

@@ -7,6 +7,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -57,14 +58,22 @@ type Config struct {
 	// DataDir holds the embedded store (in DataDir/StoreDir). Required
 	// unless StoreURL names an external store.
 	DataDir string
-	// Listen is the HTTP address (business API, and later WebSocket and
-	// SSE); "" means DefaultListen, port 0 picks a free port.
+	// Listen is the HTTP address (business API, WebSocket devices); ""
+	// means DefaultListen, port 0 picks a free port.
 	Listen string
 	// TCPListen is the raw TCP device address; "" means no TCP listener.
 	TCPListen string
-	// TLSCert and TLSKey are PEM files; given together, the TCP listener
-	// speaks TLS.
+	// TLSCert and TLSKey are PEM files; given together, both listeners
+	// speak TLS (HTTPS with HTTP/2 and wss:// on Listen), and the files are
+	// loaded again when they change and on ReloadTLS.
 	TLSCert, TLSKey string
+	// PlainHTTP keeps the HTTP listener plain despite TLSCert, for a
+	// TLS-terminating proxy in front of it; the TCP listener still speaks
+	// TLS.
+	PlainHTTP bool
+	// TLSCheckInterval is how often the certificate files are checked for
+	// a change; 0 means DefaultTLSCheckInterval.
+	TLSCheckInterval time.Duration
 	// StoreURL is "" for the embedded store, or a postgres:// URL.
 	StoreURL string
 	// NATSURL is "" for a single node, or a nats:// URL for fan-out
@@ -87,6 +96,12 @@ type Config struct {
 	RateLimit    float64
 	RateBurst    int
 	MaxBodyBytes int64 // 0: httpapi.DefaultMaxBodyBytes
+	// BodyTimeout bounds reading one request body; 0 means
+	// httpapi.DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	// MaxTargets bounds the targets of one publish; 0 means
+	// publish.DefaultMaxTargets.
+	MaxTargets int
 	// SweepInterval is how often expired entries are deleted.
 	SweepInterval time.Duration
 	// ShutdownTimeout bounds how long Run waits for in-flight requests
@@ -128,11 +143,13 @@ type Server struct {
 	mux  *http.ServeMux
 	http *http.Server
 	ln   net.Listener
-	// tcpLn is bound (and TLS-wrapped when tlsConfig is set) but has no
-	// protocol yet: the TCP transport takes its connections in serveTCP.
-	tcpLn     net.Listener
-	pprofLn   net.Listener
-	tlsConfig *tls.Config
+	// tcpLn is bound in New (and TLS-wrapped when certs is set); the TCP
+	// transport takes its connections in serveTCP.
+	tcpLn   net.Listener
+	pprofLn net.Listener
+	certs   *certs // nil without TLS
+	// httpTLS is set when the HTTP listener speaks TLS.
+	httpTLS bool
 	// closers are closed in reverse order after the listeners stop and
 	// before the broker and the store close: the hub and transports go here.
 	closers []io.Closer
@@ -156,6 +173,10 @@ type Server struct {
 // listeners, so Addr is known when it returns. On error everything it
 // opened is closed again.
 func New(cfg Config) (_ *Server, err error) {
+	// Zero means the default; a negative value is a mistake, not a default.
+	if cfg.SendQueue < 0 || cfg.MaxFrameBytes < 0 || min(cfg.HeartbeatInterval, cfg.ShutdownTimeout, cfg.SweepInterval, cfg.ReadHeaderTimeout, cfg.IdleTimeout, cfg.BodyTimeout) < 0 {
+		return nil, errors.New("server: no size, interval or timeout may be negative")
+	}
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
 	}
@@ -180,8 +201,8 @@ func New(cfg Config) (_ *Server, err error) {
 	if cfg.APIKey == "" {
 		return nil, errors.New("server: no API key configured")
 	}
-	if cfg.RateLimit < 0 || cfg.RateBurst < 0 || cfg.MaxBodyBytes < 0 {
-		return nil, errors.New("server: rate limit, burst and body limit must not be negative")
+	if cfg.RateLimit < 0 || cfg.RateBurst < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxTargets < 0 {
+		return nil, errors.New("server: rate limit, burst, body limit and target limit must not be negative")
 	}
 	s := &Server{
 		cfg:     cfg,
@@ -202,14 +223,15 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: token secret: %w", err)
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
-		return nil, errors.New("server: TLS needs both a certificate and a key file")
+		return nil, errNoTLS
 	}
 	if cfg.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("server: load TLS key pair: %w", err)
+		if s.certs, err = loadCerts(cfg.TLSCert, cfg.TLSKey, s.logger); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
 		}
-		s.tlsConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.httpTLS = !cfg.PlainHTTP
+		interval := cmp.Or(cfg.TLSCheckInterval, DefaultTLSCheckInterval)
+		s.runners = append(s.runners, func(ctx context.Context) error { return s.certs.watch(ctx, interval) })
 	}
 
 	s.metrics.MustRegister(
@@ -251,6 +273,7 @@ func New(cfg Config) (_ *Server, err error) {
 		Clock:      s.clock,
 		Registerer: s.metrics,
 		Logger:     s.logger,
+		MaxTargets: cfg.MaxTargets,
 	})
 	s.records = records.New(records.Config{
 		Publisher:  s.pub,
@@ -290,18 +313,24 @@ func New(cfg Config) (_ *Server, err error) {
 		RateLimit:      cfg.RateLimit,
 		RateBurst:      cfg.RateBurst,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
+		BodyTimeout:    cfg.BodyTimeout,
 		Presence:       s.hub,
 		OnChannelReset: s.hub.ResetChannel,
 		Ready:          s.ready,
 	})
 	s.api.Register(s.mux)
-	s.mux.Handle("GET /v1/connect", &ws.Handler{Hub: s.hub, Logger: s.logger, MaxFrameBytes: int64(cfg.MaxFrameBytes)})
+	s.mux.Handle("GET /v1/connect", httpapi.JSONErrors(&ws.Handler{Hub: s.hub, Logger: s.logger, MaxFrameBytes: int64(cfg.MaxFrameBytes)}))
 
 	s.http = &http.Server{
-		Handler:           s.mux,
+		Handler:           httpapi.Canonical(s.mux),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
+	}
+	if s.httpTLS {
+		// HTTP/2 for the business API. A WebSocket client asks for
+		// http/1.1 in its handshake (an upgrade needs it), and gets it.
+		s.http.TLSConfig = s.certs.config("h2", "http/1.1")
 	}
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("server: listen %s: %w", cfg.Listen, err)
@@ -316,8 +345,8 @@ func New(cfg Config) (_ *Server, err error) {
 		if s.tcpLn, err = net.Listen("tcp", cfg.TCPListen); err != nil {
 			return nil, fmt.Errorf("server: tcp listen %s: %w", cfg.TCPListen, err)
 		}
-		if s.tlsConfig != nil {
-			s.tcpLn = tls.NewListener(s.tcpLn, s.tlsConfig)
+		if s.certs != nil {
+			s.tcpLn = tls.NewListener(s.tcpLn, s.certs.config())
 		}
 	}
 	return s, nil
@@ -370,6 +399,14 @@ func redactURLError(err error) error {
 // Addr returns the HTTP listener's address, with the real port.
 func (s *Server) Addr() string { return s.ln.Addr().String() }
 
+// URL returns the HTTP listener's base URL: https:// when it speaks TLS.
+func (s *Server) URL() string {
+	if s.httpTLS {
+		return "https://" + s.Addr()
+	}
+	return "http://" + s.Addr()
+}
+
 // TCPAddr returns the raw TCP listener's address, or "" when there is none.
 func (s *Server) TCPAddr() string {
 	if s.tcpLn == nil {
@@ -413,7 +450,13 @@ func (s *Server) Run(ctx context.Context) error {
 	errc := make(chan error, 2+len(s.runners))
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		if err := s.http.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if s.httpTLS {
+			err = s.http.ServeTLS(s.ln, "", "")
+		} else {
+			err = s.http.Serve(s.ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("serve http: %w", err)
 		}
 	})
@@ -440,24 +483,30 @@ func (s *Server) Run(ctx context.Context) error {
 	case runErr = <-errc:
 		s.logger.Error("server: a listener failed; shutting down", "err", runErr)
 	}
+	// The order docs/operations.md promises: not ready, and no new
+	// connection, at once; then the requests in flight finish; then the
+	// devices hear GoingAway and store their sync points while the store
+	// is still open; then the store finishes its commits.
 	s.stopping.Store(true)
-	// Sessions first: they hear GoingAway and store their sync points
-	// while the store is still open.
+	s.stopServing()
 	s.hub.Close()
 	cancel()
-	s.stopServing()
 	wg.Wait() // the sweeper must be done before the store closes
 	return errors.Join(runErr, s.releaseOnce())
 }
 
-// stopServing stops the listeners and waits up to ShutdownTimeout for
-// in-flight requests, whose commits then finish before the store closes.
+// stopServing closes the listeners, so no connection is accepted from now
+// on, and waits up to ShutdownTimeout for in-flight requests, whose commits
+// then finish before the store closes.
 func (s *Server) stopServing() {
 	if s.tcpLn != nil {
 		s.tcpLn.Close()
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
+	// Shutdown closes the listener before it waits; its idle keep-alive
+	// connections go at once, busy ones after their answer.
+	s.http.RegisterOnShutdown(func() { s.logger.Info("server: shutting down; no longer accepting connections") })
 	if err := s.http.Shutdown(ctx); err != nil {
 		// Requests still running are cut off; the store still finishes
 		// the appends they started.

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -317,17 +318,22 @@ func TestNewRejects(t *testing.T) {
 		mod  func(*server.Config)
 		want string
 	}{
-		"postgres":     {func(c *server.Config) { c.StoreURL = "postgres://u:secret@127.0.0.1/db" }, "not supported yet"},
-		"unknown url":  {func(c *server.Config) { c.StoreURL = "mysql://x" }, "mysql"},
-		"nats":         {func(c *server.Config) { c.NATSURL = "nats://127.0.0.1:4222" }, "not supported yet"},
-		"no api key":   {func(c *server.Config) { c.APIKey = "" }, "API key"},
-		"no secret":    {func(c *server.Config) { c.TokenSecret = "" }, "token secret"},
-		"short secret": {func(c *server.Config) { c.TokenSecret = "short" }, "token secret"},
-		"half tls":     {func(c *server.Config) { c.TLSCert = "cert.pem" }, "TLS"},
-		"missing tls":  {func(c *server.Config) { c.TLSCert, c.TLSKey = "nope.pem", "nope.key" }, "TLS"},
-		"port in use":  {func(c *server.Config) { c.Listen = busy.Addr().String() }, "listen"},
-		"bad biz":      {func(c *server.Config) { c.Bizzes = []syncpoint.Biz{badBiz} }, "biz name"},
-		"no data dir":  {func(c *server.Config) { c.DataDir = "" }, "data dir"},
+		"postgres":           {func(c *server.Config) { c.StoreURL = "postgres://u:secret@127.0.0.1/db" }, "not supported yet"},
+		"unknown url":        {func(c *server.Config) { c.StoreURL = "mysql://x" }, "mysql"},
+		"nats":               {func(c *server.Config) { c.NATSURL = "nats://127.0.0.1:4222" }, "not supported yet"},
+		"no api key":         {func(c *server.Config) { c.APIKey = "" }, "API key"},
+		"no secret":          {func(c *server.Config) { c.TokenSecret = "" }, "token secret"},
+		"short secret":       {func(c *server.Config) { c.TokenSecret = "short" }, "token secret"},
+		"half tls":           {func(c *server.Config) { c.TLSCert = "cert.pem" }, "TLS"},
+		"missing tls":        {func(c *server.Config) { c.TLSCert, c.TLSKey = "nope.pem", "nope.key" }, "TLS"},
+		"port in use":        {func(c *server.Config) { c.Listen = busy.Addr().String() }, "listen"},
+		"bad biz":            {func(c *server.Config) { c.Bizzes = []syncpoint.Biz{badBiz} }, "biz name"},
+		"no data dir":        {func(c *server.Config) { c.DataDir = "" }, "data dir"},
+		"negative heartbeat": {func(c *server.Config) { c.HeartbeatInterval = -time.Second }, "negative"},
+		"negative queue":     {func(c *server.Config) { c.SendQueue = -1 }, "negative"},
+		"negative frame":     {func(c *server.Config) { c.MaxFrameBytes = -1 }, "negative"},
+		"negative shutdown":  {func(c *server.Config) { c.ShutdownTimeout = -time.Second }, "negative"},
+		"negative targets":   {func(c *server.Config) { c.MaxTargets = -1 }, "negative"},
 	} {
 		cfg := testConfig(t)
 		tc.mod(&cfg)
@@ -433,4 +439,73 @@ func BenchmarkPublishHTTP(b *testing.B) {
 	})
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "publishes/s")
+}
+
+// TestEveryV1AnswerIsJSON checks error answers that come from outside the
+// API's handlers: the mux's redirects of unclean paths, its 404 and 405,
+// and the WebSocket endpoint's refusal of a request that is no upgrade.
+func TestEveryV1AnswerIsJSON(t *testing.T) {
+	r := MustRunServer(t, testConfig(t))
+	for _, tc := range []struct {
+		method, path string
+		header       map[string]string
+		status       int
+		code         string
+	}{
+		{"GET", "/v1/users//devices", nil, 404, "not_found"},
+		{"GET", "/v1/bizzes/../bizzes", nil, 404, "not_found"},
+		{"GET", "/v1/nothing", nil, 404, "not_found"},
+		{"PATCH", "/v1/bizzes/chat", nil, 405, "method_not_allowed"},
+		{"POST", "/v1/connect", nil, 405, "method_not_allowed"},
+		{"GET", "/v1/connect", nil, 426, "malformed"},
+		{"GET", "/v1/connect", map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "12"}, 400, "malformed"},
+	} {
+		req, err := http.NewRequest(tc.method, r.URL+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+testAPIKey)
+		for k, v := range tc.header {
+			req.Header.Set(k, v)
+		}
+		// No redirect is followed: the answer itself is checked.
+		client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var e struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		if resp.StatusCode != tc.status || resp.Header.Get("Content-Type") != "application/json" ||
+			json.Unmarshal(body, &e) != nil || e.Error.Code != tc.code || e.Error.Message == "" {
+			t.Errorf("%s %s: %d %q %s; want %d with a JSON %s error", tc.method, tc.path, resp.StatusCode, resp.Header.Get("Content-Type"), body, tc.status, tc.code)
+		}
+	}
+}
+
+// TestSlowBodyCut trickles a publish body at the assembled server, with a
+// short body timeout: the connection is answered 408 and closed, long
+// before the body would be complete.
+func TestSlowBodyCut(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.BodyTimeout = 300 * time.Millisecond
+	r := MustRunServer(t, cfg)
+	c, err := net.Dial("tcp", r.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	fmt.Fprintf(c, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 1000\r\n\r\n{", testAPIKey)
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer to a stalled body: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("status %d, want 408", resp.StatusCode)
+	}
 }

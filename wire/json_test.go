@@ -139,6 +139,10 @@ func TestDecodeJSONRejects(t *testing.T) {
 		{`{"error":{"message":"\x"}}`, "bad string"},
 		{`{"error":{"message":"\u12"}}`, "bad string"},
 		{`{"error":{"message":"unterminated}}`, "bad string"},
+		// I-JSON (RFC 7493), which the JSON reader holds frames to.
+		{`{"error":{"message":"\ud800"}}`, "bad string"},
+		{`{"push":{"entries":[{"data":[1e999]}]}}`, "data is not valid JSON"},
+		{`{"push":{"entries":[{"data":{"a":"\udc00"}}]}}`, "data is not valid JSON"},
 		{`{"hello":{"versions":1}}`, `"versions": want an array`},
 		{`{"hello":{"versions":["1"]}}`, "want an unsigned integer in the array"},
 		{`{"hello":{"versions":[1,]}}`, "want a value after ,"},
@@ -196,7 +200,7 @@ func TestDecodeJSONAccepts(t *testing.T) {
 		// A repeated member: the last one wins.
 		{`{"hello":{"device_id":"a","device_id":"b","versions":[1],"versions":[2]}}`, &Frame{Hello: &Hello{DeviceID: "b", Versions: []uint32{2}}}},
 		{`{"hello":{"token":null,"bizzes":null,"positions":[],"versions":[]}}`, &Frame{Hello: &Hello{}}},
-		{`{"hello":{"token":"\ud83d\ude00 \ud800 \"\\\/\b\f\n\r\t"}}`, &Frame{Hello: &Hello{Token: "😀 \ufffd \"\\/\b\f\n\r\t"}}},
+		{`{"hello":{"token":"\ud83d\ude00 \"\\\/\b\f\n\r\t"}}`, &Frame{Hello: &Hello{Token: "😀 \"\\/\b\f\n\r\t"}}},
 		{`{"push":{"entries":[{"data":  {"a" : [1, 2]}  ,"created_at":-5}]}}`,
 			&Frame{Push: &Push{Entries: []Entry{{Data: json.RawMessage(`{"a" : [1, 2]}`), CreatedAt: ms(-5)}}}}},
 		{`{"push":{"entries":[{"data":null,"expires_at":null}]}}`, &Frame{Push: &Push{Entries: []Entry{{Data: json.RawMessage(`null`)}}}}},

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/bench"
 )
 
@@ -93,6 +94,11 @@ func (f *benchFlags) target(e env, devices bool) (bench.Target, error) {
 	}
 	if f.connectConcurrency <= 0 || f.timeout <= 0 {
 		return t, usagef("--connect-concurrency and --timeout must be positive")
+	}
+	if f.runID != "" {
+		if err := syncpoint.ValidateID("--run-id", f.runID); err != nil {
+			return t, usagef("%s", syncpoint.Message(err))
+		}
 	}
 	ips, err := bench.ParseSourceIPs(f.sourceIPs)
 	if err != nil {

@@ -87,6 +87,7 @@ func TestBenchCommandErrors(t *testing.T) {
 		{[]string{"bench", "latency", "--transport", "tcp", "--encoding", "json"}, "only proto"},
 		{[]string{"bench", "latency", "--source-ips", "127.0.0.9-127.0.0.2"}, "ends before it starts"},
 		{[]string{"bench", "latency", "--devices", "0"}, "must be positive"},
+		{[]string{"bench", "publish", "--run-id", "a b"}, "--run-id"},
 		{[]string{"bench", "publish", "--batch", "1001"}, "at most 1000"},
 		{[]string{"bench", "latency", "--transport", "tcp", "--data", "/nonexistent", "--api-key", "k", "--token-secret", "0123456789abcdef0123"}, "--tcp"},
 	} {

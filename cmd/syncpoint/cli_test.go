@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/pflag"
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/auth"
@@ -115,8 +118,12 @@ func TestPublishCommandErrors(t *testing.T) {
 	}{
 		{[]string{"--biz", "nope", "--user", "u1"}, 1, "unknown biz"},
 		{[]string{"--biz", "chat", "--global"}, 1, "chat"},
-		{[]string{"--biz", "chat", "--user", "u1", "--op", "put"}, 1, "key"},
-		{[]string{"--biz", "chat", "--user", "u1", "--min-app-version", "x.y"}, 1, "semantic version"},
+		{[]string{"--biz", "chat", "--user", "u1", "--op", "put"}, 2, "needs a key"},
+		{[]string{"--biz", "chat", "--user", "u1", "--min-app-version", "x.y"}, 2, "semantic version"},
+		{[]string{"--biz", "chat", "--user", "bad user"}, 2, `user id "bad user"`},
+		{[]string{"--biz", "Chat", "--user", "u1"}, 2, "biz name"},
+		{[]string{"--biz", "chat", "--user", "u1", "--op", "upsert"}, 2, `op "upsert"`},
+		{[]string{"--biz", "chat", "--device", "d1"}, 1, "takes user targets"},
 		{[]string{"--biz", "chat"}, 2, "no target"},
 		{[]string{"--user", "u1"}, 2, "--biz is required"},
 		{[]string{"--biz", "chat", "--user", "u1", "--data", "hello"}, 2, "not valid JSON"},
@@ -159,23 +166,32 @@ func TestTokenCommand(t *testing.T) {
 		t.Errorf("expires in %v; want about 2h", left)
 	}
 
+	// Each is a mistake on the command line: exit 2, as the README says.
 	for _, args := range [][]string{
-		{"token", "--data", t.TempDir()},                                    // no user
-		{"token", "--data", t.TempDir(), "--user", "u1"},                    // no secret anywhere
-		{"token", "--token-secret", secret, "--user", "u 1"},                // bad user id
-		{"token", "--token-secret", secret, "--user", "u1", "--ttl", "-1h"}, // bad ttl
+		{"token", "--data", t.TempDir()},                                       // no user
+		{"token", "--data", t.TempDir(), "--user", "u1"},                       // no secret anywhere
+		{"token", "--token-secret", secret, "--user", "bad user"},              // bad user id
+		{"token", "--token-secret", secret, "--user", "u1", "--groups", "g 1"}, // bad group
+		{"token", "--token-secret", secret, "--user", "u1", "--ttl", "-1h"},    // bad ttl
+		{"token", "--token-secret", secret, "--user", "u1", "extra"},           // an argument
 	} {
 		e := newTestEnv(nil)
-		if code := run(t.Context(), e.env, args); code == 0 {
-			t.Errorf("%v succeeded", args)
+		if code := run(t.Context(), e.env, args); code != 2 {
+			t.Errorf("%v: exit %d (%s); want 2", args, code, e.err)
 		}
 	}
 }
 
 func TestResolveSecrets(t *testing.T) {
 	dir := t.TempDir()
-	use, gen, err := resolveSecrets(dir, secrets{APIKey: "given"})
+	use, gen, save, err := resolveSecrets(dir, secrets{APIKey: "given"})
 	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, secretsFile)); !os.IsNotExist(err) {
+		t.Fatalf("resolveSecrets wrote secrets.json before save (%v)", err)
+	}
+	if err := save(); err != nil {
 		t.Fatal(err)
 	}
 	if use.APIKey != "given" || gen.APIKey != "" || gen.TokenSecret == "" || use.TokenSecret != gen.TokenSecret {
@@ -186,14 +202,17 @@ func TestResolveSecrets(t *testing.T) {
 		t.Fatalf("stored %+v, %v; want only the generated token secret", stored, err)
 	}
 
-	use2, gen2, err := resolveSecrets(dir, secrets{})
+	use2, gen2, save, err := resolveSecrets(dir, secrets{})
+	if err == nil {
+		err = save()
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
 	if use2.TokenSecret != gen.TokenSecret || gen2.TokenSecret != "" || gen2.APIKey == "" {
 		t.Fatalf("second: use %+v, generated %+v", use2, gen2)
 	}
-	use3, gen3, err := resolveSecrets(dir, secrets{})
+	use3, gen3, _, err := resolveSecrets(dir, secrets{})
 	if err != nil || gen3 != (secrets{}) || use3 != use2 {
 		t.Fatalf("third: use %+v, generated %+v, %v", use3, gen3, err)
 	}
@@ -203,7 +222,7 @@ func TestResolveSecrets(t *testing.T) {
 	if err := os.Chmod(path, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := resolveSecrets(dir, secrets{}); err != nil {
+	if _, _, _, err := resolveSecrets(dir, secrets{}); err != nil {
 		t.Fatal(err)
 	}
 	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
@@ -213,7 +232,7 @@ func TestResolveSecrets(t *testing.T) {
 	if err := os.WriteFile(path, []byte("{not json"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := resolveSecrets(dir, secrets{}); err == nil {
+	if _, _, _, err := resolveSecrets(dir, secrets{}); err == nil {
 		t.Error("a corrupt secrets.json was accepted")
 	}
 }
@@ -223,7 +242,7 @@ func TestResolveSecrets(t *testing.T) {
 func TestServeInProcess(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	cfgPath := filepath.Join(t.TempDir(), "c.yaml")
-	src := "listen: 127.0.0.1:1\ntcp_listen: \"\"\nlog_level: debug\nbizzes:\n  - name: chat\n    target: user\n"
+	src := "listen: 127.0.0.1:1\ntcp_listen: \"\"\nlog_level: debug\nmax_targets: 2\nbizzes:\n  - name: chat\n    target: user\n"
 	if err := os.WriteFile(cfgPath, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -260,6 +279,10 @@ func TestServeInProcess(t *testing.T) {
 	if code := run(t.Context(), pe.env, []string{"publish", "--data-dir", data, "--biz", "chat", "--user", "u1", "--data", "1"}); code != 0 {
 		t.Errorf("publish: exit %d: %s", code, pe.err)
 	}
+	pe = newTestEnv(map[string]string{envAPIKey: "env-key"})
+	if code := run(t.Context(), pe.env, []string{"publish", "--data-dir", data, "--biz", "chat", "--user", "u1,u2,u3"}); code != 1 || !strings.Contains(pe.err.String(), "at most 2") {
+		t.Errorf("publish to 3 users with max_targets 2: exit %d: %s", code, pe.err)
+	}
 	cancel()
 	if code := <-done; code != 0 {
 		t.Fatalf("serve exited %d: %s", code, e.err)
@@ -283,6 +306,68 @@ func TestServeRejects(t *testing.T) {
 		args := append([]string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--tcp-listen", ""}, tc.args...)
 		if code := run(t.Context(), e.env, args); code == 0 || !strings.Contains(e.err.String(), tc.want) {
 			t.Errorf("serve %v: exit %d, stderr %q; want it to mention %q", tc.args, code, e.err, tc.want)
+		}
+	}
+}
+
+// TestNegativeNumbersRefused checks every numeric and duration flag of
+// serve, and the same settings in the config file: a negative value is a
+// usage error (exit 2) that names the flag or key, and no server starts.
+func TestNegativeNumbersRefused(t *testing.T) {
+	cmd := newServeCmd(env{})
+	var flags []string
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		switch f.Value.Type() {
+		case "int", "int64", "duration", "float64":
+			flags = append(flags, f.Name)
+		}
+	})
+	for _, want := range []string{"heartbeat-interval", "max-frame-bytes", "send-queue", "shutdown-timeout", "rate-limit", "max-targets"} {
+		if !slices.Contains(flags, want) {
+			t.Fatalf("serve has no flag --%s", want)
+		}
+	}
+	base := []string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--tcp-listen", "", "--config", ""}
+	for _, name := range flags {
+		value := "-1"
+		if cmd.Flags().Lookup(name).Value.Type() == "duration" {
+			value = "-1s"
+		}
+		e := newTestEnv(map[string]string{envAPIKey: "k", envTokenSecret: "0123456789abcdef0123"})
+		code := run(t.Context(), e.env, append(slices.Clone(base), "--"+name, value))
+		if code != 2 || !strings.Contains(e.err.String(), "--"+name+" "+value+": must not be negative") {
+			t.Errorf("serve --%s %s: exit %d, stderr %q", name, value, code, e.err)
+		}
+	}
+	for _, v := range []string{"NaN", "+Inf"} {
+		e := newTestEnv(nil)
+		if code := run(t.Context(), e.env, append(slices.Clone(base), "--rate-limit", v)); code != 2 || !strings.Contains(e.err.String(), "--rate-limit") {
+			t.Errorf("serve --rate-limit %s: exit %d, stderr %q", v, code, e.err)
+		}
+	}
+	// Other commands' numbers too.
+	for _, args := range [][]string{
+		{"publish", "--biz", "chat", "--user", "u1", "--timeout", "-5s"},
+		{"write", "--device", "d", "--biz", "b", "--id", "x", "--data", "{}", "--timeout", "-1s"},
+		{"bench", "publish", "--concurrency", "-3"},
+	} {
+		e := newTestEnv(nil)
+		if code := run(t.Context(), e.env, args); code != 2 || !strings.Contains(e.err.String(), "must not be negative") {
+			t.Errorf("%v: exit %d, stderr %q", args, code, e.err)
+		}
+	}
+
+	for _, key := range []string{"heartbeat_interval: -1s", "max_frame_bytes: -1", "send_queue: -1", "shutdown_timeout: -1s",
+		"sweep_interval: -1s", "rate_limit: -1", "rate_limit: .nan", "rate_burst: -1", "max_body_bytes: -1", "max_targets: -1"} {
+		path := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(path, []byte(key+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e := newTestEnv(map[string]string{envAPIKey: "k", envTokenSecret: "0123456789abcdef0123"})
+		args := []string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--tcp-listen", "", "--config", path}
+		name, _, _ := strings.Cut(key, ":")
+		if code := run(t.Context(), e.env, args); code != 2 || !strings.Contains(e.err.String(), name) {
+			t.Errorf("config %q: exit %d, stderr %q", key, code, e.err)
 		}
 	}
 }

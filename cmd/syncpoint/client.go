@@ -1,9 +1,14 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"io/fs"
+	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -19,12 +24,37 @@ type clientFlags struct {
 	apiKey      string
 	tokenSecret string
 	dataDir     string
+	tlsCA       string
 }
 
 // addServer adds --server and --api-key.
 func (c *clientFlags) addServer(fl *pflag.FlagSet) {
 	fl.StringVar(&c.server, "server", "", "server URL (default: from DATA/server.json, else $"+envServer+", else http://"+defaultListen+")")
 	fl.StringVar(&c.apiKey, "api-key", "", "API key (default: from DATA/secrets.json, else $"+envAPIKey+")")
+}
+
+// addTLSCA adds --tls-ca, for a server whose certificate the system does
+// not trust (a self-signed one in development).
+func (c *clientFlags) addTLSCA(fl *pflag.FlagSet) {
+	fl.StringVar(&c.tlsCA, "tls-ca", "", "PEM file of the CA (or self-signed certificate) to trust for an https:// server")
+}
+
+// httpClient returns a client for the server: one that trusts only
+// --tls-ca when it is given, else the system roots.
+func (c *clientFlags) httpClient(timeout time.Duration) (*http.Client, error) {
+	if c.tlsCA == "" {
+		return &http.Client{Timeout: timeout}, nil
+	}
+	pem, err := os.ReadFile(c.tlsCA)
+	if err != nil {
+		return nil, fmt.Errorf("read --tls-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, usagef("--tls-ca %s holds no PEM certificate", c.tlsCA)
+	}
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}
+	return &http.Client{Transport: tr, Timeout: timeout}, nil
 }
 
 // addTokenSecret adds --token-secret.
@@ -45,7 +75,9 @@ func (c *clientFlags) addDataDir(fl *pflag.FlagSet, withDataAlias bool) {
 func (c *clientFlags) serverURL(e env) (string, error) {
 	s := c.server
 	if s == "" {
-		if si, err := readServerInfo(c.dataDir); err == nil && si.HTTP != "" {
+		if si, err := readServerInfo(c.dataDir); err == nil && si.URL != "" {
+			s = si.URL
+		} else if err == nil && si.HTTP != "" {
 			s = "http://" + si.HTTP
 		} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return "", err

@@ -53,6 +53,20 @@ bizzes:
 	}
 }
 
+// TestParseConfigMerge checks that YAML's merge keys and aliases work in a
+// biz, and that their keys are checked like the biz's own.
+func TestParseConfigMerge(t *testing.T) {
+	src := "defaults: &d {compact: true}\n"
+	if _, err := ParseConfig("m.yaml", []byte(src)); err == nil || !strings.Contains(err.Error(), `unknown key "defaults"`) {
+		t.Fatalf("an unknown top-level key holding an anchor: %v", err)
+	}
+	src = "bizzes:\n  - &a {name: a, target: user, compact: true}\n  - <<: *a\n    name: b\n"
+	c, err := ParseConfig("m.yaml", []byte(src))
+	if err != nil || len(c.Bizzes) != 2 || !c.Bizzes[1].Compact || c.Bizzes[1].Name != "b" {
+		t.Fatalf("ParseConfig = %+v, %v", c, err)
+	}
+}
+
 func TestParseConfigEmpty(t *testing.T) {
 	for _, src := range []string{"", "# nothing\n", "bizzes: []\n"} {
 		c, err := ParseConfig("empty.yaml", []byte(src))
@@ -66,25 +80,31 @@ func TestParseConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		src, want string
 	}{
-		{"listn: x\n", "line 1: field listn not found"},
-		{"bizzes:\n  - name: chat\n    target: user\n    retension: 1h\n", "line 4: unknown field \"retension\""},
+		{"listn: x\n", `test.yaml:1: unknown key "listn" at the top level; the top level takes bizzes, `},
+		{"colour: red\nbizzes:\n  - name: chat\n    target: user\n    colour: red\n", `test.yaml:1: unknown key "colour" at the top level`},
+		{"bizzes:\n  - name: chat\n    target: user\n    colour: red\n", `test.yaml:4: unknown key "colour" in bizzes[0]; a biz takes compact, conflict,`},
+		{"bizzes:\n  - name: chat\n    target: user\n    retension: 1h\n", `test.yaml:4: unknown key "retension" in bizzes[0]`},
 		{"bizzes:\n  - name: chat\n    target: user\n  - name: chat\n    target: global\n", "bizzes[1]: biz \"chat\" is already defined at line 2"},
 		{"bizzes:\n  - name: Chat\n    target: user\n", "biz name \"Chat\""},
-		{"bizzes:\n  - name: n\n    target: user\n    writable: true\n    webhook:\n      validate_ur: http://x\n", "line 6: unknown field \"validate_ur\"; webhook has"},
+		{"bizzes:\n  - name: n\n    target: user\n    writable: true\n    webhook:\n      validate_ur: http://x\n", `test.yaml:6: unknown key "validate_ur" in bizzes[0].webhook; a webhook takes notify_url, secret, timeout, validate_url`},
 		{"bizzes:\n  - name: n\n    target: user\n    webhook:\n      validate_url: http://x\n", "webhook applies only to writable"},
-		{"bizzes:\n  - name: n\n    target: user\n    writable: true\n    webhook: yes\n", "line 5"},
+		{"bizzes:\n  - name: n\n    target: user\n    writable: true\n    webhook: yes\n", `test.yaml:5: bizzes[0]: want a mapping, not the string "yes"`},
 		{"bizzes:\n  - name: chat\n    target: team\n", "target \"team\""},
 		{"bizzes:\n  - name: chat\n    target: user\n    retention: 3600\n", "duration \"3600\""},
-		{"bizzes:\n  - name: chat\n    target: user\n    persistent: maybe\n", "line 4"},
+		{"bizzes:\n  - name: chat\n    target: user\n    persistent: maybe\n", `test.yaml:4: bizzes[0]: want true or false, not the string "maybe"`},
 		{"bizzes:\n  - name: cfg\n    target: global\n    multi_device: false\n", "multi_device"},
 		{"bizzes:\n  - name: n\n    target: user\n    writable: true\n    persistent: false\n", "writable"},
 		{"bizzes:\n  - chat\n", "want a mapping"},
-		{"x: &w {validate_ur: http://x}\n", "field x not found"},
-		{"bizzes:\n  - &b {name: n, target: user, writable: true, webhook: &w {validate_ur: http://x}}\n  - {name: m, target: user, writable: true, webhook: *w}\n", "unknown field \"validate_ur\""},
-		{"bizzes: chat\n", "line 1"},
+		{"x: &w {validate_ur: http://x}\n", `test.yaml:1: unknown key "x" at the top level`},
+		{"bizzes:\n  - &b {name: n, target: user, writable: true, webhook: &w {validate_ur: http://x}}\n  - {name: m, target: user, writable: true, webhook: *w}\n", `test.yaml:2: unknown key "validate_ur" in bizzes[0].webhook`},
+		{"bizzes: chat\n", `test.yaml:1: want a list, not the string "chat"`},
+		{"bizzes:\n  - name: c\n    target: user\n    <<: {compact: true, colour: red}\n", `test.yaml:4: unknown key "colour" in bizzes[0]`},
+		{"- a\n", "test.yaml:1: want a mapping of settings and bizzes"},
+		{"send_queue: many\n", `test.yaml:1: want a whole number, not the string "many"`},
+		{"\n\nrate_limit: -1\n", "test.yaml:3: rate_limit must be a finite number, not negative"},
 		{"rate_limit: -1\n", "rate_limit"},
 		{"sweep_interval: 0s\n", "sweep_interval"},
-		{"log_level: loud\n", "log level"},
+		{"log_level: loud\n", `test.yaml:1: log_level "loud": want debug`},
 		{"a: [\n", "test.yaml"},
 		{"listen: x\n---\nlisten: y\n", "one YAML document"},
 		{"listen: x\nlisten: y\n", "already defined"},
@@ -94,7 +114,7 @@ func TestParseConfigErrors(t *testing.T) {
 			t.Errorf("ParseConfig(%q) succeeded; want an error mentioning %q", tc.src, tc.want)
 			continue
 		}
-		if !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "test.yaml") {
+		if !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "test.yaml") || strings.Contains(err.Error(), "main.") || strings.Contains(err.Error(), "yaml.Node") {
 			t.Errorf("ParseConfig(%q) = %v; want test.yaml: ...%s...", tc.src, err, tc.want)
 		}
 	}

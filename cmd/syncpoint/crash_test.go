@@ -1,15 +1,20 @@
 package main
 
 import (
+	"bytes"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/syncpoint/syncpoint/auth"
+	"github.com/syncpoint/syncpoint/internal/testcert"
 )
 
 // TestCrashDurability SIGKILLs the real server while 32 publishers are
@@ -157,5 +162,90 @@ func TestGeneratedSecrets(t *testing.T) {
 	np := newPublisher(third.url(), "from-env-key")
 	if _, ok, err := np.publish(t.Context(), "u1", `1`); !ok {
 		t.Fatalf("publish with the environment's key: %v", err)
+	}
+}
+
+// TestPortTakenGeneratesNothing starts the real binary on a port another
+// socket holds: it exits 1 naming the address, and neither writes nor
+// prints a secret that no server uses.
+func TestPortTakenGeneratesNothing(t *testing.T) {
+	skipIfShort(t)
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	for _, args := range [][]string{
+		{"--listen", busy.Addr().String(), "--tcp-listen", "127.0.0.1:0"},
+		{"--listen", "127.0.0.1:0", "--tcp-listen", busy.Addr().String()},
+	} {
+		data := filepath.Join(t.TempDir(), "data")
+		all := append([]string{"serve", "--data", data, "--config", ""}, args...)
+		code, stdout, stderr := runCLI(t, nil, all...)
+		if code != 1 || !strings.Contains(stderr, busy.Addr().String()) {
+			t.Errorf("serve %v: exit %d, stderr %q; want 1 naming the address", args, code, stderr)
+		}
+		if stdout != "" {
+			t.Errorf("serve %v printed %q", args, stdout)
+		}
+		if _, err := os.Stat(filepath.Join(data, secretsFile)); !os.IsNotExist(err) {
+			t.Errorf("serve %v wrote secrets.json (%v)", args, err)
+		}
+	}
+}
+
+// TestServeTLS runs the real binary with a certificate: the client
+// commands find its https:// URL in server.json and publish over it with
+// --tls-ca, and a SIGHUP after the files were replaced serves the new
+// certificate to new connections on both listeners.
+func TestServeTLS(t *testing.T) {
+	skipIfShort(t)
+	data := filepath.Join(t.TempDir(), "data")
+	cert := testcert.New(t)
+	proc := MustStartServe(t, data, writeConfig(t), nil, "--tls-cert", cert.CertFile, "--tls-key", cert.KeyFile)
+	if !strings.HasPrefix(proc.info.URL, "https://") {
+		t.Fatalf("server.json = %+v; want an https URL", proc.info)
+	}
+	code, stdout, stderr := runCLI(t, nil, "publish", "--data-dir", data, "--tls-ca", cert.CertFile, "--biz", "chat", "--user", "u1", "--data", `"over tls"`)
+	if code != 0 || !strings.Contains(stdout, `"seq":1`) {
+		t.Fatalf("publish over https: exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	if code, _, stderr := runCLI(t, nil, "publish", "--data-dir", data, "--biz", "chat", "--user", "u1"); code != 1 || !strings.Contains(stderr, "certificate") {
+		t.Errorf("publish without --tls-ca: exit %d, %s; want 1 for the untrusted certificate", code, stderr)
+	}
+
+	served := func(addr string) []byte {
+		c, err := tls.Dial("tcp", addr, &tls.Config{InsecureSkipVerify: true}) // compared, not trusted
+		if err != nil {
+			t.Fatalf("dial %s: %v", addr, err)
+		}
+		defer c.Close()
+		return c.ConnectionState().PeerCertificates[0].Raw
+	}
+	next := testcert.New(t)
+	for _, f := range [][2]string{{next.KeyFile, cert.KeyFile}, {next.CertFile, cert.CertFile}} {
+		b, err := os.ReadFile(f[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f[1], b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	proc.cmd.Process.Signal(syscall.SIGHUP)
+	want := next.Server.Certificates[0].Certificate[0]
+	deadline := time.Now().Add(30 * time.Second)
+	for !bytes.Equal(served(proc.info.HTTP), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("SIGHUP did not bring the new certificate\n%s", proc.stderr)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !bytes.Equal(served(proc.info.TCP), want) {
+		t.Error("the TCP listener still presents the old certificate")
+	}
+	proc.cmd.Process.Signal(syscall.SIGTERM)
+	if code := proc.wait(t); code != 0 {
+		t.Fatalf("exit %d after SIGHUP and SIGTERM\n%s", code, proc.stderr)
 	}
 }

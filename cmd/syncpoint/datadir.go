@@ -27,6 +27,7 @@ type secrets struct {
 // serverInfo is DATA/server.json.
 type serverInfo struct {
 	HTTP string `json:"http"`          // host:port of the HTTP API
+	URL  string `json:"url,omitempty"` // its base URL: https:// when it speaks TLS
 	TCP  string `json:"tcp,omitempty"` // host:port of the raw TCP listener
 	PID  int    `json:"pid"`
 }
@@ -111,23 +112,27 @@ func newSecret() (string, error) {
 }
 
 // resolveSecrets fills in the secrets that neither a flag nor the
-// environment gave: from DATA/secrets.json, or generated and stored there.
-// It returns what it generated, so the caller prints only those, once.
-func resolveSecrets(dir string, given secrets) (use, generated secrets, err error) {
+// environment gave: from DATA/secrets.json, or generated. It returns what it
+// generated, so the caller prints only those, once, and save, which keeps
+// them in DATA/secrets.json. It writes nothing itself: the caller saves and
+// prints once the server has bound its ports, so a start that fails leaves
+// no secret behind that nobody saw.
+func resolveSecrets(dir string, given secrets) (use, generated secrets, save func() error, err error) {
 	use = given
+	save = func() error { return nil }
 	if use.APIKey != "" && use.TokenSecret != "" {
-		return use, generated, nil
+		return use, generated, save, nil
 	}
 	path := filepath.Join(dir, secretsFile)
 	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
 		// Someone loosened it; secrets readable by others are not secret.
 		if err := os.Chmod(path, 0o600); err != nil {
-			return use, generated, fmt.Errorf("secrets: %s has mode %v and cannot be made 0600: %w", path, fi.Mode().Perm(), err)
+			return use, generated, save, fmt.Errorf("secrets: %s has mode %v and cannot be made 0600: %w", path, fi.Mode().Perm(), err)
 		}
 	}
 	stored, err := readSecrets(dir)
 	if err != nil {
-		return use, generated, err
+		return use, generated, save, err
 	}
 	changed := false
 	fill := func(dst *string, kept *string, gen *string) error {
@@ -147,15 +152,18 @@ func resolveSecrets(dir string, given secrets) (use, generated secrets, err erro
 		return nil
 	}
 	if err := fill(&use.APIKey, &stored.APIKey, &generated.APIKey); err != nil {
-		return use, generated, err
+		return use, generated, save, err
 	}
 	if err := fill(&use.TokenSecret, &stored.TokenSecret, &generated.TokenSecret); err != nil {
-		return use, generated, err
+		return use, generated, save, err
 	}
 	if changed {
-		if err := writeJSONFile(path, stored, 0o600); err != nil {
-			return use, secrets{}, fmt.Errorf("write secrets: %w", err)
+		save = func() error {
+			if err := writeJSONFile(path, stored, 0o600); err != nil {
+				return fmt.Errorf("write secrets: %w", err)
+			}
+			return nil
 		}
 	}
-	return use, generated, nil
+	return use, generated, save, nil
 }

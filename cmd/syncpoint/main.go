@@ -17,12 +17,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Environment variables read by the subcommands.
@@ -92,11 +95,40 @@ func newRootCmd(e env) *cobra.Command {
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return usageError{fmt.Errorf("%w (see %s --help)", err, c.CommandPath())}
 	})
+	root.PersistentPreRunE = func(c *cobra.Command, args []string) error { return checkNumbers(c.Flags()) }
 	root.AddCommand(newServeCmd(e), newPublishCmd(e), newTokenCmd(e))
 	root.AddCommand(newWriteCmd(e))
 	root.AddCommand(newBenchCmd(e))
 	root.AddCommand(newTailCmd(e))
 	return root
+}
+
+// checkNumbers refuses a negative (or NaN or infinite) value in any
+// numeric or duration flag: no flag of syncpoint has a use for one, and
+// some would start a server that misbehaves (a negative heartbeat, a
+// negative queue). Zero keeps meaning the default where a flag says so.
+func checkNumbers(fl *pflag.FlagSet) error {
+	var err error
+	fl.VisitAll(func(f *pflag.Flag) {
+		if err != nil {
+			return
+		}
+		v := f.Value.String()
+		switch f.Value.Type() {
+		case "int", "int8", "int16", "int32", "int64", "duration":
+			if strings.HasPrefix(v, "-") {
+				err = usagef("--%s %s: must not be negative", f.Name, v)
+			}
+		case "float32", "float64":
+			switch x, perr := strconv.ParseFloat(v, 64); {
+			case perr != nil || math.IsNaN(x) || math.IsInf(x, 0):
+				err = usagef("--%s %s: want a finite number", f.Name, v)
+			case x < 0:
+				err = usagef("--%s %s: must not be negative", f.Name, v)
+			}
+		}
+	})
+	return err
 }
 
 // parseLogLevel accepts debug, info, warn and error.

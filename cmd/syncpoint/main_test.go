@@ -123,7 +123,7 @@ func MustStartServe(tb testing.TB, data, config string, env []string, args ...st
 		// server.json of a killed predecessor may still be there: wait
 		// for this process's own.
 		si, err := readServerInfo(data)
-		if err == nil && si.PID == p.cmd.Process.Pid && strings.Contains(p.stderr.String(), "listening on http://"+si.HTTP) {
+		if err == nil && si.PID == p.cmd.Process.Pid && strings.Contains(p.stderr.String(), "listening on "+si.URL) {
 			p.info = si
 			return p
 		}
@@ -150,7 +150,7 @@ func (p *serveProc) wait(tb testing.TB) int {
 	return p.cmd.ProcessState.ExitCode()
 }
 
-func (p *serveProc) url() string { return "http://" + p.info.HTTP }
+func (p *serveProc) url() string { return p.info.URL }
 
 // writeConfig writes a config with the test bizzes and returns its path.
 func writeConfig(tb testing.TB) string {

@@ -12,32 +12,18 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/apiclient"
 )
 
-// publishRequest is the body of POST /v1/publish.
-type publishRequest struct {
-	Biz            string          `json:"biz"`
-	Users          []string        `json:"users,omitempty"`
-	Devices        []string        `json:"devices,omitempty"`
-	Groups         []string        `json:"groups,omitempty"`
-	Global         bool            `json:"global,omitempty"`
-	Op             string          `json:"op,omitempty"`
-	Key            string          `json:"key,omitempty"`
-	Data           json.RawMessage `json:"data,omitempty"`
-	TTL            string          `json:"ttl,omitempty"`
-	Platforms      []string        `json:"platforms,omitempty"`
-	MinAppVersion  string          `json:"min_app_version,omitempty"`
-	MaxAppVersion  string          `json:"max_app_version,omitempty"`
-	IdempotencyKey string          `json:"idempotency_key,omitempty"`
-}
-
-// maxResponseBytes bounds what the CLI reads of a response.
-const maxResponseBytes = 64 << 20
+// maxDataBytes bounds what --data @- reads from stdin.
+const maxDataBytes = 64 << 20
 
 func newPublishCmd(e env) *cobra.Command {
 	var (
 		c                      clientFlags
-		req                    publishRequest
+		req                    apiclient.PublishRequest
 		users, devices, groups []string
 		platforms              []string
 		data                   string
@@ -78,6 +64,11 @@ $SYNCPOINT_API_KEY.`,
 				}
 				req.Data = raw
 			}
+			// What the server would refuse whatever the biz is a mistake
+			// on the command line (exit 2), not a failure.
+			if _, _, err := req.Check(); err != nil {
+				return usagef("%s", syncpoint.Message(err))
+			}
 			base, err := c.serverURL(e)
 			if err != nil {
 				return err
@@ -86,18 +77,23 @@ $SYNCPOINT_API_KEY.`,
 			if err != nil {
 				return err
 			}
-			body, err := json.Marshal(req)
-			if err != nil {
-				return fmt.Errorf("publish: %w", err)
-			}
-			out, err := postJSON(cmd, base+"/v1/publish", key, body, timeout)
+			hc, err := c.httpClient(timeout)
 			if err != nil {
 				return err
+			}
+			api := &apiclient.Client{BaseURL: base, APIKey: key, HTTP: hc}
+			out, err := api.Do(cmd.Context(), http.MethodPost, "/v1/publish", req.AppendJSON(nil))
+			if err != nil {
+				return publishError(err)
 			}
 			if _, err := e.stdout.Write(out); err != nil {
 				return err
 			}
-			return channelErrors(out)
+			var resp apiclient.PublishResponse
+			if err := json.Unmarshal(out, &resp); err != nil {
+				return fmt.Errorf("publish: the server's answer is not JSON: %w", err)
+			}
+			return resp.Err()
 		},
 	}
 	fl := cmd.Flags()
@@ -106,7 +102,7 @@ $SYNCPOINT_API_KEY.`,
 	fl.StringSliceVar(&devices, "device", nil, "device ids")
 	fl.StringSliceVar(&groups, "group", nil, "group ids")
 	fl.BoolVar(&req.Global, "global", false, "publish to the biz's global channel")
-	fl.StringVar(&req.Op, "op", "", "msg (default), put or delete")
+	fl.StringVar((*string)(&req.Op), "op", "", "msg (default), put or delete")
 	fl.StringVar(&req.Key, "key", "", "record key (needed by put and delete)")
 	fl.StringVar(&data, "data", "", "entry data: JSON, @FILE or @- for stdin")
 	fl.DurationVar(&ttl, "ttl", 0, "how long the entry is valid (default: the biz's retention)")
@@ -116,6 +112,7 @@ $SYNCPOINT_API_KEY.`,
 	fl.StringVar(&req.IdempotencyKey, "idempotency-key", "", "a repeat with the same key returns the original seq")
 	fl.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the server")
 	c.addServer(fl)
+	c.addTLSCA(fl)
 	c.addDataDir(fl, false)
 	return cmd
 }
@@ -125,7 +122,7 @@ func readData(e env, v string) (json.RawMessage, error) {
 	var raw []byte
 	switch {
 	case v == "@-":
-		b, err := io.ReadAll(io.LimitReader(e.stdin, maxResponseBytes))
+		b, err := io.ReadAll(io.LimitReader(e.stdin, maxDataBytes))
 		if err != nil {
 			return nil, fmt.Errorf("read --data from stdin: %w", err)
 		}
@@ -146,63 +143,14 @@ func readData(e env, v string) (json.RawMessage, error) {
 	return raw, nil
 }
 
-// apiError is the error body of the business API.
-type apiError struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-// postJSON sends body with the API key and returns the response body of a
-// 2xx answer; any other answer becomes an error with the server's message.
-func postJSON(cmd *cobra.Command, url, apiKey string, body []byte, timeout time.Duration) ([]byte, error) {
-	ctx := cmd.Context()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return nil, fmt.Errorf("publish: %w", err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+apiKey)
-	client := &http.Client{Timeout: timeout}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("publish: %w", err)
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return nil, fmt.Errorf("publish: read response: %w", err)
-	}
-	if resp.StatusCode/100 == 2 {
-		return out, nil
-	}
-	var ae apiError
-	if json.Unmarshal(out, &ae) == nil && ae.Error.Message != "" {
-		return nil, fmt.Errorf("server refused the publish (HTTP %d, %s): %s", resp.StatusCode, ae.Error.Code, ae.Error.Message)
-	}
-	return nil, fmt.Errorf("server answered HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(out))
-}
-
-// channelErrors fails when any channel of a publish reported an error.
-func channelErrors(out []byte) error {
-	var r struct {
-		Entries []struct {
-			Channel string `json:"channel"`
-			Error   *struct {
-				Code    string `json:"code"`
-				Message string `json:"message"`
-			} `json:"error"`
-		} `json:"entries"`
-	}
-	if err := json.Unmarshal(out, &r); err != nil {
-		return fmt.Errorf("publish: the server's answer is not JSON: %w", err)
-	}
-	var errs []error
-	for _, e := range r.Entries {
-		if e.Error != nil {
-			errs = append(errs, fmt.Errorf("%s: %s: %s", e.Channel, e.Error.Code, e.Error.Message))
+// publishError words a failed publish request for the command line.
+func publishError(err error) error {
+	var se *apiclient.StatusError
+	if errors.As(err, &se) {
+		if se.Code != "" {
+			return fmt.Errorf("server refused the publish (HTTP %d, %s): %s", se.Status, se.Code, se.Message)
 		}
+		return fmt.Errorf("server answered HTTP %d: %s", se.Status, bytes.TrimSpace(se.Body))
 	}
-	return errors.Join(errs...)
+	return fmt.Errorf("publish: %w", err)
 }

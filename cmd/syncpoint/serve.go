@@ -6,12 +6,16 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/syncpoint/syncpoint/httpapi"
 	"github.com/syncpoint/syncpoint/hub"
+	"github.com/syncpoint/syncpoint/publish"
 	"github.com/syncpoint/syncpoint/server"
 	"github.com/syncpoint/syncpoint/wire"
 )
@@ -21,10 +25,13 @@ type serveFlags struct {
 	store, nats, tlsCert, tlsKey    string
 	apiKey, tokenSecret, logLevel   string
 	tokenPublicKey, pprof           string
+	plainHTTP                       bool
 	rateLimit                       float64
 	rateBurst                       int
 	maxBodyBytes                    int64
+	maxTargets                      int
 	sweepInterval, shutdownTimeout  time.Duration
+	bodyTimeout                     time.Duration
 	heartbeat                       time.Duration
 	sendQueue, maxFrameBytes        int
 }
@@ -34,9 +41,12 @@ func newServeCmd(e env) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the server",
-		Long: `Run the server: the business API over HTTP on --listen, and device
-connections on --tcp-listen. Settings come from flags, then from the config
-file (--config, or ./syncpoint.yaml when present), then from defaults.
+		Long: `Run the server: the business API and WebSocket devices over HTTP on
+--listen, and raw TCP devices on --tcp-listen. With --tls-cert and --tls-key
+both listeners speak TLS (HTTPS with HTTP/2, wss://, TCP+TLS); the files are
+read again on SIGHUP and when they change. Settings come from flags, then
+from the config file (--config, or ./syncpoint.yaml when present), then
+from defaults.
 
 The API key and the token secret come from --api-key/--token-secret, then
 SYNCPOINT_API_KEY/SYNCPOINT_TOKEN_SECRET, then DATA/secrets.json; when none
@@ -52,8 +62,9 @@ once.`,
 	fl.StringVar(&f.config, "config", "", "YAML config file (default ./syncpoint.yaml when it exists)")
 	fl.StringVar(&f.store, "store", "", `store: "" for the embedded store in DATA/store, or a postgres:// URL`)
 	fl.StringVar(&f.nats, "nats", "", "nats:// URL for fan-out between nodes")
-	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate file; with --tls-key, the TCP listener speaks TLS")
+	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate file (chain); with --tls-key, both listeners speak TLS; reloaded on SIGHUP and when it changes")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file for --tls-cert")
+	fl.BoolVar(&f.plainHTTP, "plain-http", false, "with --tls-cert, keep --listen plain HTTP (a TLS-terminating proxy in front of it); TCP still speaks TLS")
 	fl.StringVar(&f.apiKey, "api-key", "", "API key of the business API (env "+envAPIKey+")")
 	fl.StringVar(&f.tokenSecret, "token-secret", "", "HS256 secret of device tokens (env "+envTokenSecret+")")
 	fl.StringVar(&f.tokenPublicKey, "token-public-key", "", "PEM file of an RSA (RS256) or P-256 (ES256) public key that device tokens may also be signed with")
@@ -62,6 +73,8 @@ once.`,
 	fl.Float64Var(&f.rateLimit, "rate-limit", 0, "business API requests per second (0: unlimited)")
 	fl.IntVar(&f.rateBurst, "rate-burst", 0, "burst of the rate limit (0: the rate)")
 	fl.Int64Var(&f.maxBodyBytes, "max-body-bytes", 0, "largest request body (0: 16 MiB)")
+	fl.DurationVar(&f.bodyTimeout, "body-timeout", httpapi.DefaultBodyTimeout, "how long a request body may take to arrive; past it the answer is 408")
+	fl.IntVar(&f.maxTargets, "max-targets", publish.DefaultMaxTargets, "most targets one publish may name")
 	fl.DurationVar(&f.sweepInterval, "sweep-interval", server.DefaultSweepInterval, "how often expired entries are deleted")
 	fl.DurationVar(&f.shutdownTimeout, "shutdown-timeout", server.DefaultShutdownTimeout, "how long shutdown waits for in-flight requests")
 	fl.DurationVar(&f.heartbeat, "heartbeat-interval", hub.DefaultHeartbeatInterval, "how often device connections are pinged; 3 missed intervals close one")
@@ -92,11 +105,10 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 	if given.TokenSecret == "" {
 		given.TokenSecret = e.getenv(envTokenSecret)
 	}
-	sec, generated, err := resolveSecrets(f.data, given)
+	sec, generated, saveSecrets, err := resolveSecrets(f.data, given)
 	if err != nil {
 		return err
 	}
-	printGenerated(e, f.data, generated)
 
 	var publicKey []byte
 	if f.tokenPublicKey != "" {
@@ -110,6 +122,7 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 		TCPListen:         f.tcpListen,
 		TLSCert:           f.tlsCert,
 		TLSKey:            f.tlsKey,
+		PlainHTTP:         f.plainHTTP,
 		StoreURL:          f.store,
 		NATSURL:           f.nats,
 		APIKey:            sec.APIKey,
@@ -119,6 +132,8 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 		RateLimit:         f.rateLimit,
 		RateBurst:         f.rateBurst,
 		MaxBodyBytes:      f.maxBodyBytes,
+		MaxTargets:        f.maxTargets,
+		BodyTimeout:       f.bodyTimeout,
 		SweepInterval:     f.sweepInterval,
 		ShutdownTimeout:   f.shutdownTimeout,
 		HeartbeatInterval: f.heartbeat,
@@ -133,18 +148,27 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 	if err != nil {
 		return err
 	}
-	info := serverInfo{HTTP: srv.Addr(), TCP: srv.TCPAddr(), PID: os.Getpid()}
+	// The ports are bound: only now is a generated secret one that this
+	// server uses, so only now is it kept and shown.
+	if err := saveSecrets(); err != nil {
+		srv.Close()
+		return err
+	}
+	printGenerated(e, f.data, generated)
+	info := serverInfo{HTTP: srv.Addr(), URL: srv.URL(), TCP: srv.TCPAddr(), PID: os.Getpid()}
 	infoPath := filepath.Join(f.data, serverFile)
 	if err := writeJSONFile(infoPath, info, 0o644); err != nil {
 		srv.Close()
 		return fmt.Errorf("write server info: %w", err)
 	}
-	logger.Info("listening on http://"+srv.Addr(), "data", f.data, "bizzes", len(srv.Registry().List()))
+	logger.Info("listening on "+srv.URL(), "data", f.data, "bizzes", len(srv.Registry().List()))
 	if info.TCP != "" {
 		logger.Info("listening for device connections on tcp://"+info.TCP, "tls", f.tlsCert != "")
 	}
 
+	stopReload := reloadOnHangup(srv, logger)
 	err = srv.Run(cmd.Context())
+	stopReload()
 	// Only a server that still owns server.json removes it.
 	if cur, rerr := readServerInfo(f.data); rerr == nil && cur == info {
 		os.Remove(infoPath)
@@ -173,7 +197,11 @@ func loadConfigFile(cmd *cobra.Command, path string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return ParseConfig(path, data)
+	c, err := ParseConfig(path, data)
+	if err != nil {
+		return nil, usageError{err} // a mistake in the configuration, as on the command line
+	}
+	return c, nil
 }
 
 // apply fills every flag the command line did not set from the file.
@@ -197,6 +225,9 @@ func (f *serveFlags) apply(cmd *cobra.Command, c *Config) {
 	str("tls-key", &f.tlsKey, fc.TLSKey)
 	str("log-level", &f.logLevel, fc.LogLevel)
 	str("token-public-key", &f.tokenPublicKey, fc.TokenPublicKey)
+	if fc.PlainHTTP != nil && !fl.Changed("plain-http") {
+		f.plainHTTP = *fc.PlainHTTP
+	}
 	if fc.RateLimit != nil && !fl.Changed("rate-limit") {
 		f.rateLimit = *fc.RateLimit
 	}
@@ -205,6 +236,12 @@ func (f *serveFlags) apply(cmd *cobra.Command, c *Config) {
 	}
 	if fc.MaxBodyBytes != nil && !fl.Changed("max-body-bytes") {
 		f.maxBodyBytes = *fc.MaxBodyBytes
+	}
+	if fc.BodyTimeout != nil && !fl.Changed("body-timeout") {
+		f.bodyTimeout = time.Duration(*fc.BodyTimeout)
+	}
+	if fc.MaxTargets != nil && !fl.Changed("max-targets") {
+		f.maxTargets = *fc.MaxTargets
 	}
 	if fc.SweepInterval != nil && !fl.Changed("sweep-interval") {
 		f.sweepInterval = time.Duration(*fc.SweepInterval)
@@ -221,6 +258,27 @@ func (f *serveFlags) apply(cmd *cobra.Command, c *Config) {
 	if fc.MaxFrameBytes != nil && !fl.Changed("max-frame-bytes") {
 		f.maxFrameBytes = *fc.MaxFrameBytes
 	}
+}
+
+// reloadOnHangup loads the TLS certificate again on each SIGHUP, the usual
+// signal of a rotation, until the returned func is called.
+func reloadOnHangup(srv *server.Server, logger *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				if err := srv.ReloadTLS(); err != nil {
+					logger.Error("SIGHUP: the TLS certificate was not reloaded; still serving the previous one", "err", err)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
 }
 
 // printGenerated shows freshly generated secrets once; later starts read

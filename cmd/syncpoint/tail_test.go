@@ -49,6 +49,7 @@ func MustRunTailServer(tb testing.TB, withTLS bool) tailServer {
 		cert := testcert.New(tb)
 		ts.caFile, cfg.TLSKey = cert.CertFile, cert.KeyFile
 		cfg.TLSCert = ts.caFile
+		cfg.PlainHTTP = true // TCP+TLS is under test; publish and WebSocket stay plain
 	}
 	s, err := server.New(cfg)
 	if err != nil {

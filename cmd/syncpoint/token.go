@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"github.com/syncpoint/syncpoint/auth"
 )
 
 func newTokenCmd(e env) *cobra.Command {
@@ -31,12 +29,7 @@ Production backends mint their own tokens with the same secret.`,
 			if ttl <= 0 {
 				return usagef("--ttl must be positive")
 			}
-			secret, err := c.resolveTokenSecret(e)
-			if err != nil {
-				return err
-			}
-			now := time.Now()
-			tok, err := auth.Mint([]byte(secret), auth.Claims{User: user, Groups: splitList(groups), ExpiresAt: now.Add(ttl)}, now)
+			tok, err := c.mintDeviceToken(e, user, groups, ttl)
 			if err != nil {
 				return err
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/oklog/ulid/v2"
 	"github.com/spf13/cobra"
 
+	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/wire"
 )
 
@@ -69,6 +71,17 @@ whose result was lost: it is applied once.`,
 			case cmd.Flags().Changed("base-seq") && baseSeq == 0:
 				return usagef("--base-seq must be at least 1")
 			}
+			if err := syncpoint.ValidateID("--device", device); err != nil {
+				return usagef("%s", syncpoint.Message(err))
+			}
+			if err := syncpoint.ValidateBizName(biz); err != nil {
+				return usagef("--biz: %s", syncpoint.Message(err))
+			}
+			if target != "" {
+				if _, err := syncpoint.ParseTarget(target); err != nil {
+					return usagef("--target: %s", syncpoint.Message(err))
+				}
+			}
 			rec := wire.Record{ID: id, BaseSeq: baseSeq, Fields: splitList(fields)}
 			if !del {
 				raw, err := readData(e, data)
@@ -101,7 +114,11 @@ whose result was lost: it is applied once.`,
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			hello := &wire.Hello{Versions: []uint32{wire.ProtocolVersion}, Token: token, DeviceID: device, Platform: platform}
-			res, err := uploadOnce(ctx, base, hello, &wire.Write{WriteID: writeID, Changes: []wire.ChangeSet{cs}})
+			hc, err := c.httpClient(0)
+			if err != nil {
+				return err
+			}
+			res, err := uploadOnce(ctx, base, hc, hello, &wire.Write{WriteID: writeID, Changes: []wire.ChangeSet{cs}})
 			if err != nil {
 				return err
 			}
@@ -139,14 +156,15 @@ whose result was lost: it is applied once.`,
 	fl.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the server")
 	fl.StringVar(&c.server, "server", "", "server URL (default: from DATA/server.json, else $"+envServer+", else http://"+defaultListen+")")
 	c.addTokenSecret(fl)
+	c.addTLSCA(fl)
 	c.addDataDir(fl, false)
 	return cmd
 }
 
 // uploadOnce opens a session with hello, sends w and returns its result.
-func uploadOnce(ctx context.Context, base string, hello *wire.Hello, w *wire.Write) (*wire.WriteResult, error) {
+func uploadOnce(ctx context.Context, base string, hc *http.Client, hello *wire.Hello, w *wire.Write) (*wire.WriteResult, error) {
 	url := "ws" + strings.TrimPrefix(base, "http") + "/v1/connect"
-	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{Subprotocols: []string{wire.SubprotocolJSON}})
+	conn, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: hc, Subprotocols: []string{wire.SubprotocolJSON}})
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", url, err)
 	}

@@ -148,6 +148,10 @@ func TestWriteCommandErrors(t *testing.T) {
 		{[]string{"--device", "d1", "--biz", "notes", "--id", "x", "--delete", "--token", tok}, "--base-seq"},
 		{[]string{"--device", "d1", "--biz", "notes", "--id", "x", "--token", tok}, "--data"},
 		{[]string{"--device", "d1", "--biz", "notes", "--id", "x", "--data", "nope", "--token", tok}, "not valid JSON"},
+		{[]string{"--device", "d 1", "--biz", "notes", "--id", "x", "--data", "{}", "--token", tok}, "--device"},
+		{[]string{"--device", "d1", "--biz", "Notes", "--id", "x", "--data", "{}", "--token", tok}, "--biz"},
+		{[]string{"--device", "d1", "--biz", "notes", "--target", "planet:p", "--id", "x", "--data", "{}", "--token", tok}, "--target"},
+		{[]string{"--device", "d1", "--biz", "notes", "--id", "x", "--data", "{}", "--user", "bad user", "--token-secret", writeTestSecret}, "user"},
 	} {
 		code, _, e := runWrite(t, url, tc.args...)
 		if code != 2 || !strings.Contains(e.err.String(), tc.want) {

@@ -3,6 +3,12 @@
 // responses) decode and encode JSON by hand for speed, and must agree on
 // escaping and validation. It knows the grammar, not any schema: callers walk
 // their own objects with a Reader and decide what each key means.
+//
+// What it reads is I-JSON (RFC 7493), not just JSON: a string with a lone
+// surrogate escape or a number beyond float64's range is refused, since many
+// languages cannot decode either, and syncpoint hands data on to them.
+// Numbers with more precision than a float64 are accepted; underflow to zero
+// too.
 package jsontext
 
 import (
@@ -14,17 +20,25 @@ import (
 // so hostile input cannot make a reader's stack grow without limit.
 const MaxDepth = 10000
 
-// SyntaxError says where a text stops being JSON. Offset is the index of the
-// offending byte, or the length of the text when it ends in the middle of a
-// value. Msg follows encoding/json's wording.
+// SyntaxError says where a text stops being I-JSON. Offset is the index of
+// the offending byte, or the length of the text when it ends in the middle
+// of a value. Msg follows encoding/json's wording.
 type SyntaxError struct {
 	Offset int
 	Msg    string
+	// IJSON is set when the text is JSON but not I-JSON (a lone surrogate,
+	// a number out of range): the API answers that as invalid content,
+	// not as a body that does not parse.
+	IJSON bool
 }
 
 // Error says where the text went wrong and how.
 func (e *SyntaxError) Error() string {
-	return "invalid JSON at byte " + strconv.Itoa(e.Offset) + ": " + e.Msg
+	what := "invalid JSON"
+	if e.IJSON {
+		what = "not I-JSON (RFC 7493)"
+	}
+	return what + " at byte " + strconv.Itoa(e.Offset) + ": " + e.Msg
 }
 
 // endMsg is the Msg of a text that ends in the middle of a value.
@@ -41,10 +55,11 @@ func errAt(b []byte, i int, what string) (int, error) {
 	return i, &SyntaxError{Offset: i, Msg: "invalid character " + strconv.QuoteRune(rune(b[i])) + " " + what}
 }
 
-// Valid reports whether b is exactly one JSON value, with optional white
+// Valid reports whether b is exactly one I-JSON value, with optional white
 // space around it, in valid UTF-8. Unlike json.Valid it refuses invalid
-// UTF-8 inside strings: text that is copied through unread must be fit for a
-// WebSocket text frame.
+// UTF-8 inside strings, lone surrogates and numbers out of float64's range:
+// text that is copied through unread must be fit for a WebSocket text frame
+// and for every client's decoder.
 func Valid(b []byte) bool {
 	r := Reader{Data: b, StrictUTF8: true}
 	r.Space()

@@ -1,8 +1,12 @@
 package jsontext
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"math"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -27,7 +31,9 @@ func TestAppendString(t *testing.T) {
 }
 
 func TestValid(t *testing.T) {
-	for _, s := range []string{`0`, `-0`, `1.5e+10`, `-0.0E-1`, `""`, `"\u00e9\ud800"`, `[]`, `{}`,
+	for _, s := range []string{`0`, `-0`, `1.5e+10`, `-0.0E-1`, `""`, `"\u00e9\ud83d\ude00"`, `[]`, `{}`,
+		`1e308`, `-1E+308`, `1.7976931348623157e308`, `0.01e310`, `0e999999`, `-0.000e999999999`, `1e-999999`, `123e-400`,
+		"1" + strings.Repeat("0", 308), "17976931348623157" + strings.Repeat("0", 292) + ".5", "0." + strings.Repeat("0", 400) + "1e401",
 		` [ 1 , { "a" : [ ] } ] `, "\t\r\ntrue\n", `false`, `null`, `"é"`, `{"a":{"b":[{}]},"c":"d"}`} {
 		if !Valid([]byte(s)) {
 			t.Errorf("%q: not valid", s)
@@ -35,7 +41,10 @@ func TestValid(t *testing.T) {
 	}
 	for _, s := range []string{``, ` `, `01`, `1.`, `.5`, `1e`, `1e+`, `-`, `+1`, `[1,]`, `{"a"}`, `{"a":1,}`,
 		`{1:2}`, `[1 2]`, `tru`, `nul`, `"a`, "\"\x7f\xff\"", "\"\x01\"", `1 2`, `{}}`, `]`, `[`, `"\u00g0"`, `"\x"`,
-		`{"a":1 "b":2}`, `[}`, `{]`, "\"a\xc3\x28\"", "\xef\xbb\xbf{}"} {
+		`{"a":1 "b":2}`, `[}`, `{]`, "\"a\xc3\x28\"", "\xef\xbb\xbf{}",
+		`"\ud800"`, `"\udc00"`, `"\ud800\ud800"`, `"\ud800\u0041"`, `"x\ude00y"`, `{"\udbff":1}`, `["\ud83d\ude00\ud83d"]`,
+		`1e309`, `-1e309`, `1.8e308`, `1e999999`, `10E308`, `0.01e311`, `-1e9999999999999999999`, "1" + strings.Repeat("0", 309),
+		"0." + strings.Repeat("0", 400) + "1e711", `[0,1e400]`} {
 		if Valid([]byte(s)) {
 			t.Errorf("%q: valid", s)
 		}
@@ -121,10 +130,7 @@ func TestRawString(t *testing.T) {
 		{`"\\\/\b\f\n\r\t"`, false, "\\/\b\f\n\r\t"},
 		{`"\u0041\u00e9\u2028"`, false, "Aé\u2028"},
 		{`"\ud83d\ude00"`, false, "😀"},
-		{`"\ud83d"`, false, "\ufffd"},
-		{`"\ud83dx"`, false, "\ufffdx"},
-		{`"\ude00\ud83d"`, false, "\ufffd\ufffd"},
-		{`"\ud83d\u0041"`, false, "\ufffdA"},
+		{`"\udbff\udfff"`, false, "\U0010ffff"},
 		{"\"a\xffb\"", false, "a\ufffdb"},
 		{"\"\xed\xa0\x80\"", false, "\ufffd\ufffd\ufffd"},
 	} {
@@ -185,12 +191,121 @@ func TestReader(t *testing.T) {
 	}
 }
 
+// TestIJSON pins where I-JSON's refusals are reported and that a syntax
+// error in the same string or number wins over them.
+func TestIJSON(t *testing.T) {
+	for _, tc := range []struct {
+		in     string
+		offset int
+		ijson  bool
+		msg    string
+	}{
+		{`"\ud800"`, 1, true, `lone surrogate \ud800 in string`},
+		{`["ok","a\uDC00"]`, 8, true, `lone surrogate \uDC00 in string`},
+		{`"\ud800\ud800\udc00"`, 1, true, `lone surrogate \ud800 in string`},
+		{`{"\ud83d\ude00":"\ud83d"}`, 17, true, `lone surrogate \ud83d in string`},
+		{`[1e999999, "\ud800"]`, 1, true, `number 1e999999 is out of the range of a float64`},
+		{`-1.8e308`, 0, true, `number -1.8e308 is out of the range of a float64`},
+		{"1" + strings.Repeat("0", 400), 0, true, `number 10000000000000000000... is out of the range of a float64`},
+		{`"\ud800\u12"`, 11, false, `invalid character '"' in \u hexadecimal character escape`},
+		{`"\ud800`, 7, false, endMsg},
+		{`"\ud800` + "\x01" + `"`, 7, false, `invalid character '\x01' in string literal`},
+		{`1e999x`, 0, true, `number 1e999 is out of the range of a float64`}, // the number is whole; what follows is the caller's
+		{`[1e99999`, 1, true, `number 1e99999 is out of the range of a float64`},
+	} {
+		r := Reader{Data: []byte(tc.in)}
+		err := r.Skip(0)
+		var se *SyntaxError
+		if !errors.As(err, &se) || se.Offset != tc.offset || se.IJSON != tc.ijson || se.Msg != tc.msg {
+			t.Errorf("%s: error %#v, want at %d (I-JSON %v) %q", tc.in, err, tc.offset, tc.ijson, tc.msg)
+		}
+	}
+	if err := (&SyntaxError{Offset: 3, Msg: "m", IJSON: true}).Error(); err != "not I-JSON (RFC 7493) at byte 3: m" {
+		t.Errorf("Error() = %q", err)
+	}
+	// Unquote, given raw bytes it did not check, still never writes a
+	// surrogate into UTF-8.
+	if got := string(Unquote([]byte(`a\ud800b\udc00`))); got != "a\ufffdb\ufffd" {
+		t.Errorf("Unquote of lone surrogates = %q", got)
+	}
+}
+
+// ijsonBreaks lists the offsets where a JSON text, read as tokens by
+// encoding/json, breaks I-JSON: unpaired surrogate escapes and numbers
+// beyond float64. It is written apart from the reader, as its reference.
+func ijsonBreaks(b []byte) []int {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	var out []int
+	prev := 0
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return out
+		}
+		end := int(dec.InputOffset())
+		raw := b[prev:end]
+		prev = end
+		switch v := tok.(type) {
+		case json.Number:
+			if f, err := strconv.ParseFloat(string(v), 64); err != nil && math.IsInf(f, 0) {
+				out = append(out, end-len(v))
+			}
+		case string:
+			q := bytes.IndexByte(raw, '"')
+			out = append(out, loneSurrogates(raw[q:], end-len(raw)+q)...)
+		}
+	}
+}
+
+// loneSurrogates returns the offsets of the unpaired surrogate escapes in
+// the quoted string s, which starts at offset base.
+func loneSurrogates(s []byte, base int) []int {
+	var out []int
+	pending := -1 // a high surrogate waiting for its low one
+	flush := func() {
+		if pending >= 0 {
+			out = append(out, pending)
+			pending = -1
+		}
+	}
+	for i := 1; i < len(s)-1; {
+		if s[i] != '\\' {
+			flush()
+			i++
+			continue
+		}
+		if s[i+1] != 'u' {
+			flush()
+			i += 2
+			continue
+		}
+		v, _ := strconv.ParseUint(string(s[i+2:i+6]), 16, 32)
+		switch r := rune(v); {
+		case 0xdc00 <= r && r < 0xe000 && pending >= 0:
+			pending = -1
+		case 0xdc00 <= r && r < 0xe000:
+			out = append(out, base+i)
+		case 0xd800 <= r && r < 0xdc00:
+			flush()
+			pending = base + i
+		default:
+			flush()
+		}
+		i += 6
+	}
+	flush()
+	return out
+}
+
 // FuzzSkip holds the reader to encoding/json: Skip accepts what json.Valid
-// accepts (strict mode also wants valid UTF-8), strings read to what
-// json.Unmarshal gives, and a syntax error is where encoding/json finds it.
+// accepts (strict mode also wants valid UTF-8) unless the text breaks
+// I-JSON, which ijsonBreaks confirms; strings read to what json.Unmarshal
+// gives, and a syntax error is where encoding/json finds it.
 func FuzzSkip(f *testing.F) {
 	for _, s := range []string{`{"a":[1,-2.5e-3,true,null,"x\u00e9"]}`, `-0`, `[`, `"\ud800"`, "\"\xff\"",
-		` {} `, `"\ud83d\ude00\n"`, `[1,]`, `{"a" 1}`, `01`, `1.e3`, `nul`, "\"\x01\"", `"\q"`, `[[[[]]]]`} {
+		` {} `, `"\ud83d\ude00\n"`, `[1,]`, `{"a" 1}`, `01`, `1.e3`, `nul`, "\"\x01\"", `"\q"`, `[[[[]]]]`,
+		`[1e308,1e309]`, `"\udc00\ud800\udc00"`, `{"\ud800\"":0}`, `0.0001e312`, `[-17976931348623159e292]`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -198,20 +313,33 @@ func FuzzSkip(f *testing.F) {
 		r.Space()
 		err := r.Skip(0)
 		mine := err == nil && r.Peek() == 0 && r.Pos == len(b)
-		if theirs := json.Valid(b); mine != theirs {
+		var se *SyntaxError
+		notIJSON := errors.As(err, &se) && se.IJSON
+		theirs := json.Valid(b)
+		switch {
+		case notIJSON && theirs:
+			if !slices.Contains(ijsonBreaks(b), se.Offset) {
+				t.Fatalf("%q: refused as not I-JSON at %d (%s); the reference finds breaks at %v", b, se.Offset, se.Msg, ijsonBreaks(b))
+			}
+		case notIJSON:
+			// Not JSON either, further on: the break came first.
+		case mine != theirs:
 			t.Fatalf("%q: Skip says %v (%v), json.Valid says %v", b, mine, err, theirs)
+		case mine:
+			if breaks := ijsonBreaks(b); len(breaks) > 0 {
+				t.Fatalf("%q: accepted, but it breaks I-JSON at %v", b, breaks)
+			}
 		}
 		if strict := Valid(b); strict != (mine && utf8.Valid(b)) {
 			t.Fatalf("%q: Valid says %v", b, strict)
 		}
 		var v any
 		jerr := json.Unmarshal(b, &v)
-		var se *SyntaxError
 		var jse *json.SyntaxError
-		if errors.As(err, &se) && se.Msg != endMsg && se.Msg != "exceeded max depth" && errors.As(jerr, &jse) && int64(se.Offset) != jse.Offset-1 {
+		if se != nil && !se.IJSON && se.Msg != endMsg && se.Msg != "exceeded max depth" && errors.As(jerr, &jse) && int64(se.Offset) != jse.Offset-1 {
 			t.Fatalf("%q: error at %d (%s), encoding/json's after %d (%v)", b, se.Offset, se.Msg, jse.Offset, jse)
 		}
-		if s, ok := v.(string); ok {
+		if s, ok := v.(string); ok && mine {
 			r := Reader{Data: b}
 			r.Space()
 			raw, plain, err := r.RawString()

@@ -1,6 +1,8 @@
 package jsontext
 
 import (
+	"math"
+	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
 )
@@ -230,6 +232,7 @@ func scanString(b []byte, i int, strict bool) (int, bool, error) {
 // escape, a control character or a byte past ASCII.
 func stringRest(b []byte, i int, strict bool) (int, bool, error) {
 	plain := true
+	var lone *SyntaxError // the first unpaired surrogate escape
 	for {
 		for i < len(b) && b[i] >= 0x20 && b[i] < utf8.RuneSelf && b[i] != '"' && b[i] != '\\' {
 			i++
@@ -239,6 +242,9 @@ func stringRest(b []byte, i int, strict bool) (int, bool, error) {
 		}
 		switch c := b[i]; {
 		case c == '"':
+			if lone != nil {
+				return lone.Offset, false, lone
+			}
 			return i + 1, plain, nil
 		case c == '\\':
 			plain = false
@@ -256,6 +262,16 @@ func stringRest(b []byte, i int, strict bool) (int, bool, error) {
 					}
 				}
 				i++
+				if r := hex4(b[i-4:]); utf16.IsSurrogate(r) {
+					switch {
+					case r < 0xdc00 && lowEscapeAt(b, i):
+						i += 6
+					case lone == nil:
+						// Reported once the string proves well-formed, so
+						// that a syntax error in it wins.
+						lone = &SyntaxError{Offset: i - 6, Msg: "lone surrogate " + string(b[i-6:i]) + " in string", IJSON: true}
+					}
+				}
 			default:
 				return stringErr(b, i, "in string escape code")
 			}
@@ -274,6 +290,15 @@ func stringRest(b []byte, i int, strict bool) (int, bool, error) {
 	}
 }
 
+// lowEscapeAt reports whether an escaped low surrogate starts at b[i].
+func lowEscapeAt(b []byte, i int) bool {
+	if len(b)-i < 6 || b[i] != '\\' || b[i+1] != 'u' || !isHex(b[i+2]) || !isHex(b[i+3]) || !isHex(b[i+4]) || !isHex(b[i+5]) {
+		return false
+	}
+	lo := hex4(b[i+2:])
+	return 0xdc00 <= lo && lo < 0xe000
+}
+
 func stringErr(b []byte, i int, what string) (int, bool, error) {
 	i, err := errAt(b, i, what)
 	return i, false, err
@@ -282,38 +307,92 @@ func stringErr(b []byte, i int, what string) (int, bool, error) {
 // scanNumber checks the number at b[i], which starts with '-' or a digit,
 // and returns the index after it.
 func scanNumber(b []byte, i int) (int, error) {
+	start := i
 	if b[i] == '-' {
 		i++
 	}
+	digits := 0 // of the integer part, 0 for a lone 0
 	switch {
 	case i >= len(b):
 		return errAt(b, i, "")
 	case b[i] == '0':
 		i++
 	case '1' <= b[i] && b[i] <= '9':
-		i = skipDigits(b, i)
+		j := skipDigits(b, i)
+		digits, i = j-i, j
 	default:
 		return errAt(b, i, "in numeric literal")
 	}
+	frac, fracEnd := i, i
 	if i < len(b) && b[i] == '.' {
 		j := skipDigits(b, i+1)
 		if j == i+1 {
 			return errAt(b, j, "after decimal point in numeric literal")
 		}
-		i = j
+		frac, fracEnd, i = i+1, j, j
 	}
+	exp := 0
 	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
 		i++
+		neg := false
 		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			neg = b[i] == '-'
 			i++
 		}
 		j := skipDigits(b, i)
 		if j == i {
 			return errAt(b, j, "in exponent of numeric literal")
 		}
+		for _, c := range b[i:j] {
+			if exp < 1e6 { // past that the answer no longer changes
+				exp = exp*10 + int(c-'0')
+			}
+		}
+		if neg {
+			exp = -exp
+		}
 		i = j
+	} else if digits <= maxDigits {
+		return i, nil // the common case: a plain number float64 holds
+	}
+	if err := checkRange(b, start, i, digits, b[frac:fracEnd], exp); err != nil {
+		return start, err
 	}
 	return i, nil
+}
+
+// maxDigits is the most integer digits a number below 1e308 has.
+const maxDigits = 308
+
+// checkRange refuses the number b[start:end] when its magnitude is past
+// float64's, as I-JSON asks: most languages would read it as infinity or not
+// at all. digits counts its integer part, frac is its fraction's digits and
+// exp its exponent. The value is below 10^m, and at least 10^(m-1).
+func checkRange(b []byte, start, end, digits int, frac []byte, exp int) error {
+	m := digits + exp
+	if digits == 0 {
+		k := 0
+		for k < len(frac) && frac[k] == '0' {
+			k++
+		}
+		if k == len(frac) {
+			return nil // zero, whatever the exponent
+		}
+		m = exp - k
+	}
+	switch {
+	case m <= maxDigits:
+		return nil
+	case m == maxDigits+1: // around math.MaxFloat64: let strconv decide
+		if f, err := strconv.ParseFloat(string(b[start:end]), 64); err == nil && !math.IsInf(f, 0) {
+			return nil
+		}
+	}
+	num := b[start:end]
+	if len(num) > 24 {
+		num = append(num[:20:20], "..."...)
+	}
+	return &SyntaxError{Offset: start, Msg: "number " + string(num) + " is out of the range of a float64", IJSON: true}
 }
 
 func skipDigits(b []byte, i int) int {
