@@ -70,6 +70,22 @@ type Config struct {
 	// a channel, so the hub can tell the devices reading it to resync now
 	// rather than on the channel's next entry.
 	OnChannelReset func(syncpoint.Channel)
+	// DeviceRoutes are served beside the API's own routes: the device
+	// surfaces of other packages (HTTP sync).
+	DeviceRoutes []Route
+}
+
+// Route is a route of a device surface that another package serves on the
+// API's mux. It needs no API key and is not under the API's rate limit: its
+// handler checks the device's token. It shares the API's metrics, and its
+// errors leave through the one table of statuses.
+type Route struct {
+	Method, Path string // Path in http.ServeMux pattern syntax
+	Handle       func(w http.ResponseWriter, r *http.Request) error
+	// WriteError, when set, writes an error answer in the route's own body
+	// shape with the status and the client-safe error the table gave;
+	// nil means the API's {"error": {...}} shape.
+	WriteError func(w http.ResponseWriter, r *http.Request, status int, e syncpoint.Error)
 }
 
 // Server is the business API. Add it to a mux with Register.
@@ -90,6 +106,7 @@ type Server struct {
 	keySet         bool
 	metrics        *apiMetrics // nil: no metrics
 	routes         []route
+	deviceRoutes   []Route
 	metricsHandler http.Handler
 	bufs           sync.Pool // *bytes.Buffer for request bodies
 }
@@ -168,6 +185,7 @@ func New(cfg Config) *Server {
 		{"GET", "/readyz", false, s.handleReady},
 		{"GET", "/metrics", false, s.handleMetrics},
 	}
+	s.deviceRoutes = cfg.DeviceRoutes
 	return s
 }
 
@@ -177,11 +195,14 @@ func New(cfg Config) *Server {
 // The device transports add their own routes to the same mux.
 func (s *Server) Register(mux *http.ServeMux) {
 	for _, rt := range s.routes {
-		mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
+		mux.Handle(rt.method+" "+rt.path, s.wrap(rt, nil))
+	}
+	for _, dr := range s.deviceRoutes {
+		mux.Handle(dr.Method+" "+dr.Path, s.wrap(route{method: dr.Method, path: dr.Path, handle: dr.Handle}, dr.WriteError))
 	}
 	mux.Handle("/", s.wrap(route{path: "/", handle: func(w http.ResponseWriter, r *http.Request) error {
 		return unmatched(mux, w, r)
-	}}))
+	}}, nil))
 }
 
 // probeMethods are the methods tried to tell a 405 from a 404.
@@ -215,9 +236,12 @@ type statusError struct {
 
 func (e *statusError) Error() string { return e.body.Error() }
 
+// errorWriter writes an error answer in a route's own body shape.
+type errorWriter func(w http.ResponseWriter, r *http.Request, status int, e syncpoint.Error)
+
 // wrap adds authentication, rate limiting, metrics and error handling to a
-// route's handler.
-func (s *Server) wrap(rt route) http.Handler {
+// route's handler; own, when set, writes its error answers.
+func (s *Server) wrap(rt route, own errorWriter) http.Handler {
 	label := rt.path
 	if rt.method != "" {
 		label = rt.method + " " + rt.path
@@ -228,20 +252,20 @@ func (s *Server) wrap(rt route) http.Handler {
 	}
 	if inst == nil {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			s.serve(w, r, rt)
+			s.serve(w, r, rt, own)
 		})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.clock.Now()
 		rec := statusRecorder{ResponseWriter: w}
-		s.serve(&rec, r, rt)
+		s.serve(&rec, r, rt, own)
 		inst.observe(rec.status, s.clock.Now().Sub(start))
 	})
 }
 
 // serve runs a route's handler behind the API key and the rate limit, and
 // answers its error.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt route) {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt route, own errorWriter) {
 	var err error
 	if rt.auth {
 		err = s.authenticate(r)
@@ -256,11 +280,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt route) {
 		return
 	}
 	var se *statusError
-	if errors.As(err, &se) {
+	switch {
+	case errors.As(err, &se) && own != nil:
+		own(w, r, se.status, se.body)
+	case errors.As(err, &se):
 		writeJSON(w, se.status, apiclient.ErrorResponse{Error: se.body})
-		return
+	default:
+		s.writeError(w, r, err, own)
 	}
-	s.writeError(w, r, err)
 }
 
 func (s *Server) authenticate(r *http.Request) error {
