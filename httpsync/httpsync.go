@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/feed"
 	"github.com/syncpoint/syncpoint/internal/clock"
 	"github.com/syncpoint/syncpoint/internal/keylock"
 	"github.com/syncpoint/syncpoint/wire"
@@ -56,11 +57,14 @@ type RecordWriter interface {
 	Write(ctx context.Context, id syncpoint.Identity, w *wire.Write) *wire.WriteResult
 }
 
-// Config configures a Handler. Store, Registry and Verifier are required;
-// the zero value of every other field means its default.
+// Config configures a Handler. Store, Registry, Feed and Verifier are
+// required; the zero value of every other field means its default.
 type Config struct {
 	Store    syncpoint.Store
 	Registry *syncpoint.Registry
+	// Feed is the one every device surface reads through, so sync points
+	// and conditions follow the socket's rules.
+	Feed     *feed.Feed
 	Verifier Verifier
 	Records  RecordWriter // nil: uploads are refused
 	Clock    clock.Clock
@@ -126,8 +130,11 @@ type Handler struct {
 	secret   []byte // loaded or made on first use; see secret.go
 
 	tokens tokenLimits
-	// devices serializes the acks of one device, whose state is one blob.
-	devices keylock.Set
+	// devices serializes the starts and acks of one device, whose acks
+	// are one blob; sessions serializes the pages of one session.
+	devices  keylock.Set
+	sessions keylock.Set
+	lives    lives
 
 	// stopping ends long-polls at once, so a shutdown need not wait for
 	// them to run out.
@@ -165,6 +172,9 @@ type Route struct {
 func (h *Handler) Routes() []Route {
 	return []Route{
 		{Method: "POST", Path: "/v1/write", Handle: h.handleWrite},
+		{Method: "POST", Path: "/v1/sync/start", Handle: h.handleStart},
+		{Method: "GET", Path: "/v1/sync/{session}/queue", Handle: h.handleQueue},
+		{Method: "POST", Path: "/v1/sync/ack", Handle: h.handleAck},
 	}
 }
 
@@ -172,6 +182,14 @@ func (h *Handler) Routes() []Route {
 // they have; call it when the server stops accepting requests.
 func (h *Handler) Shutdown() {
 	h.stopOnce.Do(func() { close(h.stopping) })
+}
+
+// Close ends the long-polls and releases the streams kept for sessions;
+// the sessions themselves stay in the store.
+func (h *Handler) Close() error {
+	h.Shutdown()
+	h.lives.closeAll()
+	return nil
 }
 
 // noStore marks an answer as one no cache may keep or replay.

@@ -32,6 +32,7 @@ import (
 	"github.com/syncpoint/syncpoint/auth"
 	"github.com/syncpoint/syncpoint/feed"
 	"github.com/syncpoint/syncpoint/httpapi"
+	"github.com/syncpoint/syncpoint/httpsync"
 	"github.com/syncpoint/syncpoint/hub"
 	"github.com/syncpoint/syncpoint/internal/clock"
 	"github.com/syncpoint/syncpoint/local"
@@ -122,6 +123,16 @@ type Config struct {
 	// PprofListen, when set, serves Go's profiler at /debug/pprof/ on its
 	// own address, never on the API's, so it can stay on loopback.
 	PprofListen string
+
+	// HTTP sync (docs/http-sync.md); 0 means httpsync's default.
+	// SyncSessionIdle is how long a queue session lives without a
+	// request; SyncSessionsPerToken bounds the open sessions of one
+	// token; SyncTokenRate is requests per second per token (0:
+	// unlimited); SyncMaxWait caps a one-shot long-poll.
+	SyncSessionIdle      time.Duration
+	SyncSessionsPerToken int
+	SyncTokenRate        float64
+	SyncMaxWait          time.Duration
 }
 
 // Server is one running syncpoint node.
@@ -139,6 +150,7 @@ type Server struct {
 	feed     *feed.Feed
 	hub      *hub.Hub
 	records  *records.Service
+	sync     *httpsync.Handler
 
 	// mux serves the business API; the device transports (WebSocket, SSE,
 	// HTTP sync) add their routes to it too.
@@ -205,6 +217,9 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	if cfg.RateLimit < 0 || cfg.RateBurst < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxTargets < 0 {
 		return nil, errors.New("server: rate limit, burst, body limit and target limit must not be negative")
+	}
+	if cfg.SyncSessionIdle < 0 || cfg.SyncSessionsPerToken < 0 || cfg.SyncTokenRate < 0 || cfg.SyncMaxWait < 0 {
+		return nil, errors.New("server: the HTTP sync settings must not be negative")
 	}
 	s := &Server{
 		cfg:     cfg,
@@ -321,6 +336,27 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	s.closers = append(s.closers, closerFunc(func() error { unsubscribe(); return nil }))
 	s.runners = append(s.runners, s.hub.Run)
+	s.sync = httpsync.New(httpsync.Config{
+		Store:               s.store,
+		Registry:            s.registry,
+		Feed:                s.feed,
+		Verifier:            s.verifier,
+		Records:             s.records,
+		Clock:               s.clock,
+		Logger:              s.logger,
+		Registerer:          s.metrics,
+		SessionIdle:         cfg.SyncSessionIdle,
+		MaxSessionsPerToken: cfg.SyncSessionsPerToken,
+		TokenRate:           cfg.SyncTokenRate,
+		MaxWait:             cfg.SyncMaxWait,
+		MaxBodyBytes:        cfg.MaxBodyBytes,
+		BodyTimeout:         cfg.BodyTimeout,
+	})
+	s.closers = append(s.closers, s.sync)
+	var deviceRoutes []httpapi.Route
+	for _, rt := range s.sync.Routes() {
+		deviceRoutes = append(deviceRoutes, httpapi.Route(rt))
+	}
 	s.api = httpapi.New(httpapi.Config{
 		Publisher:      s.pub,
 		Store:          s.store,
@@ -337,6 +373,7 @@ func New(cfg Config) (_ *Server, err error) {
 		Presence:       s.hub,
 		OnChannelReset: s.hub.ResetChannel,
 		Ready:          s.ready,
+		DeviceRoutes:   deviceRoutes,
 	})
 	s.api.Register(s.mux)
 	s.mux.Handle("GET /v1/connect", httpapi.JSONErrors(&ws.Handler{Hub: s.hub, Logger: s.logger, MaxFrameBytes: int64(cfg.MaxFrameBytes)}))
@@ -347,6 +384,9 @@ func New(cfg Config) (_ *Server, err error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
+	// Long-polls answer at once when shutdown starts, rather than holding
+	// it up for as long as they were asked to wait.
+	s.http.RegisterOnShutdown(s.sync.Shutdown)
 	if s.httpTLS {
 		// HTTP/2 for the business API. A WebSocket client asks for
 		// http/1.1 in its handshake (an upgrade needs it), and gets it.
