@@ -175,6 +175,9 @@ func (h *Handler) Routes() []Route {
 		{Method: "POST", Path: "/v1/sync/start", Handle: h.handleStart},
 		{Method: "GET", Path: "/v1/sync/{session}/queue", Handle: h.handleQueue},
 		{Method: "POST", Path: "/v1/sync/ack", Handle: h.handleAck},
+		{Method: "POST", Path: "/v2/sync/start", Handle: h.handleV2Start, WriteError: h.writeV2Error},
+		{Method: "GET", Path: "/v2/sync/{id}/queues/{queue}", Handle: h.handleV2Queue, WriteError: h.writeV2Error},
+		{Method: "POST", Path: "/v2/sync/ack", Handle: h.handleV2Ack, WriteError: h.writeV2Error},
 	}
 }
 
