@@ -278,6 +278,7 @@ func (h *Handler) ack(ctx context.Context, c *caller, keys []string) error {
 	if err := h.saveAcks(ctx, c.id.DeviceID, st); err != nil {
 		return err
 	}
+	h.metrics.acks.Add(float64(len(keys)))
 	return h.confirm(ctx, c.id, moved)
 }
 

@@ -36,7 +36,9 @@ func testBizzes() []syncpoint.Biz {
 	inbox := syncpoint.NewBiz("inbox", syncpoint.TargetDevice)
 	typing := syncpoint.NewBiz("typing", syncpoint.TargetUser)
 	typing.Persistent = false
-	return []syncpoint.Biz{chat, notes, tasks, config, inbox, typing}
+	recent := syncpoint.NewBiz("recent", syncpoint.TargetUser)
+	recent.MaxBacklog = 5
+	return []syncpoint.Biz{chat, notes, tasks, config, inbox, typing, recent}
 }
 
 // env is a real server on 127.0.0.1:0 and what a test needs to talk to it.
@@ -327,6 +329,54 @@ func nOf(tb testing.TB, data json.RawMessage) int {
 		tb.Fatalf("data %s is no {\"n\": ...}", data)
 	}
 	return *v.N
+}
+
+// syncAnswer is a one-shot answer.
+type syncAnswer struct {
+	LastSynced string `json:"last_synced"`
+	More       bool   `json:"more"`
+	Entities   []struct {
+		Name     string         `json:"name"`
+		Scope    map[string]any `json:"scope"`
+		Channel  string         `json:"channel"`
+		Status   string         `json:"status"`
+		Position struct {
+			Epoch string `json:"epoch"`
+			Seq   uint64 `json:"seq"`
+		} `json:"position"`
+		Created  []map[string]any `json:"created"`
+		Updated  []map[string]any `json:"updated"`
+		Deleted  []map[string]any `json:"deleted"`
+		Messages []struct {
+			Seq  uint64          `json:"seq"`
+			Data json.RawMessage `json:"data"`
+		} `json:"messages"`
+		Saved []struct {
+			ID  string `json:"id"`
+			Seq uint64 `json:"seq"`
+		} `json:"saved"`
+		Errors []struct {
+			ID, Field, Code, Message string
+			Current                  map[string]any `json:"current"`
+		} `json:"errors"`
+	} `json:"entities"`
+}
+
+// sync runs one one-shot request and fails the test unless it is a 200.
+func (d *dev) sync(body any) syncAnswer {
+	d.e.tb.Helper()
+	a := d.do("POST", "/v1/sync", body)
+	if a.status != 200 {
+		d.e.tb.Fatalf("sync: %s", a)
+	}
+	if a.header.Get("Cache-Control") != "no-store" {
+		d.e.tb.Fatalf("sync answered with Cache-Control %q", a.header.Get("Cache-Control"))
+	}
+	var s syncAnswer
+	if err := json.Unmarshal(a.body, &s); err != nil {
+		d.e.tb.Fatalf("sync: %v: %s", err, a.body)
+	}
+	return s
 }
 
 // eventually polls cond until it holds or the deadline passes.

@@ -120,11 +120,12 @@ func (c *Config) setDefaults() {
 
 // Handler serves the HTTP sync forms. Add its Routes to the API's mux.
 type Handler struct {
-	cfg   Config
-	store syncpoint.Store
-	reg   *syncpoint.Registry
-	clock clock.Clock
-	log   *slog.Logger
+	cfg     Config
+	store   syncpoint.Store
+	reg     *syncpoint.Registry
+	clock   clock.Clock
+	log     *slog.Logger
+	metrics *metrics
 
 	secretMu sync.Mutex
 	secret   []byte // loaded or made on first use; see secret.go
@@ -152,6 +153,7 @@ func New(cfg Config) *Handler {
 		reg:      cfg.Registry,
 		clock:    cfg.Clock,
 		log:      cfg.Logger,
+		metrics:  newMetrics(cfg.Registerer),
 		tokens:   tokenLimits{m: make(map[string]*tokenState)},
 		stopping: make(chan struct{}),
 	}
@@ -172,6 +174,7 @@ type Route struct {
 func (h *Handler) Routes() []Route {
 	return []Route{
 		{Method: "POST", Path: "/v1/write", Handle: h.handleWrite},
+		{Method: "POST", Path: "/v1/sync", Handle: h.handleSync},
 		{Method: "POST", Path: "/v1/sync/start", Handle: h.handleStart},
 		{Method: "GET", Path: "/v1/sync/{session}/queue", Handle: h.handleQueue},
 		{Method: "POST", Path: "/v1/sync/ack", Handle: h.handleAck},

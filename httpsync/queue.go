@@ -122,6 +122,7 @@ func (h *Handler) startSession(ctx context.Context, c *caller, bizzes []string, 
 	h.lives.put(st.ID, s, st.Version, now, h.cfg.SessionIdle)
 	keep = true
 	out.Session = st
+	h.metrics.sessions.Inc()
 	return out, nil
 }
 
@@ -389,6 +390,7 @@ func (h *Handler) queuePage(ctx context.Context, c *caller, id string, limit int
 	if err != nil {
 		return nil, err
 	}
+	h.metrics.items.Add(float64(len(items)))
 	return &page{Items: items, Left: st.left(), keys: newAckKeys(key, st.Device), st: st}, nil
 }
 

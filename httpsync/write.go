@@ -1,6 +1,7 @@
 package httpsync
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/syncpoint/syncpoint"
@@ -34,7 +35,7 @@ func (h *Handler) handleWrite(w http.ResponseWriter, r *http.Request) error {
 	if f.Write == nil {
 		return syncpoint.Errorf(syncpoint.CodeInvalid, `the body holds a %s frame; want a write frame, {"write": {...}}`, f.Type())
 	}
-	res := h.write(r, c, f.Write)
+	res := h.write(r.Context(), c, f.Write)
 	if res.Error != nil {
 		return res.Error.Unwrap()
 	}
@@ -47,9 +48,9 @@ func (h *Handler) handleWrite(w http.ResponseWriter, r *http.Request) error {
 }
 
 // write applies an upload, or refuses it when the server takes none.
-func (h *Handler) write(r *http.Request, c *caller, wr *wire.Write) *wire.WriteResult {
+func (h *Handler) write(ctx context.Context, c *caller, wr *wire.Write) *wire.WriteResult {
 	if h.cfg.Records == nil {
 		return &wire.WriteResult{WriteID: wr.WriteID, Error: wire.ErrorFrom(syncpoint.Errorf(syncpoint.CodeForbidden, "this server takes no record uploads"), false)}
 	}
-	return h.cfg.Records.Write(r.Context(), c.id, wr)
+	return h.cfg.Records.Write(ctx, c.id, wr)
 }
