@@ -76,10 +76,8 @@ func (h *Handler) handleStart(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req StartRequest
-	if len(jsontext.Trim(body)) > 0 {
-		if err := jsonbody.Decode(body, &req); err != nil {
-			return err
-		}
+	if err := decodeStartBody(body, &req); err != nil {
+		return err
 	}
 	out, err := h.startSession(r.Context(), c, req.Bizzes, req.Bizzes == nil)
 	if err != nil {
@@ -174,15 +172,31 @@ func (h *Handler) handleAck(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	var req AckRequest
-	if err := jsonbody.Decode(body, &req); err != nil {
+	if err := decodeAckBody(body, &req); err != nil {
 		return err
-	}
-	if req.AckKeys == nil {
-		return syncpoint.Errorf(syncpoint.CodeInvalid, "ack_keys is required: give the ack keys of the items applied")
 	}
 	if err := h.ack(r.Context(), c, req.AckKeys); err != nil {
 		return err
 	}
 	writeEmpty(w, http.StatusAccepted)
+	return nil
+}
+
+// decodeStartBody decodes the optional body of a start.
+func decodeStartBody(body []byte, req *StartRequest) error {
+	if len(jsontext.Trim(body)) == 0 {
+		return nil
+	}
+	return jsonbody.Decode(body, req)
+}
+
+// decodeAckBody decodes the body of an ack, which must list its keys.
+func decodeAckBody(body []byte, req *AckRequest) error {
+	if err := jsonbody.Decode(body, req); err != nil {
+		return err
+	}
+	if req.AckKeys == nil {
+		return syncpoint.Errorf(syncpoint.CodeInvalid, "ack_keys is required: give the ack keys of the items applied")
+	}
 	return nil
 }
