@@ -1,10 +1,15 @@
 package httpsync_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
+	"time"
 
 	"github.com/syncpoint/syncpoint/apiclient"
+	"github.com/syncpoint/syncpoint/httpsync"
+	"github.com/syncpoint/syncpoint/internal/clock"
+	"github.com/syncpoint/syncpoint/server"
 )
 
 // TestQueueStopMidDrain: a client that stops mid-drain without acking gets
@@ -178,4 +183,61 @@ func TestQueueRestartKeepsAcks(t *testing.T) {
 	if s.Queues[0].TotalCount != 20 {
 		t.Fatalf("after a restart the device starts with %d items, want the 20 not acked", s.Queues[0].TotalCount)
 	}
+}
+
+// TestQueueSessionRules: a session idle past its setting is unknown, and a
+// token has at most its setting of open sessions.
+func TestQueueSessionRules(t *testing.T) {
+	clk := clock.NewFake(time.Now())
+	e := mustStart(t, func(c *server.Config) {
+		c.Clock = clk
+		c.SyncSessionIdle = time.Minute
+		c.SyncSessionsPerToken = 2
+	})
+	e.msgs("chat", "u1", 1, 3)
+	tok := e.token("u1")
+	s1 := e.device("d1", tok).mustStart("chat")
+	e.device("d2", tok).mustStart("chat")
+	if _, a := e.device("d3", tok).start("chat"); a.status != 429 || a.errorCode() != "rate_limited" {
+		t.Fatalf("a third session of the token: %s, want 429", a)
+	}
+	// A new start of d1 replaces its session rather than adding one.
+	s1 = e.device("d1", tok).mustStart("chat")
+	clk.Advance(2 * time.Minute)
+	if _, _, a := e.device("d1", tok).page(s1.ID, 0); a.status != 404 || a.errorCode() != "unknown_session" {
+		t.Fatalf("an idle session: %s, want 404 unknown_session", a)
+	}
+	// Expired sessions no longer count against the token.
+	e.device("d3", tok).mustStart("chat")
+}
+
+// TestHandWrittenPagesMatchTypes holds the queue pages, which are encoded
+// by hand, to the types the OpenAPI document is checked against: each
+// decodes into its type with no member left over.
+func TestHandWrittenPagesMatchTypes(t *testing.T) {
+	e := mustStart(t)
+	d := e.device("d1", e.token("u1"))
+	e.msgs("chat", "u1", 1, 2)
+	e.publish(apiclient.PublishRequest{Biz: "notes", Users: []string{"u1"}, Op: "put", Key: "k", Data: json.RawMessage(`{"a":1}`)})
+	strictly := func(b []byte, v any) {
+		t.Helper()
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(v); err != nil {
+			t.Fatalf("%s does not decode into %T: %v", b, v, err)
+		}
+	}
+	s := d.mustStart()
+	var p httpsync.QueuePage
+	strictly(d.do("GET", "/v1/sync/"+s.ID+"/queue?limit=2", nil).body, &p)
+	if len(p.Items) != 2 || p.CountLeft != 1 || p.Items[0].Meta.Channel == "" {
+		t.Fatalf("v1 page %+v", p)
+	}
+	var v2 httpsync.V2QueuePage
+	strictly(d.do("GET", "/v2/sync/"+s.ID+"/queues/main", nil).body, &v2)
+	if len(v2.Items) != 1 || v2.Meta.Count != 1 || v2.Meta.Type != "collection" {
+		t.Fatalf("v2 page %+v", v2)
+	}
+	var sr httpsync.SyncResponse
+	strictly(d.do("POST", "/v1/sync", nil).body, &sr)
 }

@@ -1,6 +1,7 @@
 package httpsync
 
 import (
+	"encoding/json"
 	"net/http"
 	"strconv"
 
@@ -199,4 +200,34 @@ func decodeAckBody(body []byte, req *AckRequest) error {
 		return syncpoint.Errorf(syncpoint.CodeInvalid, "ack_keys is required: give the ack keys of the items applied")
 	}
 	return nil
+}
+
+// QueuePage is the 200 answer of GET /v1/sync/{session}/queue. It is
+// written by hand, for speed; a test holds the answer to this type.
+type QueuePage struct {
+	Items []QueueItem `json:"items"`
+	// CountLeft is at most how many items are left after this page.
+	CountLeft uint64 `json:"count_left"`
+}
+
+// QueueItem is one item of a queue page.
+type QueueItem struct {
+	// Data is the record, flat with its "id", for a put; {"id"} for a
+	// delete; the message's data for a msg.
+	Data json.RawMessage `json:"data"`
+	Meta ItemMeta        `json:"meta"`
+}
+
+// ItemMeta says what an item is and how to ack it.
+type ItemMeta struct {
+	Type    string   `json:"type"` // the biz
+	Channel string   `json:"channel"`
+	Sync    ItemSync `json:"sync"`
+}
+
+// ItemSync is an item's sync instructions.
+type ItemSync struct {
+	EventType string `json:"event_type"` // created, updated, deleted or msg
+	AckKey    string `json:"ack_key"`
+	Revision  uint64 `json:"revision"` // the entry's seq
 }

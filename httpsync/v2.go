@@ -179,3 +179,30 @@ func (h *Handler) writeV2Error(w http.ResponseWriter, r *http.Request, status in
 		writeBody(w, http.StatusInternalServerError, []byte(`{"errors":[{"error":{"code":"internal","message":"internal error","details":""}}],"meta":{"type":"errors","logref":"-"}}`+"\n"))
 	}
 }
+
+// V2QueuePage is the 200 answer of GET /v2/sync/{id}/queues/main, written
+// by hand like QueuePage.
+type V2QueuePage struct {
+	Items []V2QueueItem `json:"items"`
+	Meta  V2PageMeta    `json:"meta"`
+}
+
+// V2QueueItem is a queue item without the channel, which the CRM Sync API
+// does not have.
+type V2QueueItem struct {
+	Data json.RawMessage `json:"data"`
+	Meta V2ItemMeta      `json:"meta"`
+}
+
+// V2ItemMeta is ItemMeta without the channel.
+type V2ItemMeta struct {
+	Type string   `json:"type"`
+	Sync ItemSync `json:"sync"`
+}
+
+// V2PageMeta is a /v2 page's meta.
+type V2PageMeta struct {
+	Type      string `json:"type"` // collection
+	Count     int    `json:"count"`
+	CountLeft uint64 `json:"count_left"`
+}
