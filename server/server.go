@@ -1,5 +1,6 @@
 // Package server assembles a syncpoint node: it opens the store, loads the
-// bizzes, builds the publisher and the business API, binds the listeners,
+// bizzes, builds the publisher, the device session hub, the business API and
+// the record writer, binds the HTTP (API, WebSocket) and raw TCP listeners,
 // sweeps expired entries, and shuts all of it down in order.
 //
 // It reads no flags, files or environment: cmd/syncpoint fills a Config.
@@ -430,10 +431,11 @@ func (s *Server) ready(ctx context.Context) error {
 	return nil
 }
 
-// Run serves until ctx is done or Close is called, then shuts down: it
-// stops accepting, waits up to ShutdownTimeout for in-flight requests, and
-// closes the store, which finishes its commits. It returns nil after a clean
-// shutdown.
+// Run serves until ctx is done or Close is called, then shuts down: /readyz
+// turns 503 and the listeners close, requests in flight get up to
+// ShutdownTimeout to finish, devices are closed with GoingAway (3000) and
+// their sync points stored, and last the store finishes its commits. It
+// returns nil after a clean shutdown.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("server: Run called twice")
