@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -122,6 +123,8 @@ type Config struct {
 	// PprofListen, when set, serves Go's profiler at /debug/pprof/ on its
 	// own address, never on the API's, so it can stay on loopback.
 	PprofListen string
+
+	storeFS vfs.FS // the embedded store's filesystem; tests inject faults
 }
 
 // Server is one running syncpoint node.
@@ -318,6 +321,7 @@ func New(cfg Config) (_ *Server, err error) {
 		Presence:       s.hub,
 		OnChannelReset: s.hub.ResetChannel,
 		Ready:          s.ready,
+		Backup:         s.backup(),
 	})
 	s.api.Register(s.mux)
 	s.mux.Handle("GET /v1/connect", httpapi.JSONErrors(&ws.Handler{Hub: s.hub, Logger: s.logger, MaxFrameBytes: int64(cfg.MaxFrameBytes)}))
@@ -363,7 +367,7 @@ func (s *Server) openStore() (syncpoint.Store, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("server: create store dir: %w", err)
 		}
-		st, err := pebble.Open(dir, pebble.Options{Clock: s.clock, Logger: s.logger, Registerer: s.metrics})
+		st, err := pebble.Open(dir, pebble.Options{Clock: s.clock, Logger: s.logger, Registerer: s.metrics, FS: s.cfg.storeFS})
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
@@ -423,10 +427,22 @@ func (s *Server) Registry() *syncpoint.Registry { return s.registry }
 func (s *Server) Verifier() *auth.Verifier { return s.verifier }
 
 // ready backs /readyz: not ready once shutdown starts, so load balancers
-// drain the node first.
+// drain the node first, nor while the store takes no writes.
 func (s *Server) ready(ctx context.Context) error {
 	if s.stopping.Load() {
 		return syncpoint.Errorf(syncpoint.CodeUnavailable, "shutting down")
+	}
+	if err := s.store.Health(ctx); err != nil {
+		return syncpoint.Errorf(syncpoint.CodeUnavailable, "the store cannot take writes")
+	}
+	return nil
+}
+
+// backup is the online backup of the embedded store; other stores have
+// none.
+func (s *Server) backup() func(context.Context, io.Writer) error {
+	if st, ok := s.store.(*pebble.Store); ok {
+		return st.WriteBackup
 	}
 	return nil
 }
