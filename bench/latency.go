@@ -197,39 +197,10 @@ func Latency(ctx context.Context, cfg LatencyConfig) (*LatencyReport, error) {
 	}
 
 	setPhase("publishing")
-	interval := time.Duration(float64(time.Second) / cfg.Rate)
 	cpu := r.markCPU(ctx)
 	start := r.clock.Now()
-	end := start.Add(cfg.Duration)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for p := range cfg.Publishers {
-		wg.Go(func() {
-			var b stamped
-			for {
-				k := next.Add(1) - 1
-				due := start.Add(time.Duration(k) * interval)
-				if !due.Before(end) || !sleepUntil(ctx, r, due) {
-					return
-				}
-				ch := live[int(k%int64(len(live)))]
-				sent := r.now()
-				b.add(apiclient.PublishRequest{Biz: biz, Users: users[ch : ch+1]}, int64(sent), uint64(k), cfg.Size)
-				res, err := r.publish(ctx, b.one())
-				took := r.now() - sent
-				if err != nil {
-					if ctx.Err() == nil {
-						r.errs.add(errPublish, 1, err)
-					}
-					continue
-				}
-				pubLat.record(p, took)
-				logs[ch].add(res[0].Seq)
-				published.Add(1)
-			}
-		})
-	}
-	wg.Wait()
+	r.publishPaced(ctx, pacing{biz: biz, users: users, live: live, rate: cfg.Rate, duration: cfg.Duration, publishers: cfg.Publishers, size: cfg.Size},
+		logs, pubLat, &published)
 	pubTook := r.clock.Now().Sub(start)
 
 	setPhase("draining")
@@ -263,6 +234,56 @@ func Latency(ctx context.Context, cfg LatencyConfig) (*LatencyReport, error) {
 		return rep, fmt.Errorf("latency: %w", ctx.Err())
 	}
 	return rep, nil
+}
+
+// pacing is a steady publish to user channels.
+type pacing struct {
+	biz        string
+	users      []string // the channel of users[i] is biz/user:users[i]
+	live       []int    // the indexes of users to publish to, round robin
+	rate       float64  // entries per second over all of them
+	duration   time.Duration
+	publishers int // requests in flight at most
+	size       int // bytes of data, a stamp padded
+}
+
+// publishPaced publishes as p says through POST /v1/publish. Each entry's
+// data is a stamp of when its request was sent; each seq published goes
+// to logs[i] of its channel, each request's latency to pubLat, and the
+// count of entries to published. Failures are counted as publish errors.
+func (r *runner) publishPaced(ctx context.Context, p pacing, logs []pubLog, pubLat *recorder, published *atomic.Int64) {
+	interval := time.Duration(float64(time.Second) / p.rate)
+	start := r.clock.Now()
+	end := start.Add(p.duration)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range p.publishers {
+		wg.Go(func() {
+			var b stamped
+			for {
+				k := next.Add(1) - 1
+				due := start.Add(time.Duration(k) * interval)
+				if !due.Before(end) || !sleepUntil(ctx, r, due) {
+					return
+				}
+				ch := p.live[int(k%int64(len(p.live)))]
+				sent := r.now()
+				b.add(apiclient.PublishRequest{Biz: p.biz, Users: p.users[ch : ch+1]}, int64(sent), uint64(k), p.size)
+				res, err := r.publish(ctx, b.one())
+				took := r.now() - sent
+				if err != nil {
+					if ctx.Err() == nil {
+						r.errs.add(errPublish, 1, err)
+					}
+					continue
+				}
+				pubLat.record(w, took)
+				logs[ch].add(res[0].Seq)
+				published.Add(1)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // sleepUntil waits until t by the runner's clock; false when ctx ended.
