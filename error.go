@@ -17,6 +17,9 @@ var (
 	ErrIdempotencyMismatch = errors.New("idempotency key already used for other content")
 	// ErrClosed means the store or broker was closed.
 	ErrClosed = errors.New("closed")
+	// ErrUnavailable means the store cannot take writes now: its disk or
+	// its database fails. The error that wraps it says why.
+	ErrUnavailable = errors.New("store unavailable")
 )
 
 // ErrorCode classifies an error at the API edge. Each code maps to one HTTP
@@ -78,10 +81,10 @@ func Errorf(code ErrorCode, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
 }
 
-// Code returns the code of the first *Error in err's chain, the code of a
-// sentinel error (CodeNotFound for ErrNotFound, CodeUnavailable for
-// ErrClosed, CodeIdempotencyMismatch for ErrIdempotencyMismatch), and
-// CodeInternal for anything else (nil gives "").
+// Code returns the code of the first *Error in err's chain, else that of a
+// sentinel error (CodeNotFound for ErrNotFound, CodeIdempotencyMismatch for
+// ErrIdempotencyMismatch, CodeUnavailable for ErrClosed and
+// ErrUnavailable), else CodeInternal (nil gives "").
 func Code(err error) ErrorCode {
 	if err == nil {
 		return ""
@@ -96,7 +99,7 @@ func Code(err error) ErrorCode {
 	if errors.Is(err, ErrIdempotencyMismatch) {
 		return CodeIdempotencyMismatch
 	}
-	if errors.Is(err, ErrClosed) {
+	if errors.Is(err, ErrClosed) || errors.Is(err, ErrUnavailable) {
 		return CodeUnavailable
 	}
 	return CodeInternal
@@ -115,6 +118,9 @@ func Message(err error) string {
 	case CodeIdempotencyMismatch:
 		return "the idempotency key was already used for other content"
 	case CodeUnavailable:
+		if errors.Is(err, ErrUnavailable) {
+			return "the store cannot take writes now; retry later"
+		}
 		return "the server is shutting down"
 	}
 	return "internal error"

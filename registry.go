@@ -110,8 +110,9 @@ func (r *Registry) Put(ctx context.Context, b Biz) error {
 	return nil
 }
 
-// Delete stops serving the biz and removes it from the store. Its channels
-// stay in the store until they expire. Errors: an *Error with CodeNotFound.
+// Delete stops serving the biz and removes it, with its channels, from the
+// store, so a biz later created under the name starts in new epochs.
+// Errors: an *Error with CodeNotFound.
 // The OnDelete watchers are told once it is no longer served.
 func (r *Registry) Delete(ctx context.Context, name string) error {
 	if _, ok := r.Get(name); !ok {

@@ -57,10 +57,21 @@ type Page struct {
 // handle's call returned, every handle's later calls see, and seqs stay
 // gap-free and in call order across handles.
 //
+// A channel's epoch changes only when its history cannot continue: on
+// ResetChannel, when its biz is deleted (a biz created again under the name
+// starts new channels), and when the store is restored from a backup. A
+// restored store shows a new epoch for every channel, so that a device at,
+// behind or ahead of the backup point is told reset instead of taking the
+// rewound history for its own (pebble mixes a store incarnation, new at
+// each restore, into every epoch).
+//
 // Besides the errors each method lists, every method returns ctx's error
 // when ctx ends before the method took effect (a cancelled write wrote
 // nothing), ErrClosed once Close was called, and other errors (I/O, a
-// corrupt record, a lost connection) that callers treat as internal.
+// corrupt record, a lost connection) that callers treat as internal. A
+// write also returns ErrUnavailable (wrapped with the cause) while the
+// store cannot take writes: a full or failing disk, a directory it may not
+// write, a database that is down. Health reports the same state.
 type Store interface {
 	// Append appends the entries and returns one result per request, in
 	// order. Seqs are assigned per channel in call order, from 1, without
@@ -186,6 +197,11 @@ type Store interface {
 	// Blob returns a value kept by PutBlob. Errors: ErrNotFound, also once
 	// it expired.
 	Blob(ctx context.Context, key string) ([]byte, error)
+
+	// Health returns nil while the store takes writes, and otherwise an
+	// error wrapping ErrUnavailable that says why; a server is not ready
+	// while it fails. It writes nothing.
+	Health(ctx context.Context) error
 
 	// Close finishes in-flight appends and releases the store.
 	Close() error

@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
+	"io"
 	"log/slog"
 	"math"
 	"net"
@@ -70,6 +71,9 @@ type Config struct {
 	// a channel, so the hub can tell the devices reading it to resync now
 	// rather than on the channel's next entry.
 	OnChannelReset func(syncpoint.Channel)
+	// Backup, when set, writes an online backup of the store to w, for
+	// POST /v1/admin/backup; nil: the store has none.
+	Backup func(ctx context.Context, w io.Writer) error
 	// DeviceRoutes are served beside the API's own routes: the device
 	// surfaces of other packages (HTTP sync).
 	DeviceRoutes []Route
@@ -102,6 +106,7 @@ type Server struct {
 	presence       Presence
 	ready          func(context.Context) error
 	onReset        func(syncpoint.Channel)
+	backup         func(context.Context, io.Writer) error
 	keyHash        [sha256.Size]byte
 	keySet         bool
 	metrics        *apiMetrics // nil: no metrics
@@ -134,6 +139,7 @@ func New(cfg Config) *Server {
 		presence:    cfg.Presence,
 		ready:       cfg.Ready,
 		onReset:     cfg.OnChannelReset,
+		backup:      cfg.Backup,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -181,6 +187,7 @@ func New(cfg Config) *Server {
 		{"DELETE", "/v1/bizzes/{name}", true, s.handleDeleteBiz},
 		{"GET", "/v1/devices/{id}", true, s.handleGetDevice},
 		{"GET", "/v1/users/{id}/devices", true, s.handleUserDevices},
+		{"POST", "/v1/admin/backup", true, s.handleBackup},
 		{"GET", "/healthz", false, s.handleHealth},
 		{"GET", "/readyz", false, s.handleReady},
 		{"GET", "/metrics", false, s.handleMetrics},

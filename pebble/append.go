@@ -119,16 +119,16 @@ func (s *Store) appendOne(t *txn, st *chanState, r *syncpoint.AppendRequest, has
 			if err == nil && t.now.Before(deadline) {
 				if len(was) > 0 && !bytes.Equal(was, hash) {
 					s.metrics.mismatches.Inc()
-					return syncpoint.AppendResult{Seq: seq, Epoch: h.Epoch, Err: syncpoint.ErrIdempotencyMismatch}
+					return syncpoint.AppendResult{Seq: seq, Epoch: s.epoch(h.Epoch), Err: syncpoint.ErrIdempotencyMismatch}
 				}
 				s.metrics.duplicates.Inc()
-				return syncpoint.AppendResult{Seq: seq, Epoch: h.Epoch, Duplicate: true}
+				return syncpoint.AppendResult{Seq: seq, Epoch: s.epoch(h.Epoch), Duplicate: true}
 			}
 		}
 	}
 	if r.IfKeySeq != nil {
 		if cur := t.keySeq(st, e.Key); cur != *r.IfKeySeq {
-			return syncpoint.AppendResult{Epoch: h.Epoch, Err: syncpoint.ErrKeyChanged, KeySeq: cur}
+			return syncpoint.AppendResult{Epoch: s.epoch(h.Epoch), Err: syncpoint.ErrKeyChanged, KeySeq: cur}
 		}
 	}
 	t.touch(st)
@@ -171,7 +171,7 @@ func (s *Store) appendOne(t *txn, st *chanState, r *syncpoint.AppendRequest, has
 		st.dirty = true
 	}
 	t.entries++
-	return syncpoint.AppendResult{Seq: seq, Epoch: h.Epoch}
+	return syncpoint.AppendResult{Seq: seq, Epoch: s.epoch(h.Epoch)}
 }
 
 // keySeq returns the seq of the newest entry for key that is still kept,

@@ -15,6 +15,7 @@ import (
 	pebbledb "github.com/cockroachdb/pebble/v2"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/internal/clock"
 )
 
 // benchEntry is a typical published entry: about 100 bytes of JSON with a
@@ -131,7 +132,7 @@ func BenchmarkPebbleBaseline64(b *testing.B) {
 	db, err := pebbledb.Open(b.TempDir(), &pebbledb.Options{
 		MemTableSize:       DefaultMemTableSize,
 		FormatMajorVersion: pebbledb.FormatNewest,
-		Logger:             pebbleLogger{slog.New(slog.NewTextHandler(io.Discard, nil))},
+		Logger:             pebbleLogger{l: slog.New(slog.NewTextHandler(io.Discard, nil)), limit: newLogLimiter(clock.Real{})},
 	})
 	if err != nil {
 		b.Fatal(err)

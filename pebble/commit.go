@@ -303,6 +303,7 @@ func (s *Store) commit(t *txn) {
 		t.delay.Stop()
 	}
 	s.applied++
+	s.appliedNum.Store(s.applied)
 	t.num = s.applied
 	if t.err != nil {
 		<-s.inflight

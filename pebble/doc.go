@@ -33,11 +33,16 @@
 //	'c' len16(biz) biz ch  channel index by biz, written when a channel is
 //	                         created
 //	'b' key                blob: expiry, value
-//	'S' name               a setting of the whole store: "format"
+//	'S' name               a setting of the whole store: "format" (see
+//	                         format.go), "incarnation" (see backup.go)
 //
 // Channel reads (Read, Channel, Entry, KeyEntry) see only synced batches.
 // Sync points, devices, bizzes and blobs are read straight from the
 // database, so such a read may see a write a moment before it is synced.
+//
+// Epochs shown to callers are a channel's stored epoch joined with the
+// store's incarnation, which a restore from a backup sets anew; the rows
+// that keep an epoch (meta, tombstone expiry rows) keep the stored one.
 //
 // Index rows are allowed to go stale (an entry trimmed, compacted or reset
 // away keeps its expiry row); the sweep checks each row against what it

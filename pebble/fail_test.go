@@ -23,7 +23,7 @@ func TestFailedState(t *testing.T) {
 		}
 		return nil
 	})}
-	s, err := Open(t.TempDir(), Options{fs: errorfs.Wrap(vfs.Default, toggle)})
+	s, err := Open(t.TempDir(), Options{FS: errorfs.Wrap(vfs.Default, toggle)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,8 +38,11 @@ func TestFailedState(t *testing.T) {
 		t.Fatal("append succeeded although the WAL could not be synced")
 	}
 	toggle.Off()
-	if _, err := s.Append(ctx, req); err == nil {
-		t.Fatal("append succeeded on a failed store")
+	if _, err := s.Append(ctx, req); !errors.Is(err, syncpoint.ErrUnavailable) {
+		t.Fatalf("append on a failed store: %v, want unavailable", err)
+	}
+	if err := s.Health(ctx); !errors.Is(err, syncpoint.ErrUnavailable) {
+		t.Fatalf("health of a failed store: %v, want unavailable", err)
 	}
 	p, err := s.Read(ctx, ch, 0, 10, time.Now())
 	if err != nil {

@@ -64,8 +64,8 @@ func (s *Store) finish(v chanView) (first uint64, ok bool) {
 	return min(first, v.d.LastSeq+1), true
 }
 
-func (v chanView) info(first uint64) syncpoint.ChannelInfo {
-	return syncpoint.ChannelInfo{Channel: v.st.ch, Epoch: v.d.Epoch, FirstSeq: first, LastSeq: v.d.LastSeq}
+func (s *Store) info(v chanView, first uint64) syncpoint.ChannelInfo {
+	return syncpoint.ChannelInfo{Channel: v.st.ch, Epoch: s.epoch(v.d.Epoch), FirstSeq: first, LastSeq: v.d.LastSeq}
 }
 
 // Read implements syncpoint.Store. A limit of 0 or less means
@@ -103,7 +103,7 @@ func (s *Store) readOnce(ctx context.Context, ch syncpoint.Channel, after uint64
 	}
 	if after >= v.d.LastSeq {
 		first, ok := s.finish(v)
-		return syncpoint.Page{Info: v.info(first)}, ok, nil
+		return syncpoint.Page{Info: s.info(v, first)}, ok, nil
 	}
 	it, err := s.db.NewIterWithContext(ctx, &pebbledb.IterOptions{
 		LowerBound: entryKey(v.st.name, after+1),
@@ -117,7 +117,8 @@ func (s *Store) readOnce(ctx context.Context, ch syncpoint.Channel, after uint64
 	if !ok {
 		return syncpoint.Page{}, false, nil
 	}
-	p := syncpoint.Page{Info: v.info(first)}
+	p := syncpoint.Page{Info: s.info(v, first)}
+	epoch := p.Info.Epoch
 	seekTo := max(after+1, first)
 	if seekTo > v.d.LastSeq {
 		return p, true, nil
@@ -131,7 +132,7 @@ func (s *Store) readOnce(ctx context.Context, ch syncpoint.Channel, after uint64
 			}
 		}
 		k := it.Key()
-		e := syncpoint.Entry{Channel: ch, Epoch: v.d.Epoch, Seq: binary.BigEndian.Uint64(k[len(k)-seqLen:])}
+		e := syncpoint.Entry{Channel: ch, Epoch: epoch, Seq: binary.BigEndian.Uint64(k[len(k)-seqLen:])}
 		val, err := it.ValueAndErr()
 		if err != nil {
 			return syncpoint.Page{}, false, err
@@ -171,7 +172,7 @@ func (s *Store) Channel(ctx context.Context, ch syncpoint.Channel) (syncpoint.Ch
 			return syncpoint.ChannelInfo{}, fmt.Errorf("channel %s: %w", ch, syncpoint.ErrNotFound)
 		}
 		if first, ok := s.finish(v); ok {
-			return v.info(first), nil
+			return s.info(v, first), nil
 		}
 	}
 }
@@ -205,7 +206,7 @@ func (s *Store) Entry(ctx context.Context, ch syncpoint.Channel, seq uint64) (sy
 		if !found || seq < first {
 			return syncpoint.Entry{}, fmt.Errorf("entry %s/%d: %w", ch, seq, syncpoint.ErrNotFound)
 		}
-		e := syncpoint.Entry{Channel: ch, Epoch: v.d.Epoch, Seq: seq}
+		e := syncpoint.Entry{Channel: ch, Epoch: s.epoch(v.d.Epoch), Seq: seq}
 		if err := decodeEntry(val, &e); err != nil {
 			return syncpoint.Entry{}, fmt.Errorf("entry %s/%d: %w", ch, seq, err)
 		}
@@ -270,7 +271,7 @@ func (s *Store) keyEntryOnce(ctx context.Context, ch syncpoint.Channel, key stri
 	if !found || seq < first {
 		return syncpoint.Entry{}, false, syncpoint.ErrNotFound
 	}
-	e := syncpoint.Entry{Channel: ch, Epoch: v.d.Epoch, Seq: seq}
+	e := syncpoint.Entry{Channel: ch, Epoch: s.epoch(v.d.Epoch), Seq: seq}
 	if err := decodeEntry(val, &e); err != nil {
 		return syncpoint.Entry{}, false, fmt.Errorf("entry %d: %w", seq, err)
 	}

@@ -284,7 +284,9 @@ func (s *Store) SaveBiz(ctx context.Context, b syncpoint.Biz) error {
 
 // DeleteBiz implements syncpoint.Store. It drops the biz's channels with
 // it: their entries, key index, idempotency keys and heads, so a biz made
-// again under the name starts with new channels and new epochs.
+// again under the name starts with new channels and new epochs. The biz
+// goes in the first batch and its channels SweepChunk at a time; should
+// ctx end in between, SaveBiz of the name drops the rest.
 func (s *Store) DeleteBiz(ctx context.Context, name string) error {
 	err := s.dropBiz(ctx, name, func(t *txn, first bool) (bool, error) {
 		if !first {

@@ -57,12 +57,19 @@ type Options struct {
 	// beyond it are dropped and reloaded from disk when touched again.
 	MaxCachedChannels int
 
-	fs vfs.FS // tests inject disk faults through it
+	// FS is the filesystem the store lives on; nil means the operating
+	// system's. Tests inject disk faults through it.
+	FS vfs.FS
 }
 
 // Store is the embedded syncpoint.Store. Create it with Open.
 type Store struct {
-	db      *pebbledb.DB
+	db  *pebbledb.DB
+	dir string
+	// inc is the store's incarnation, mixed into every epoch it shows, so
+	// that a restore, which gives the store a new one, changes them all.
+	// Empty until the store is first restored.
+	inc     string
 	clock   clock.Clock
 	log     *slog.Logger
 	opts    Options
@@ -84,6 +91,9 @@ type Store struct {
 	failed    atomic.Pointer[failure]
 	closeOnce sync.Once
 	closeErr  error
+	health    *health
+	// appliedNum mirrors applied for goroutines other than the committer.
+	appliedNum atomic.Uint64
 
 	// synced counts synced batches; syncCh is closed and replaced after
 	// each, to wake readers waiting for durability.
@@ -129,20 +139,11 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	po := &pebbledb.Options{
-		CacheSize:          opts.CacheSize,
-		MemTableSize:       opts.MemTableSize,
-		FormatMajorVersion: pebbledb.FormatNewest,
-		Logger:             pebbleLogger{opts.Logger},
-		FS:                 opts.fs,
-	}
-	db, err := pebbledb.Open(dir, po)
-	if err != nil {
-		m.unregister()
-		return nil, fmt.Errorf("open store: %w", err)
+	if opts.FS == nil {
+		opts.FS = vfs.Default
 	}
 	s := &Store{
-		db:       db,
+		dir:      dir,
 		clock:    opts.Clock,
 		log:      opts.Logger,
 		opts:     opts,
@@ -151,12 +152,40 @@ func Open(dir string, opts Options) (*Store, error) {
 		toSync:   make(chan *txn, opts.MaxInflight),
 		done:     make(chan struct{}),
 		syncCh:   make(chan struct{}),
+		health:   newHealth(opts.Clock, opts.Logger),
 	}
+	// Pebble would open an unwritable directory and then retry its first
+	// flush for ever; a probe fails at once and says why.
+	if err := probeWritable(opts.FS, dir); err != nil {
+		m.unregister()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	po := &pebbledb.Options{
+		CacheSize:          opts.CacheSize,
+		MemTableSize:       opts.MemTableSize,
+		FormatMajorVersion: pebbledb.FormatNewest,
+		Logger:             pebbleLogger{l: opts.Logger, limit: newLogLimiter(opts.Clock)},
+		FS:                 opts.FS,
+		EventListener:      &pebbledb.EventListener{BackgroundError: s.backgroundError},
+	}
+	db, err := s.openDB(dir, po)
+	if err != nil {
+		m.unregister()
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	s.db = db
 	if err := s.upgrade(); err != nil {
 		db.Close()
 		m.unregister()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	inc, _, err := s.get(incarnationKey)
+	if err != nil {
+		db.Close()
+		m.unregister()
+		return nil, fmt.Errorf("open store: read incarnation: %w", err)
+	}
+	s.inc = string(inc)
 	s.chans.init(s)
 	s.queue.init()
 	go s.commitLoop()
@@ -194,6 +223,7 @@ func (s *Store) Close() error {
 		s.closed = true
 		s.closeMu.Unlock()
 		s.closing.Store(true)
+		s.health.close()
 		s.ops.Wait()
 		s.queue.close()
 		<-s.done
@@ -229,10 +259,12 @@ func (s *Store) failedFor(num uint64) error {
 }
 
 // fail puts the store into the failed state from batch number from on.
+// Reads go on; writes fail with syncpoint.ErrUnavailable until the store
+// is opened again.
 func (s *Store) fail(err error, from uint64) {
-	f := &failure{err: fmt.Errorf("store failed, reopen it: %w", err), from: from}
+	f := &failure{err: fmt.Errorf("%w: the store failed and takes no writes until it is opened again: %w", syncpoint.ErrUnavailable, err), from: from}
 	if s.failed.CompareAndSwap(nil, f) {
-		s.log.Error("store failed", "err", err)
+		s.log.Error("store failed: it takes no writes until the server is restarted; fix the cause (disk full, permissions, a failing disk) first", "err", err)
 		s.wakeReaders()
 	}
 }
@@ -280,14 +312,21 @@ func (s *Store) get(key []byte) ([]byte, bool, error) {
 	return out, true, nil
 }
 
-// pebbleLogger sends Pebble's log lines to the store's logger.
-type pebbleLogger struct{ l *slog.Logger }
+// pebbleLogger sends Pebble's log lines to the store's logger; its error
+// lines at a bounded rate, as a failing disk can make Pebble repeat one
+// without end.
+type pebbleLogger struct {
+	l     *slog.Logger
+	limit *logLimiter
+}
 
 func (p pebbleLogger) Infof(format string, args ...any) {
 	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
 }
 func (p pebbleLogger) Errorf(format string, args ...any) {
-	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	if ok, dropped := p.limit.allow(); ok {
+		p.l.Error(fmt.Sprintf(format, args...), "component", "pebble", "suppressed", dropped)
+	}
 }
 
 // Fatalf must not return: Pebble calls it on broken invariants, where going

@@ -250,7 +250,7 @@ func (s *Store) ResetChannel(ctx context.Context, ch syncpoint.Channel) (syncpoi
 		}
 		t.resets[st] = true
 		st.head = meta{Epoch: newEpoch(), FirstSeq: 1}
-		info = syncpoint.ChannelInfo{Channel: ch, Epoch: st.head.Epoch, FirstSeq: 1}
+		info = syncpoint.ChannelInfo{Channel: ch, Epoch: s.epoch(st.head.Epoch), FirstSeq: 1}
 		return nil
 	}}
 	if err := s.do(ctx, o); err != nil {

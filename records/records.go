@@ -245,7 +245,7 @@ func (s *Service) failed(writeID string, err *syncpoint.Error) *wire.WriteResult
 func (s *Service) storeFailed(writeID string, err error) *wire.WriteResult {
 	s.log.Error("records: write failed", "write_id", writeID, "err", err)
 	code := syncpoint.CodeInternal
-	if errors.Is(err, syncpoint.ErrClosed) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, syncpoint.ErrClosed) || errors.Is(err, syncpoint.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		code = syncpoint.CodeUnavailable
 	}
 	return s.failed(writeID, syncpoint.Errorf(code, "the write could not be stored; send it again with the same write_id"))

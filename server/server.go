@@ -1,5 +1,6 @@
 // Package server assembles a syncpoint node: it opens the store, loads the
-// bizzes, builds the publisher and the business API, binds the listeners,
+// bizzes, builds the publisher, the device session hub, the business API and
+// the record writer, binds the HTTP (API, WebSocket) and raw TCP listeners,
 // sweeps expired entries, and shuts all of it down in order.
 //
 // It reads no flags, files or environment: cmd/syncpoint fills a Config.
@@ -9,6 +10,8 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -25,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -39,6 +43,7 @@ import (
 	"github.com/syncpoint/syncpoint/pebble"
 	"github.com/syncpoint/syncpoint/publish"
 	"github.com/syncpoint/syncpoint/records"
+	"github.com/syncpoint/syncpoint/sse"
 	"github.com/syncpoint/syncpoint/tcp"
 	"github.com/syncpoint/syncpoint/ws"
 )
@@ -114,6 +119,9 @@ type Config struct {
 	// HeartbeatInterval is how often device sessions are pinged; 0 means
 	// hub.DefaultHeartbeatInterval.
 	HeartbeatInterval time.Duration
+	// SSEHeartbeat is how often an idle event stream gets a comment line;
+	// 0 means sse.DefaultHeartbeat.
+	SSEHeartbeat time.Duration
 	// SendQueue bounds the live entries queued per device connection; 0
 	// means hub.DefaultQueueLimit.
 	SendQueue int
@@ -133,6 +141,8 @@ type Config struct {
 	SyncSessionsPerToken int
 	SyncTokenRate        float64
 	SyncMaxWait          time.Duration
+
+	storeFS vfs.FS // the embedded store's filesystem; tests inject faults
 }
 
 // Server is one running syncpoint node.
@@ -149,6 +159,7 @@ type Server struct {
 	api      *httpapi.Server
 	feed     *feed.Feed
 	hub      *hub.Hub
+	events   *sse.Handler
 	records  *records.Service
 	sync     *httpsync.Handler
 
@@ -357,6 +368,19 @@ func New(cfg Config) (_ *Server, err error) {
 	for _, rt := range s.sync.Routes() {
 		deviceRoutes = append(deviceRoutes, httpapi.Route(rt))
 	}
+	s.events, err = sse.New(sse.Config{
+		Feed:       s.feed,
+		Registry:   s.registry,
+		Verifier:   s.verifier,
+		Key:        eventIDKey(cfg),
+		Logger:     s.logger,
+		Clock:      s.clock,
+		Registerer: s.metrics,
+		Heartbeat:  cfg.SSEHeartbeat,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.api = httpapi.New(httpapi.Config{
 		Publisher:      s.pub,
 		Store:          s.store,
@@ -370,13 +394,15 @@ func New(cfg Config) (_ *Server, err error) {
 		RateBurst:      cfg.RateBurst,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		BodyTimeout:    cfg.BodyTimeout,
-		Presence:       s.hub,
+		Presence:       presence{s.hub, s.events},
 		OnChannelReset: s.hub.ResetChannel,
 		Ready:          s.ready,
+		Backup:         s.backup(),
 		DeviceRoutes:   deviceRoutes,
 	})
 	s.api.Register(s.mux)
 	s.mux.Handle("GET /v1/connect", httpapi.JSONErrors(&ws.Handler{Hub: s.hub, Logger: s.logger, MaxFrameBytes: int64(cfg.MaxFrameBytes)}))
+	s.mux.Handle("GET /v1/events", s.events)
 
 	s.http = &http.Server{
 		Handler:           httpapi.Canonical(s.mux),
@@ -392,6 +418,9 @@ func New(cfg Config) (_ *Server, err error) {
 		// http/1.1 in its handshake (an upgrade needs it), and gets it.
 		s.http.TLSConfig = s.certs.config("h2", "http/1.1")
 	}
+	// Shutdown waits for handlers, and an event stream's would not end on
+	// its own.
+	s.http.RegisterOnShutdown(s.events.Close)
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("server: listen %s: %w", cfg.Listen, err)
 	}
@@ -422,7 +451,7 @@ func (s *Server) openStore() (syncpoint.Store, error) {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("server: create store dir: %w", err)
 		}
-		st, err := pebble.Open(dir, pebble.Options{Clock: s.clock, Logger: s.logger, Registerer: s.metrics})
+		st, err := pebble.Open(dir, pebble.Options{Clock: s.clock, Logger: s.logger, Registerer: s.metrics, FS: s.cfg.storeFS})
 		if err != nil {
 			return nil, fmt.Errorf("server: %w", err)
 		}
@@ -482,18 +511,31 @@ func (s *Server) Registry() *syncpoint.Registry { return s.registry }
 func (s *Server) Verifier() *auth.Verifier { return s.verifier }
 
 // ready backs /readyz: not ready once shutdown starts, so load balancers
-// drain the node first.
+// drain the node first, nor while the store takes no writes.
 func (s *Server) ready(ctx context.Context) error {
 	if s.stopping.Load() {
 		return syncpoint.Errorf(syncpoint.CodeUnavailable, "shutting down")
 	}
+	if err := s.store.Health(ctx); err != nil {
+		return syncpoint.Errorf(syncpoint.CodeUnavailable, "the store cannot take writes")
+	}
 	return nil
 }
 
-// Run serves until ctx is done or Close is called, then shuts down: it
-// stops accepting, waits up to ShutdownTimeout for in-flight requests, and
-// closes the store, which finishes its commits. It returns nil after a clean
-// shutdown.
+// backup is the online backup of the embedded store; other stores have
+// none.
+func (s *Server) backup() func(context.Context, io.Writer) error {
+	if st, ok := s.store.(*pebble.Store); ok {
+		return st.WriteBackup
+	}
+	return nil
+}
+
+// Run serves until ctx is done or Close is called, then shuts down: /readyz
+// turns 503 and the listeners close, requests in flight get up to
+// ShutdownTimeout to finish, devices are closed with GoingAway (3000) and
+// their sync points stored, and last the store finishes its commits. It
+// returns nil after a clean shutdown.
 func (s *Server) Run(ctx context.Context) error {
 	if !s.running.CompareAndSwap(false, true) {
 		return errors.New("server: Run called twice")
@@ -615,6 +657,28 @@ func (s *Server) Feed() *feed.Feed { return s.feed }
 
 // Store returns the server's store.
 func (s *Server) Store() syncpoint.Store { return s.store }
+
+// eventIDKey is the key that signs SSE event ids: derived from the token
+// secret, which every node shares, else from the API key.
+func eventIDKey(cfg Config) []byte {
+	secret := cfg.TokenSecret
+	if secret == "" {
+		secret = cfg.APIKey
+	}
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("syncpoint sse event ids"))
+	return m.Sum(nil)
+}
+
+// presence is online on any device surface of this node.
+type presence struct {
+	hub    *hub.Hub
+	events *sse.Handler
+}
+
+func (p presence) Online(deviceID string) bool {
+	return p.hub.Online(deviceID) || p.events.Online(deviceID)
+}
 
 type closerFunc func() error
 

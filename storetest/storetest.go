@@ -1765,6 +1765,7 @@ func testCancelledContext(t *testing.T, s syncpoint.Store) {
 		"Bizzes":        func() error { _, err := s.Bizzes(ctx); return err },
 		"PutBlob":       func() error { return s.PutBlob(ctx, "k", []byte("v"), time.Time{}) },
 		"Blob":          func() error { _, err := s.Blob(ctx, "k"); return err },
+		"Health":        func() error { return s.Health(ctx) },
 	} {
 		wantErr(t, name+" with a cancelled context", fn(), context.Canceled)
 	}
@@ -1777,6 +1778,9 @@ func testCancelledContext(t *testing.T, s syncpoint.Store) {
 
 func testClosed(t *testing.T, s syncpoint.Store) {
 	mustAppend(t, s, msg(chatU1, `{}`))
+	if err := s.Health(context.Background()); err != nil {
+		t.Fatalf("health of an open store: %v", err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -1794,6 +1798,7 @@ func testClosed(t *testing.T, s syncpoint.Store) {
 	wantErr(t, "Bizzes after Close", err, syncpoint.ErrClosed)
 	_, err = s.Sweep(ctx, time.Now())
 	wantErr(t, "Sweep after Close", err, syncpoint.ErrClosed)
+	wantErr(t, "Health after Close", s.Health(ctx), syncpoint.ErrClosed)
 	if err := s.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}

@@ -6,6 +6,8 @@
 //	syncpoint tail       act as a device: print entries as JSON lines, ack, resume
 //	syncpoint write      upload one record change as a device
 //	syncpoint bench      the load generator
+//	syncpoint backup     copy the embedded store while the server runs
+//	syncpoint restore    make a backup the store, in new epochs
 //
 // This is the only place flags, environment variables and the YAML config
 // file are read; everything else takes a Config struct.
@@ -100,6 +102,7 @@ func newRootCmd(e env) *cobra.Command {
 	root.AddCommand(newWriteCmd(e))
 	root.AddCommand(newBenchCmd(e))
 	root.AddCommand(newTailCmd(e))
+	root.AddCommand(newBackupCmd(e), newRestoreCmd(e))
 	return root
 }
 
