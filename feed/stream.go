@@ -525,12 +525,15 @@ func (s *Stream) Read(ctx context.Context, sink Sink) error {
 		}
 	}
 	n := len(s.cursors)
+	// The turn starts where the last Read stopped and passes every channel
+	// once; s.rr moves as it goes, so it is read only here.
+	start := s.rr
 	for i := range n {
 		room := sink.Room()
 		if room <= 0 {
 			break
 		}
-		k := (s.rr + i) % n
+		k := (start + i) % n
 		c := s.cursors[k]
 		if !c.Behind || c.Off {
 			continue
