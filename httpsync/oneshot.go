@@ -381,7 +381,7 @@ func (h *Handler) readAll(ctx context.Context, s *feed.Stream, k *oneShotSink, s
 			if err != nil {
 				return fmt.Errorf("read: %w", err)
 			}
-			if len(k.entries) > 0 || k.Room() <= 0 || !behind(s) {
+			if k.Room() <= 0 || !behind(s) {
 				return nil
 			}
 			continue

@@ -264,7 +264,7 @@ func (k *rangeSink) Moved(*feed.Cursor) {}
 
 // read takes the next page of the session from its stream: items in seq
 // order per channel, merged across channels, and moves the ranges' Read.
-// It reads on while the page is empty and a range has entries left, so it
+// It reads on while the page has room and a range has entries left, so it
 // returns no items only when the session is drained. A channel whose
 // history changed under the session (reset, or trimmed past Read) is done
 // for this session; the next start reports its status.
@@ -308,11 +308,8 @@ func (h *Handler) read(ctx context.Context, s *feed.Stream, st *sessionState, li
 			}
 			behind = true
 		}
-		if err == nil && (len(k.items) > 0 || k.Room() <= 0 || !behind) {
+		if k.Room() <= 0 || !behind {
 			return k.items, nil
-		}
-		if err != nil && !behind && len(k.items) == 0 {
-			return nil, nil
 		}
 	}
 }
