@@ -319,6 +319,7 @@ func TestOpenAPIMatchesTypes(t *testing.T) {
 		"Scope":            reflect.TypeFor[httpsync.Scope](),
 		"SyncResponse":     reflect.TypeFor[httpsync.SyncResponse](),
 		"SyncEntityResult": reflect.TypeFor[httpsync.SyncEntityResult](),
+		"SyncPosition":     reflect.TypeFor[httpsync.SyncPosition](),
 		"Message":          reflect.TypeFor[httpsync.Message](),
 		"Saved":            reflect.TypeFor[httpsync.Saved](),
 		"RecordError":      reflect.TypeFor[httpsync.RecordError](),

@@ -34,7 +34,28 @@ type SyncRequest struct {
 	// Wait, such as "25s", holds an answer with nothing new until
 	// something arrives or the wait passes (capped by the server).
 	Wait string `json:"wait,omitempty"`
+	// Positions, for a client that keeps its positions itself as the
+	// socket's does, are where the device stands; they win over the
+	// cursor's for the channels they name.
+	Positions []SyncPosition `json:"positions,omitempty"`
+	// Format "entries" answers each channel's changes as the entries a
+	// socket push carries, every version in seq order, in Entries;
+	// "records" (the default) answers flat records.
+	Format string `json:"format,omitempty"`
 }
+
+// SyncPosition is a device's position in one channel.
+type SyncPosition struct {
+	Channel string `json:"channel"`
+	Epoch   string `json:"epoch"`
+	Seq     uint64 `json:"seq"`
+}
+
+// The formats of a one-shot answer.
+const (
+	FormatRecords = "records"
+	FormatEntries = "entries"
+)
 
 // SyncEntity is one biz (and scope) of a request: its uploads, and a
 // request for its changes.
@@ -77,8 +98,10 @@ type SyncEntityResult struct {
 	// changes resume at the first one kept).
 	Status string `json:"status,omitempty"`
 	// Position is where the device stands in the channel once it applies
-	// this answer.
+	// this answer; FirstSeq and LastSeq are the channel's retained range.
 	Position syncpoint.Position `json:"position"`
+	FirstSeq uint64             `json:"first_seq"`
+	LastSeq  uint64             `json:"last_seq"`
 	// Created and Updated hold records as {"id", "seq", ...fields},
 	// Deleted {"id", "seq"}: the newest version of each record changed
 	// since the cursor. Messages hold the channel's messages in order.
@@ -88,6 +111,9 @@ type SyncEntityResult struct {
 	Messages []Message         `json:"messages"`
 	Saved    []Saved           `json:"saved"`
 	Errors   []RecordError     `json:"errors"`
+	// Entries holds the changes instead of the lists above with format
+	// "entries": each as a socket push carries it.
+	Entries []json.RawMessage `json:"entries,omitempty"`
 }
 
 // Message is a msg entry of a channel.
@@ -171,6 +197,7 @@ type oneShot struct {
 	req     SyncRequest
 	limit   int
 	wait    time.Duration
+	entries bool // format "entries"
 	cursor  []position
 	write   *wire.Write
 	bizzes  []string
@@ -199,6 +226,16 @@ func (h *Handler) parseSync(ctx context.Context, c *caller, body []byte) (*oneSh
 	if o.wait, err = h.waitOf(r.Wait); err != nil {
 		return nil, err
 	}
+	switch r.Format {
+	case "", FormatRecords:
+	case FormatEntries:
+		o.entries = true
+	default:
+		return nil, syncpoint.Errorf(syncpoint.CodeInvalid, "format %q: want %q or %q", clip(r.Format), FormatRecords, FormatEntries)
+	}
+	if len(r.Positions) > MaxCursorChannels {
+		return nil, syncpoint.Errorf(syncpoint.CodeInvalid, "positions: %d given; at most %d", len(r.Positions), MaxCursorChannels)
+	}
 	if len(r.Entities) > MaxEntities {
 		return nil, syncpoint.Errorf(syncpoint.CodeInvalid, "entities: %d given; a request takes at most %d", len(r.Entities), MaxEntities)
 	}
@@ -209,6 +246,21 @@ func (h *Handler) parseSync(ctx context.Context, c *caller, body []byte) (*oneSh
 		}
 		if o.cursor, err = decodeCursor(key, c.id.DeviceID, r.LastSynced); err != nil {
 			return nil, err
+		}
+	}
+	for i, p := range r.Positions {
+		ch, err := syncpoint.ParseChannel(p.Channel)
+		if err != nil {
+			return nil, syncpoint.Errorf(syncpoint.CodeInvalid, "positions[%d].channel: %s", i, syncpoint.Message(err))
+		}
+		if len(p.Epoch) > maxEpochLen {
+			return nil, syncpoint.Errorf(syncpoint.CodeInvalid, "positions[%d].epoch: at most %d bytes", i, maxEpochLen)
+		}
+		pos := position{Channel: ch, Position: syncpoint.Position{Epoch: p.Epoch, Seq: p.Seq}}
+		if j := slices.IndexFunc(o.cursor, func(q position) bool { return q.Channel == ch }); j >= 0 {
+			o.cursor[j] = pos
+		} else {
+			o.cursor = append(o.cursor, pos)
 		}
 	}
 	w := &wire.Write{WriteID: r.WriteID}
@@ -340,7 +392,7 @@ func (h *Handler) oneShot(ctx context.Context, c *caller, body []byte) (*SyncRes
 	if err != nil {
 		return nil, err
 	}
-	status := make(map[syncpoint.Channel]syncpoint.Status, len(statuses))
+	status := make(map[syncpoint.Channel]feed.Status, len(statuses))
 	changed := false
 	for _, st := range statuses {
 		cur := st.Cursor
@@ -348,7 +400,7 @@ func (h *Handler) oneShot(ctx context.Context, c *caller, body []byte) (*SyncRes
 			cur.Off = true
 			continue
 		}
-		status[cur.Channel] = st.Status
+		status[cur.Channel] = st
 		changed = changed || st.Status != syncpoint.StatusOK
 	}
 
@@ -373,7 +425,7 @@ func (h *Handler) oneShot(ctx context.Context, c *caller, body []byte) (*SyncRes
 // readAll reads a page into k. A channel whose history changes under the
 // read is checked again: its status becomes reset or gap, and it goes on
 // from where that puts it.
-func (h *Handler) readAll(ctx context.Context, s *feed.Stream, k *oneShotSink, status map[syncpoint.Channel]syncpoint.Status) error {
+func (h *Handler) readAll(ctx context.Context, s *feed.Stream, k *oneShotSink, status map[syncpoint.Channel]feed.Status) error {
 	for range len(s.Cursors()) + 1 {
 		err := s.Read(ctx, k)
 		var ce *feed.ChannelError
@@ -393,7 +445,7 @@ func (h *Handler) readAll(ctx context.Context, s *feed.Stream, k *oneShotSink, s
 		if err != nil {
 			return err
 		}
-		status[ce.Cursor.Channel] = st.Status
+		status[ce.Cursor.Channel] = st
 	}
 	return nil
 }
@@ -408,7 +460,7 @@ func behind(s *feed.Stream) bool {
 }
 
 // longPoll waits for something new, up to wait, and reads it.
-func (h *Handler) longPoll(ctx context.Context, s *feed.Stream, k *oneShotSink, status map[syncpoint.Channel]syncpoint.Status, wait time.Duration) error {
+func (h *Handler) longPoll(ctx context.Context, s *feed.Stream, k *oneShotSink, status map[syncpoint.Channel]feed.Status, wait time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	go func() {
@@ -431,7 +483,7 @@ func (h *Handler) longPoll(ctx context.Context, s *feed.Stream, k *oneShotSink, 
 			return err
 		}
 		for _, st := range status {
-			if st != syncpoint.StatusOK {
+			if st.Status != syncpoint.StatusOK {
 				return nil
 			}
 		}
@@ -442,7 +494,7 @@ func (h *Handler) longPoll(ctx context.Context, s *feed.Stream, k *oneShotSink, 
 // answer builds the response: per channel of the stream, its status, the
 // newest version of each record it changed, its messages, and what became
 // of the uploads to it.
-func (h *Handler) answer(key []byte, c *caller, o *oneShot, s *feed.Stream, entries []syncpoint.Entry, status map[syncpoint.Channel]syncpoint.Status, res *wire.WriteResult) *SyncResponse {
+func (h *Handler) answer(key []byte, c *caller, o *oneShot, s *feed.Stream, entries []syncpoint.Entry, status map[syncpoint.Channel]feed.Status, res *wire.WriteResult) *SyncResponse {
 	resp := &SyncResponse{Entities: []SyncEntityResult{}}
 	byChan := make(map[string]int)
 	add := func(ch syncpoint.Channel, st string) *SyncEntityResult {
@@ -466,8 +518,9 @@ func (h *Handler) answer(key []byte, c *caller, o *oneShot, s *feed.Stream, entr
 		}
 		seen[cur.Channel] = true
 		cursor = append(cursor, position{Channel: cur.Channel, Position: cur.Position()})
-		en := add(cur.Channel, string(status[cur.Channel]))
-		en.Position = cur.Position()
+		st := status[cur.Channel]
+		en := add(cur.Channel, string(st.Status))
+		en.Position, en.FirstSeq, en.LastSeq = cur.Position(), st.Info.FirstSeq, max(cur.Last, st.Info.LastSeq)
 		resp.More = resp.More || cur.Behind
 	}
 	// Channels of the cursor that this request did not ask for keep their
@@ -491,6 +544,16 @@ func (h *Handler) answer(key []byte, c *caller, o *oneShot, s *feed.Stream, entr
 	for i := range entries {
 		e := &entries[i]
 		en := add(e.Channel, "")
+		if o.entries {
+			b, err := wire.AppendEntryJSON(nil, &wire.Entry{Channel: en.Channel, Seq: e.Seq, Op: string(e.Op), Key: e.Key, Data: e.Data,
+				CreatedAt: e.CreatedAt, ExpiresAt: e.ExpiresAt, Origin: e.Origin})
+			if err != nil {
+				h.log.Error("httpsync: an entry does not encode", "channel", en.Channel, "seq", e.Seq, "err", err)
+				continue
+			}
+			en.Entries = append(en.Entries, b)
+			continue
+		}
 		if e.Op == syncpoint.OpMsg {
 			en.Messages = append(en.Messages, Message{Seq: e.Seq, Key: e.Key, Data: msgData(e.Data), CreatedAt: e.CreatedAt})
 			continue
