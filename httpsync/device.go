@@ -34,8 +34,9 @@ const (
 type caller struct {
 	claims syncpoint.Claims
 	id     syncpoint.Identity
-	// token names the token for per-token limits: a hash of it, so the
-	// token itself is never kept.
+	// token names the token for per-token limits: its id when it has one
+	// (an opaque token), else a hash of it, so the token itself is never
+	// kept.
 	token string
 }
 
@@ -72,9 +73,12 @@ func (h *Handler) authenticate(r *http.Request) (*caller, error) {
 	c := &caller{
 		claims: claims,
 		id:     syncpoint.Identity{DeviceID: dev, UserID: claims.User, Groups: claims.Groups, Platform: platform, AppVersion: appVersion},
+		token:  claims.TokenID,
 	}
-	sum := sha256.Sum256([]byte(token))
-	c.token = hex.EncodeToString(sum[:12])
+	if c.token == "" {
+		sum := sha256.Sum256([]byte(token))
+		c.token = hex.EncodeToString(sum[:12])
+	}
 	if err := h.tokens.allow(c.token, h.cfg.TokenRate, h.cfg.TokenBurst, h.clock.Now()); err != nil {
 		return nil, err
 	}

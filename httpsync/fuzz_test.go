@@ -106,6 +106,8 @@ func FuzzSyncBody(f *testing.F) {
 		`{"entities": [{"name": "typing"}]}`, `{"entities": [{"name": "notes", "created": [{"id": 5}]}]}`,
 		`{"entities": [{"name": "notes", "updated": [{"id": "x", "base_seq": "1"}]}], "write_id": "w"}`,
 		`{"last_synced": "AQ"}`, `{"entities": [{]}`, `[]`, `{"unknown": 1}`,
+		`{"positions": [{"channel": "notes/user:u1", "epoch": "e1", "seq": 4}], "format": "entries"}`,
+		`{"positions": [{"channel": "nope", "seq": 1}]}`, `{"format": "xml"}`,
 	} {
 		f.Add([]byte(s))
 	}

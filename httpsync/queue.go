@@ -366,21 +366,13 @@ func (h *Handler) queuePage(ctx context.Context, c *caller, id string, limit int
 		s.Close()
 		return nil, err
 	}
-	if err := h.saveSession(ctx, st); err != nil {
+	if err := h.keep(ctx, s, st, len(items) == 0); err != nil {
 		s.Close()
 		return nil, err
 	}
-	if err := h.setCurrentSession(ctx, st.Device, st.ID, st.Expires); err != nil {
-		s.Close()
-		return nil, err
-	}
-	now := h.clock.Now()
 	h.tokens.touchSession(st.Token, st.ID, st.Expires)
-	h.lives.put(st.ID, s, st.Version, now, h.cfg.SessionIdle)
+	h.lives.put(st.ID, s, st.Version, h.clock.Now(), h.cfg.SessionIdle)
 	if len(items) == 0 {
-		if err := h.settleLocked(ctx, s.Identity(), st); err != nil {
-			return nil, err
-		}
 		return &page{st: st}, nil
 	}
 	key, err := h.key(ctx)
@@ -391,14 +383,33 @@ func (h *Handler) queuePage(ctx context.Context, c *caller, id string, limit int
 	return &page{Items: items, Left: st.left(), keys: newAckKeys(key, st.Device), st: st}, nil
 }
 
-// settleLocked is settle under the device's lock, which acks share.
-func (h *Handler) settleLocked(ctx context.Context, id syncpoint.Identity, st *sessionState) error {
-	unlock, err := h.devices.Lock(ctx, id.DeviceID)
+// keep stores where a page left the session, and, once it is drained,
+// settles the device's sync points. It holds the device's lock, which
+// starts and acks share, so a start that superseded the session while the
+// page was read is seen, and never undone.
+func (h *Handler) keep(ctx context.Context, s *feed.Stream, st *sessionState, drained bool) error {
+	unlock, err := h.devices.Lock(ctx, st.Device)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	return h.settle(ctx, id, st)
+	cur, err := h.currentSession(ctx, st.Device)
+	if err != nil {
+		return err
+	}
+	if cur != st.ID {
+		return syncpoint.Errorf(syncpoint.CodeSessionSuperseded, "a newer start of this device replaced this session; use the newer one")
+	}
+	if err := h.saveSession(ctx, st); err != nil {
+		return err
+	}
+	if err := h.setCurrentSession(ctx, st.Device, st.ID, st.Expires); err != nil {
+		return err
+	}
+	if drained {
+		return h.settle(ctx, s.Identity(), st)
+	}
+	return nil
 }
 
 // stream returns the stream a session's pages read through: the one this
