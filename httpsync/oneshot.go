@@ -409,7 +409,12 @@ func (h *Handler) oneShot(ctx context.Context, c *caller, body []byte) (*SyncRes
 		return nil, err
 	}
 	if o.wait > 0 && len(k.entries) == 0 && !changed && o.write == nil {
-		if err := h.longPoll(ctx, s, k, status, o.wait); err != nil {
+		wait := o.wait
+		if exp := s.Expires(); !exp.IsZero() {
+			// A wait ends with the token, as a socket session does.
+			wait = min(wait, exp.Sub(h.clock.Now()))
+		}
+		if err := h.longPoll(ctx, s, k, status, wait); err != nil {
 			return nil, err
 		}
 	}
