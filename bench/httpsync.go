@@ -353,7 +353,12 @@ func (r *runner) drainQueue(ctx context.Context, d *httpDevice, biz, channel str
 		return fmt.Errorf("start: %s", b)
 	}
 	path := "/v1/sync/" + s.ID + "/queue?limit=" + strconv.Itoa(page)
-	var ack bytes.Buffer
+	// A page's ack goes while the next page is read, as a client that
+	// acks as it goes would send it; one ack is in flight at a time.
+	acked := make(chan error, 1)
+	acked <- nil
+	ackErr := func() error { err := <-acked; acked <- nil; return err }
+	defer func() { <-acked }()
 	for ctx.Err() == nil {
 		status, b, err := d.call(ctx, http.MethodGet, path, nil)
 		if err != nil {
@@ -376,7 +381,11 @@ func (r *runner) drainQueue(ctx context.Context, d *httpDevice, biz, channel str
 		if err := json.Unmarshal(b, &p); err != nil || len(p.Items) == 0 {
 			return fmt.Errorf("a queue page that is not one: %.200s", b)
 		}
-		ack.Reset()
+		if err := <-acked; err != nil {
+			acked <- nil
+			return err
+		}
+		var ack bytes.Buffer
 		ack.WriteString(`{"ack_keys":[`)
 		for i, it := range p.Items {
 			if it.Meta.Channel != channel {
@@ -389,9 +398,13 @@ func (r *runner) drainQueue(ctx context.Context, d *httpDevice, biz, channel str
 			ack.WriteString(strconv.Quote(it.Meta.Sync.AckKey))
 		}
 		ack.WriteString(`]}`)
-		if _, _, err := d.call(ctx, http.MethodPost, "/v1/sync/ack", ack.Bytes()); err != nil {
-			return err
-		}
+		go func() {
+			_, _, err := d.call(ctx, http.MethodPost, "/v1/sync/ack", ack.Bytes())
+			acked <- err
+		}()
+	}
+	if err := ackErr(); err != nil {
+		return err
 	}
 	// Every item was acked, so nothing is left for the next session.
 	status, b, err = d.call(ctx, http.MethodPost, "/v1/sync/start", startBody)

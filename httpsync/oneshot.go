@@ -404,7 +404,7 @@ func (h *Handler) oneShot(ctx context.Context, c *caller, body []byte) (*SyncRes
 		changed = changed || st.Status != syncpoint.StatusOK
 	}
 
-	k := &oneShotSink{limit: o.limit, maxBytes: h.cfg.MaxPageBytes}
+	k := &oneShotSink{limit: o.limit, maxBytes: h.cfg.MaxPageBytes, entries: make([]syncpoint.Entry, 0, o.limit)}
 	if err := h.readAll(ctx, s, k, status); err != nil {
 		return nil, err
 	}

@@ -111,11 +111,13 @@ func (h *Handler) startSession(ctx context.Context, c *caller, bizzes []string, 
 	if err := h.tokens.openSession(c.token, st.ID, old, h.cfg.MaxSessionsPerToken, now.Add(h.cfg.SessionIdle), now); err != nil {
 		return nil, err
 	}
-	if err := h.saveSession(ctx, st); err != nil {
+	st.Expires = now.Add(h.cfg.SessionIdle)
+	if err := h.nameSession(ctx, st); err != nil {
 		h.tokens.touchSession(c.token, st.ID, zeroTime)
 		return nil, err
 	}
-	if err := h.setCurrentSession(ctx, id.DeviceID, st.ID, st.Expires); err != nil {
+	if err := h.saveSession(ctx, st); err != nil {
+		h.tokens.touchSession(c.token, st.ID, zeroTime)
 		return nil, err
 	}
 	h.forget(old, "")
@@ -270,7 +272,7 @@ func (k *rangeSink) Moved(*feed.Cursor) {}
 // for this session; the next start reports its status.
 func (h *Handler) read(ctx context.Context, s *feed.Stream, st *sessionState, limit int) ([]queued, error) {
 	curs := s.Cursors()
-	k := &rangeSink{limit: limit, maxBytes: h.cfg.MaxPageBytes, ends: make([]uint64, len(curs)), over: make([]bool, len(curs))}
+	k := &rangeSink{limit: limit, maxBytes: h.cfg.MaxPageBytes, ends: make([]uint64, len(curs)), over: make([]bool, len(curs)), items: make([]queued, 0, limit)}
 	ranges := make([]*sessionRange, len(curs))
 	for _, cur := range curs {
 		sr := st.rangeOf(cur.Channel)
@@ -400,10 +402,11 @@ func (h *Handler) keep(ctx context.Context, s *feed.Stream, st *sessionState, dr
 	if cur != st.ID {
 		return syncpoint.Errorf(syncpoint.CodeSessionSuperseded, "a newer start of this device replaced this session; use the newer one")
 	}
-	if err := h.saveSession(ctx, st); err != nil {
+	st.Expires = h.clock.Now().Add(h.cfg.SessionIdle)
+	if err := h.nameSession(ctx, st); err != nil {
 		return err
 	}
-	if err := h.setCurrentSession(ctx, st.Device, st.ID, st.Expires); err != nil {
+	if err := h.saveSession(ctx, st); err != nil {
 		return err
 	}
 	if drained {

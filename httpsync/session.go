@@ -40,6 +40,10 @@ type sessionState struct {
 	// stream it keeps for the session is stale.
 	Version uint64    `json:"version"`
 	Expires time.Time `json:"expires"`
+	// Current is when the device's blob naming this session expires. It
+	// outlives Expires by up to a session's idle time, so that a page
+	// writes it again only once in a while.
+	Current time.Time `json:"current"`
 }
 
 // sessionRange is what a session delivers of one channel: the entries
@@ -132,6 +136,20 @@ func (h *Handler) currentSession(ctx context.Context, device string) (string, er
 		return "", fmt.Errorf("load the device's session: %w", err)
 	}
 	return string(b), nil
+}
+
+// nameSession makes st the device's session, unless the device's blob
+// names it long enough already.
+func (h *Handler) nameSession(ctx context.Context, st *sessionState) error {
+	if !st.Current.Before(st.Expires) {
+		return nil
+	}
+	until := st.Expires.Add(h.cfg.SessionIdle)
+	if err := h.setCurrentSession(ctx, st.Device, st.ID, until); err != nil {
+		return err
+	}
+	st.Current = until
+	return nil
 }
 
 func (h *Handler) setCurrentSession(ctx context.Context, device, id string, expires time.Time) error {
