@@ -321,7 +321,6 @@ type page struct {
 	Items []queued
 	Left  uint64
 	keys  *ackKeys
-	st    *sessionState
 }
 
 // queuePage serves the next page of a session: at most limit items, none
@@ -375,14 +374,14 @@ func (h *Handler) queuePage(ctx context.Context, c *caller, id string, limit int
 	h.tokens.touchSession(st.Token, st.ID, st.Expires)
 	h.lives.put(st.ID, s, st.Version, h.clock.Now(), h.cfg.SessionIdle)
 	if len(items) == 0 {
-		return &page{st: st}, nil
+		return &page{}, nil
 	}
 	key, err := h.key(ctx)
 	if err != nil {
 		return nil, err
 	}
 	h.metrics.items.Add(float64(len(items)))
-	return &page{Items: items, Left: st.left(), keys: newAckKeys(key, st.Device), st: st}, nil
+	return &page{Items: items, Left: st.left(), keys: newAckKeys(key, st.Device)}, nil
 }
 
 // keep stores where a page left the session, and, once it is drained,
