@@ -15,6 +15,11 @@ type Claims struct {
 	// closed then, so one rule holds at the hello and for the whole
 	// session. Verify sets it; Mint ignores it.
 	ValidUntil time.Time
+	// TokenID names a revocable token (an opaque access token's id):
+	// revoking it ends every session and stream opened with it, at once.
+	// It is empty for JWTs, whose "jti" is not used: a JWT cannot be
+	// revoked, as nothing would refuse it at the next hello.
+	TokenID string
 }
 
 // Identity is who a device connection is: the device id it claimed (bound

@@ -10,11 +10,16 @@
 // instead, so a publish never waits for a device, and a device whose queue
 // overflows is disconnected with the slow-consumer code and resumes from its
 // sync point.
+//
+// What a session may read, where each channel starts, the store reads,
+// conditions, expiry and sync points are the feed's (package feed), which
+// every other surface shares; the hub adds the live queue and its seam
+// with the store, multi_device: false hand-over between sessions, and the
+// protocol.
 package hub
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -23,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/feed"
 	"github.com/syncpoint/syncpoint/internal/clock"
 	"github.com/syncpoint/syncpoint/wire"
 )
@@ -35,7 +41,7 @@ const (
 	DefaultMaxBatch          = 256
 	DefaultMaxBatchBytes     = 1 << 20
 	DefaultQueueLimit        = 4096
-	DefaultFlushInterval     = time.Second
+	DefaultFlushInterval     = feed.DefaultFlushInterval
 	// missedHeartbeats is how many intervals without a frame from the
 	// device mean the connection is dead (half-open).
 	missedHeartbeats = 3
@@ -66,9 +72,13 @@ type Conn interface {
 
 // Config configures a Hub. Store, Registry and Verifier are required.
 type Config struct {
-	Store      syncpoint.Store
-	Registry   *syncpoint.Registry
-	Verifier   Verifier
+	Store    syncpoint.Store
+	Registry *syncpoint.Registry
+	Verifier Verifier
+	// Feed is shared with the other surfaces; its owner runs and closes it.
+	// Nil: the hub makes its own over Store and Registry, with
+	// FlushInterval, and runs it.
+	Feed       *feed.Feed
 	Records    RecordWriter // nil: writes are refused
 	Clock      clock.Clock
 	Logger     *slog.Logger
@@ -80,7 +90,7 @@ type Config struct {
 	MaxBatch          int           // entries per push
 	MaxBatchBytes     int           // payload bytes per push (at least one entry is always sent)
 	QueueLimit        int           // live entries queued per session before it is a slow consumer
-	FlushInterval     time.Duration // how often acked sync points are written
+	FlushInterval     time.Duration // how often acked sync points are written, by a feed of the hub's own
 }
 
 func (c *Config) setDefaults() {
@@ -119,28 +129,18 @@ type Hub struct {
 	log     *slog.Logger
 	metrics *metrics
 
+	feed    *feed.Feed
+	ownFeed bool // made by New, so run and closed by the hub
+
 	mu       sync.RWMutex
 	channels map[syncpoint.Channel]map[*session]struct{} // who receives live entries
 	devices  map[string]*session
-	users    map[string][]*session                    // online sessions per user, oldest first
-	userAck  map[syncpoint.Channel]syncpoint.Position // multi_device: false channels: the user's acked position
+	users    map[string][]*session // online sessions per user, oldest first
 	closed   bool
-
-	pendingMu sync.Mutex
-	pending   map[spKey]syncpoint.SyncPoint // acked positions not yet stored
-
-	// pendingUser is pending for the users of multi_device: false
-	// channels, by channel, which names the user; made on first use.
-	pendingUser map[syncpoint.Channel]syncpoint.UserPosition
 
 	wg        sync.WaitGroup
 	stop      chan struct{}
 	stopWatch func() // stops the registry's delete notices
-}
-
-type spKey struct {
-	device  string
-	channel syncpoint.Channel
 }
 
 // New returns a hub; call Run to start its background work.
@@ -153,31 +153,32 @@ func New(cfg Config) *Hub {
 		channels: make(map[syncpoint.Channel]map[*session]struct{}),
 		devices:  make(map[string]*session),
 		users:    make(map[string][]*session),
-		userAck:  make(map[syncpoint.Channel]syncpoint.Position),
-		pending:  make(map[spKey]syncpoint.SyncPoint),
 		stop:     make(chan struct{}),
+		feed:     cfg.Feed,
+	}
+	if h.feed == nil {
+		h.feed = feed.New(feed.Config{
+			Store: cfg.Store, Registry: cfg.Registry, Clock: cfg.Clock, Logger: cfg.Logger,
+			Registerer: cfg.Registerer, FlushInterval: cfg.FlushInterval,
+		})
+		h.ownFeed = true
 	}
 	h.stopWatch = cfg.Registry.OnDelete(h.bizDeleted)
 	return h
 }
 
-// Run writes acked sync points every FlushInterval until ctx is done or the
-// hub is closed, then writes what is left.
+// Run runs the hub's own feed, which writes acked sync points every
+// FlushInterval, until ctx is done or the hub is closed; with a shared
+// feed it only waits for that.
 func (h *Hub) Run(ctx context.Context) error {
-	t := time.NewTicker(h.cfg.FlushInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-t.C:
-			h.flush(ctx)
-		case <-ctx.Done():
-			h.flush(context.Background())
-			return nil
-		case <-h.stop:
-			h.flush(context.Background())
-			return nil
-		}
+	if h.ownFeed {
+		return h.feed.Run(ctx)
 	}
+	select {
+	case <-ctx.Done():
+	case <-h.stop:
+	}
+	return nil
 }
 
 // Close disconnects every session with GoingAway, waits for them to end and
@@ -200,9 +201,17 @@ func (h *Hub) Close() error {
 	}
 	h.wg.Wait()
 	close(h.stop)
-	h.flush(context.Background())
+	if h.ownFeed {
+		return h.feed.Close()
+	}
+	h.feed.Flush(context.Background())
 	return nil
 }
+
+// Revoke closes every session opened with the token id with 4001 at once,
+// and so does every other surface reading through the hub's feed (SSE
+// streams). An empty id does nothing.
+func (h *Hub) Revoke(tokenID string) { h.feed.Revoke(tokenID) }
 
 // Online reports whether the device has a session on this node.
 func (h *Hub) Online(deviceID string) bool {
@@ -240,6 +249,7 @@ func (h *Hub) ResetChannel(ch syncpoint.Channel) {
 	for _, s := range victims {
 		s.kill(wire.CloseResync, fmt.Sprintf("channel %s was reset", ch))
 	}
+	h.feed.ChannelChanged(ch)
 }
 
 // bizDeleted stops the channels of a deleted biz in every session that
@@ -251,14 +261,13 @@ func (h *Hub) bizDeleted(name string) {
 	for _, s := range h.devices {
 		dropped := false
 		for _, cs := range s.order {
-			if cs.ch.Biz != name {
+			if cs.cur.Channel.Biz != name {
 				continue
 			}
 			s.mu.Lock()
 			cs.gone, cs.active = true, false
 			s.mu.Unlock()
-			h.removeLocked(cs.ch, s)
-			delete(h.userAck, cs.ch)
+			h.removeLocked(cs.cur.Channel, s)
 			dropped = true
 		}
 		if dropped {
@@ -284,9 +293,16 @@ func (h *Hub) register(s *session) error {
 	// A biz deleted since the hello looked it up is refused as the hello
 	// would have been; one deleted from now on is dropped by bizDeleted.
 	for _, cs := range s.order {
-		if _, ok := h.cfg.Registry.Get(cs.ch.Biz); !ok {
-			return syncpoint.Errorf(syncpoint.CodeForbidden, "biz %q does not exist", cs.ch.Biz)
+		if _, ok := h.cfg.Registry.Get(cs.cur.Channel.Biz); !ok {
+			return syncpoint.Errorf(syncpoint.CodeForbidden, "biz %q does not exist", cs.cur.Channel.Biz)
 		}
+	}
+	select {
+	case <-s.stream.Revoked():
+		// Revoked since the feed took the token; the writer would end it
+		// anyway, but no welcome should go out first.
+		return errRevoked
+	default:
 	}
 	if old := h.devices[s.id.DeviceID]; old != nil {
 		go old.kill(wire.CloseNormal, "replaced by a newer connection of this device")
@@ -295,26 +311,27 @@ func (h *Hub) register(s *session) error {
 	h.devices[s.id.DeviceID] = s
 	h.users[s.id.UserID] = append(h.users[s.id.UserID], s)
 	for _, cs := range s.order {
-		if cs.single {
-			h.activateLocked(cs.ch)
+		if cs.cur.Single {
+			h.activateLocked(cs.cur.Channel)
 			continue
 		}
-		h.addLocked(cs.ch, s)
+		h.addLocked(cs.cur.Channel, s)
 	}
 	h.metrics.sessions.Set(float64(len(h.devices)))
 	return nil
 }
 
-// unregister removes s; another online device of the user may take over its
-// multi_device: false channels.
+// unregister removes s and ends its stream; another online device of the
+// user may take over its multi_device: false channels.
 func (h *Hub) unregister(s *session) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.devices[s.id.DeviceID] == s {
 		delete(h.devices, s.id.DeviceID)
 	}
 	h.unindexLocked(s)
 	h.metrics.sessions.Set(float64(len(h.devices)))
+	h.mu.Unlock()
+	s.stream.Close()
 }
 
 func (h *Hub) unindexLocked(s *session) {
@@ -331,13 +348,9 @@ func (h *Hub) unindexLocked(s *session) {
 		h.users[s.id.UserID] = list
 	}
 	for _, cs := range s.order {
-		h.removeLocked(cs.ch, s)
-		if cs.single {
-			h.activateLocked(cs.ch)
-			if len(list) == 0 {
-				// The stored user-wide sync point is loaded again on the next connect.
-				delete(h.userAck, cs.ch)
-			}
+		h.removeLocked(cs.cur.Channel, s)
+		if cs.cur.Single {
+			h.activateLocked(cs.cur.Channel)
 		}
 	}
 }
@@ -380,101 +393,27 @@ func (h *Hub) activateLocked(ch syncpoint.Channel) {
 	if winner != nil {
 		if _, ok := h.channels[ch][winner]; !ok {
 			h.addLocked(ch, winner)
-			winner.setActive(ch, true, h.userAck[ch])
+			winner.setActive(ch, true, h.feed.UserPosition(ch))
 		}
 	}
-}
-
-// acked records a device's cumulative ack for the next flush.
-func (h *Hub) acked(s *session, cs *chanState, p syncpoint.Position) {
-	now := h.cfg.Clock.Now()
-	h.pendingMu.Lock()
-	h.pending[spKey{s.id.DeviceID, cs.ch}] = syncpoint.SyncPoint{DeviceID: s.id.DeviceID, Channel: cs.ch, Position: p, UpdatedAt: now}
-	if cs.single {
-		if h.pendingUser == nil {
-			h.pendingUser = make(map[syncpoint.Channel]syncpoint.UserPosition)
-		}
-		h.pendingUser[cs.ch] = syncpoint.UserPosition{UserID: cs.ch.Target.ID, Channel: cs.ch, Position: p, UpdatedAt: now}
-	}
-	h.pendingMu.Unlock()
-	if cs.single {
-		h.mu.Lock()
-		if cur := h.userAck[cs.ch]; cur.Epoch != p.Epoch || cur.Seq < p.Seq {
-			h.userAck[cs.ch] = p
-		}
-		h.mu.Unlock()
-	}
-}
-
-func (h *Hub) flush(ctx context.Context) {
-	h.pendingMu.Lock()
-	if len(h.pending) == 0 && len(h.pendingUser) == 0 {
-		h.pendingMu.Unlock()
-		return
-	}
-	points := make([]syncpoint.SyncPoint, 0, len(h.pending))
-	for _, p := range h.pending {
-		points = append(points, p)
-	}
-	clear(h.pending)
-	users := make([]syncpoint.UserPosition, 0, len(h.pendingUser))
-	for _, p := range h.pendingUser {
-		users = append(users, p)
-	}
-	clear(h.pendingUser)
-	h.pendingMu.Unlock()
-	if len(users) > 0 {
-		if err := h.cfg.Store.SaveUserPositions(ctx, users); err != nil && !errors.Is(err, syncpoint.ErrClosed) {
-			h.log.Error("save user positions", "err", err, "count", len(users))
-			h.pendingMu.Lock()
-			for _, p := range users {
-				if _, newer := h.pendingUser[p.Channel]; !newer {
-					h.pendingUser[p.Channel] = p
-				}
-			}
-			h.pendingMu.Unlock()
-		}
-	}
-	if len(points) == 0 {
-		return
-	}
-	if err := h.cfg.Store.SaveSyncPoints(ctx, points); err != nil {
-		if errors.Is(err, syncpoint.ErrClosed) {
-			return
-		}
-		h.log.Error("save sync points", "err", err, "count", len(points))
-		// Keep them for the next flush unless newer acks replaced them.
-		h.pendingMu.Lock()
-		for _, p := range points {
-			k := spKey{p.DeviceID, p.Channel}
-			if _, newer := h.pending[k]; !newer {
-				h.pending[k] = p
-			}
-		}
-		h.pendingMu.Unlock()
-		return
-	}
-	h.metrics.syncPointWrites.Add(float64(len(points)))
 }
 
 type metrics struct {
-	sessions        prometheus.Gauge
-	pushes          prometheus.Counter
-	pushedEntries   prometheus.Counter
-	disconnects     *prometheus.CounterVec
-	syncPointWrites prometheus.Counter
+	sessions      prometheus.Gauge
+	pushes        prometheus.Counter
+	pushedEntries prometheus.Counter
+	disconnects   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
-		sessions:        prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncpoint_sessions", Help: "Device sessions on this node."}),
-		pushes:          prometheus.NewCounter(prometheus.CounterOpts{Name: "syncpoint_pushes_total", Help: "Push frames sent to devices."}),
-		pushedEntries:   prometheus.NewCounter(prometheus.CounterOpts{Name: "syncpoint_pushed_entries_total", Help: "Entries sent to devices."}),
-		disconnects:     prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syncpoint_disconnects_total", Help: "Sessions ended, by close code."}, []string{"code"}),
-		syncPointWrites: prometheus.NewCounter(prometheus.CounterOpts{Name: "syncpoint_sync_point_writes_total", Help: "Device sync points stored."}),
+		sessions:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncpoint_sessions", Help: "Device sessions on this node."}),
+		pushes:        prometheus.NewCounter(prometheus.CounterOpts{Name: "syncpoint_pushes_total", Help: "Push frames sent to devices."}),
+		pushedEntries: prometheus.NewCounter(prometheus.CounterOpts{Name: "syncpoint_pushed_entries_total", Help: "Entries sent to devices."}),
+		disconnects:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syncpoint_disconnects_total", Help: "Sessions ended, by close code."}, []string{"code"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sessions, m.pushes, m.pushedEntries, m.disconnects, m.syncPointWrites)
+		reg.MustRegister(m.sessions, m.pushes, m.pushedEntries, m.disconnects)
 	}
 	return m
 }

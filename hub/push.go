@@ -1,36 +1,44 @@
 package hub
 
 import (
+	"errors"
 	"fmt"
-	"time"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/feed"
 	"github.com/syncpoint/syncpoint/wire"
 )
 
-// pushBuilder gathers one merged push across channels.
+// pushBuilder gathers one merged push across channels. It is the feed.Sink
+// of the session's store reads.
 type pushBuilder struct {
 	push     wire.Push
 	max      int
 	maxBytes int
 	bytes    int
+	order    []*chanState // the session's, by cursor index
 	moved    []*chanState // channels whose position this push advances
 }
 
-func (p *pushBuilder) room() int {
+// Room implements feed.Sink.
+func (p *pushBuilder) Room() int {
 	if p.bytes >= p.maxBytes {
 		return 0
 	}
 	return p.max - len(p.push.Entries)
 }
 
-func (p *pushBuilder) add(cs *chanState, e *syncpoint.Entry) {
+// Add implements feed.Sink.
+func (p *pushBuilder) Add(c *feed.Cursor, e *syncpoint.Entry) {
 	p.push.Entries = append(p.push.Entries, wire.Entry{
-		Channel: cs.name, Seq: e.Seq, Op: string(e.Op), Key: e.Key, Data: e.Data,
+		Channel: c.Name, Seq: e.Seq, Op: string(e.Op), Key: e.Key, Data: e.Data,
 		CreatedAt: e.CreatedAt, ExpiresAt: e.ExpiresAt, Origin: e.Origin,
 	})
 	p.bytes += len(e.Data) + len(e.Key) + 64
 }
+
+// Moved implements feed.Sink.
+func (p *pushBuilder) Moved(c *feed.Cursor) { p.moved1(p.order[c.Index]) }
 
 func (p *pushBuilder) moved1(cs *chanState) {
 	for _, m := range p.moved {
@@ -48,7 +56,7 @@ func (p *pushBuilder) moved1(cs *chanState) {
 // store read closes the gap; one at or below what was sent is a duplicate.
 func (s *session) fill() (*pushBuilder, error) {
 	h := s.hub
-	p := &pushBuilder{max: h.cfg.MaxBatch, maxBytes: h.cfg.MaxBatchBytes}
+	p := &pushBuilder{max: h.cfg.MaxBatch, maxBytes: h.cfg.MaxBatchBytes, order: s.order}
 	now := h.cfg.Clock.Now()
 
 	s.mu.Lock()
@@ -64,118 +72,75 @@ func (s *session) fill() (*pushBuilder, error) {
 		s.queue = s.queue[n:]
 	}
 	for _, cs := range s.order {
+		c := cs.cur
 		if cs.needActivate {
 			cs.needActivate = false
 			from := cs.activateFrom
-			if cs.epoch == "" && cs.sent == 0 {
+			if c.Epoch == "" && c.Seq == 0 {
 				// The channel was empty at the welcome; the user's position names its epoch.
-				cs.epoch = from.Epoch
+				c.Epoch = from.Epoch
 			}
-			if from.Epoch == cs.epoch && from.Seq > cs.sent {
-				cs.sent = from.Seq
+			if from.Epoch == c.Epoch && from.Seq > c.Seq {
+				c.Seq = from.Seq
 				p.moved1(cs)
 			}
-			cs.behind = true
+			c.Behind = true
 		}
-		cs.on = cs.active
+		c.Off = !cs.active
 	}
 	s.mu.Unlock()
 
 	for _, e := range live {
 		cs := s.chans[e.Channel]
-		if cs == nil || !cs.on {
+		if cs == nil || cs.cur.Off {
 			continue
 		}
-		if cs.ephemeral {
-			if s.wanted(e, now) {
-				p.add(cs, e)
+		c := cs.cur
+		if c.Ephemeral {
+			if s.stream.Wanted(e, now) {
+				p.Add(c, e)
 			}
 			continue
 		}
-		if err := cs.adopt(e.Epoch); err != nil {
-			return nil, err
+		if err := c.Adopt(e.Epoch); err != nil {
+			return nil, resyncError(err)
 		}
 		switch {
-		case e.Seq <= cs.sent:
-		case cs.behind || e.Seq > cs.sent+1:
-			cs.behind = true
+		case e.Seq <= c.Seq:
+		case c.Behind || e.Seq > c.Seq+1:
+			c.Behind = true
 		default:
-			cs.sent = e.Seq
+			c.Seq = e.Seq
 			p.moved1(cs)
-			if s.wanted(e, now) {
-				p.add(cs, e)
+			if s.stream.Wanted(e, now) {
+				p.Add(c, e)
 			}
 		}
 	}
 
-	for i := range s.order {
-		room := p.room()
-		if room <= 0 {
-			break
-		}
-		k := (s.rr + i) % len(s.order)
-		cs := s.order[k]
-		if !cs.behind || !cs.on {
-			continue
-		}
-		before := cs.sent
-		page, err := h.cfg.Store.Read(s.ctx, cs.ch, cs.sent, room, now)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", cs.ch, err)
-		}
-		if err := cs.adopt(page.Info.Epoch); err != nil {
-			return nil, err
-		}
-		if page.Info.FirstSeq > cs.sent+1 {
-			// Trimmed or expired while this device was catching up: reconnect so
-			// the welcome reports the gap explicitly.
-			return nil, &closeError{code: wire.CloseResync, msg: fmt.Sprintf("entries of %s after seq %d are gone; reconnect", cs.ch, cs.sent)}
-		}
-		for j := range page.Entries {
-			e := &page.Entries[j]
-			cs.sent = e.Seq
-			if s.wanted(e, now) {
-				p.add(cs, e)
-			}
-		}
-		if len(page.Entries) < room {
-			// The read reached the channel's durable end, which covers every live
-			// entry set aside while behind.
-			cs.sent = max(cs.sent, page.Info.LastSeq)
-			cs.behind = false
-		}
-		if cs.sent != before {
-			p.moved1(cs)
-		}
-		s.rr = k + 1
+	if err := s.stream.Read(s.ctx, p); err != nil {
+		return nil, resyncError(err)
 	}
 
 	if len(p.push.Entries) == 0 && len(p.moved) == 0 {
 		return nil, nil
 	}
 	for _, cs := range p.moved {
-		p.push.Positions = append(p.push.Positions, wire.Position{Channel: cs.name, Epoch: cs.epoch, Seq: cs.sent})
+		p.push.Positions = append(p.push.Positions, wire.Position{Channel: cs.cur.Name, Epoch: cs.cur.Epoch, Seq: cs.cur.Seq})
 	}
 	return p, nil
 }
 
-// wanted applies validity and the entry's conditions to this device.
-func (s *session) wanted(e *syncpoint.Entry, now time.Time) bool {
-	if e.Expired(now) {
-		return false
+// resyncError closes the session with the resync code when a channel's
+// history cannot continue (reset, or trimmed while the device caught up),
+// so that the welcome on reconnect reports it explicitly.
+func resyncError(err error) error {
+	var ce *feed.ChannelError
+	if !errors.As(err, &ce) {
+		return err
 	}
-	return e.Conditions.IsZero() || e.Conditions.Match(s.id.Platform, s.id.AppVersion)
-}
-
-// adopt takes the channel's epoch when the session first learns it, and
-// fails with the resync code when the history changed under the session.
-func (cs *chanState) adopt(epoch string) error {
-	switch {
-	case epoch == "" || epoch == cs.epoch:
-		return nil
-	case cs.epoch == "" && cs.sent == 0:
-		cs.epoch = epoch
-		return nil
+	if ce.Status == syncpoint.StatusGap {
+		return &closeError{code: wire.CloseResync, msg: fmt.Sprintf("%s; reconnect", ce)}
 	}
-	return &closeError{code: wire.CloseResync, msg: fmt.Sprintf("channel %s was reset; reconnect to resync", cs.ch)}
+	return &closeError{code: wire.CloseResync, msg: fmt.Sprintf("%s; reconnect to resync", ce)}
 }

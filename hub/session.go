@@ -1,7 +1,6 @@
 package hub
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,25 +8,26 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/feed"
 	"github.com/syncpoint/syncpoint/wire"
 )
 
 // Limits on a hello.
 const (
-	maxBizzes        = 256
+	maxBizzes        = feed.MaxBizzes
 	maxPositions     = 4096
-	maxDeviceField   = 64
 	maxControlFrames = 256 // queued pongs, results and errors before the device is a slow consumer
 )
 
-// session is one connected device. The writer goroutine owns the fields of
-// chanState marked writer-owned; everything else shared is under mu.
+var errRevoked = &closeError{code: wire.CloseUnauthorized, msg: "the token was revoked"}
+
+// session is one connected device. The writer goroutine owns the stream
+// and its cursors; everything else shared is under mu.
 type session struct {
 	version   uint32
 	hub       *Hub
@@ -37,9 +37,9 @@ type session struct {
 	id        syncpoint.Identity
 	expires   time.Time
 	sessionID string
+	stream    *feed.Stream
 	chans     map[syncpoint.Channel]*chanState // fixed after the handshake
-	order     []*chanState
-	rr        int // writer-owned: where the next store read starts, for fairness
+	order     []*chanState                     // in the stream's cursor order
 
 	// ctx ends when the session is killed and stops the writer loop and store
 	// reads. base is the connection's own context: reads and writes use it,
@@ -59,16 +59,10 @@ type session struct {
 }
 
 type chanState struct {
-	ch        syncpoint.Channel
-	name      string
-	ephemeral bool // not persistent: live only, no positions
-	single    bool // multi_device: false
-
-	// writer-owned
-	epoch  string
-	sent   uint64 // highest seq sent or skipped
-	behind bool   // entries after sent must be read from the store
-	on     bool   // active as of this push, read with the activation under mu
+	// cur is writer-owned: Seq is the highest seq sent or skipped, Behind
+	// means entries after it must be read from the store, and Off is the
+	// activation under mu as of this push.
+	cur *feed.Cursor
 
 	// under session.mu
 	gone         bool // its biz was deleted: nothing more is sent or acked
@@ -189,56 +183,8 @@ func (h *Hub) handshake(ctx context.Context, conn Conn, peer Peer, hello *wire.H
 	if err != nil {
 		return nil, err
 	}
-	if err := syncpoint.ValidateID("device_id", hello.DeviceID); err != nil {
-		return nil, err
-	}
-	if len(hello.Platform) > maxDeviceField || len(hello.AppVersion) > maxDeviceField {
-		return nil, syncpoint.Errorf(syncpoint.CodeInvalid, "platform and app_version are limited to %d bytes", maxDeviceField)
-	}
 	if len(hello.Bizzes) > maxBizzes || len(hello.Positions) > maxPositions {
 		return nil, syncpoint.Errorf(syncpoint.CodeInvalid, "a hello may name at most %d bizzes and %d positions", maxBizzes, maxPositions)
-	}
-	id := syncpoint.Identity{
-		DeviceID:   hello.DeviceID,
-		UserID:     claims.User,
-		Groups:     claims.Groups,
-		Platform:   hello.Platform,
-		AppVersion: hello.AppVersion,
-	}
-	store := h.cfg.Store
-	if d, err := store.Device(ctx, id.DeviceID); err == nil && d.UserID != id.UserID {
-		return nil, syncpoint.Errorf(syncpoint.CodeForbidden, "device %s is registered to another user", id.DeviceID)
-	} else if err != nil && !errors.Is(err, syncpoint.ErrNotFound) {
-		return nil, fmt.Errorf("load device: %w", err)
-	}
-
-	s := &session{
-		version:   version,
-		hub:       h,
-		conn:      conn,
-		peer:      peer,
-		id:        id,
-		expires:   cmp.Or(claims.ValidUntil, claims.ExpiresAt),
-		sessionID: newSessionID(),
-		chans:     make(map[syncpoint.Channel]*chanState),
-		notify:    make(chan struct{}, 1),
-	}
-	for _, name := range hello.Bizzes {
-		b, ok := h.cfg.Registry.Get(name)
-		if !ok {
-			return nil, syncpoint.Errorf(syncpoint.CodeForbidden, "biz %q does not exist", name)
-		}
-		for _, ch := range id.Channels(b) {
-			if s.chans[ch] != nil {
-				continue
-			}
-			cs := &chanState{ch: ch, name: ch.String(), ephemeral: !b.Persistent, single: b.Target == syncpoint.TargetUser && !b.MultiDevice, active: true}
-			if cs.single {
-				cs.active = false // until the hub picks this session as the user's newest
-			}
-			s.chans[ch] = cs
-			s.order = append(s.order, cs)
-		}
 	}
 	positions := make(map[syncpoint.Channel]syncpoint.Position, len(hello.Positions))
 	for _, p := range hello.Positions {
@@ -248,14 +194,36 @@ func (h *Hub) handshake(ctx context.Context, conn Conn, peer Peer, hello *wire.H
 		}
 		positions[ch] = syncpoint.Position{Epoch: p.Epoch, Seq: p.Seq}
 	}
-	if err := h.loadUserPoints(ctx, s, positions); err != nil {
+	stream, err := h.feed.Resolve(ctx, feed.Request{
+		Claims: claims, DeviceID: hello.DeviceID, Platform: hello.Platform, AppVersion: hello.AppVersion,
+		Bizzes: hello.Bizzes, Positions: positions,
+	})
+	if err != nil {
 		return nil, err
+	}
+	cursors := stream.Cursors()
+	s := &session{
+		version:   version,
+		hub:       h,
+		conn:      conn,
+		peer:      peer,
+		id:        stream.Identity(),
+		expires:   stream.Expires(),
+		sessionID: newSessionID(),
+		stream:    stream,
+		chans:     make(map[syncpoint.Channel]*chanState, len(cursors)),
+		order:     make([]*chanState, len(cursors)),
+		notify:    make(chan struct{}, 1),
+	}
+	for i, c := range cursors {
+		// A multi_device: false channel waits until the hub picks this
+		// session as the user's newest.
+		cs := &chanState{cur: c, active: !c.Single}
+		s.chans[c.Channel] = cs
+		s.order[i] = cs
 	}
 
 	now := h.cfg.Clock.Now()
-	if err := store.SaveDevice(ctx, syncpoint.Device{ID: id.DeviceID, UserID: id.UserID, Platform: id.Platform, AppVersion: id.AppVersion, LastSeen: now}); err != nil {
-		return nil, fmt.Errorf("save device: %w", err)
-	}
 	s.base = ctx
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.started = now
@@ -263,10 +231,11 @@ func (h *Hub) handshake(ctx context.Context, conn Conn, peer Peer, hello *wire.H
 	// Index before reading channel info, so an entry stored in between is
 	// queued rather than missed.
 	if err := h.register(s); err != nil {
+		stream.Close()
 		s.cancel()
 		return nil, err
 	}
-	welcome, err := h.welcome(ctx, s, positions)
+	welcome, err := h.welcome(ctx, s)
 	if err != nil {
 		h.unregister(s)
 		s.cancel()
@@ -316,79 +285,37 @@ func (h *Hub) readHello(ctx context.Context, conn Conn) (*wire.Frame, error) {
 	}
 }
 
-// loadUserPoints merges the stored user-wide positions of multi_device:
-// false channels into the client's, so the user's newest device resumes
-// where any of their devices stopped.
-func (h *Hub) loadUserPoints(ctx context.Context, s *session, positions map[syncpoint.Channel]syncpoint.Position) error {
-	if !slices.ContainsFunc(s.order, func(cs *chanState) bool { return cs.single }) {
-		return nil
-	}
-	points, err := h.cfg.Store.UserPositions(ctx, s.id.UserID)
+func (h *Hub) welcome(ctx context.Context, s *session) (*wire.Welcome, error) {
+	statuses, err := s.stream.Start(ctx)
 	if err != nil {
-		return fmt.Errorf("load user positions: %w", err)
+		return nil, err
 	}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, p := range points {
-		if cs := s.chans[p.Channel]; cs == nil || !cs.single {
-			continue
-		}
-		if cur := h.userAck[p.Channel]; cur.Epoch != p.Position.Epoch || cur.Seq < p.Position.Seq {
-			h.userAck[p.Channel] = p.Position
-		}
-	}
-	for _, cs := range s.order {
-		if !cs.single {
-			continue
-		}
-		ua := h.userAck[cs.ch]
-		if cp := positions[cs.ch]; ua.Seq > 0 && (cp.Seq == 0 || (cp.Epoch == ua.Epoch && cp.Seq < ua.Seq)) {
-			positions[cs.ch] = ua
-		}
-	}
-	return nil
-}
-
-func (h *Hub) welcome(ctx context.Context, s *session, positions map[syncpoint.Channel]syncpoint.Position) (*wire.Welcome, error) {
 	w := &wire.Welcome{
 		Version:           s.version,
 		SessionID:         s.sessionID,
 		HeartbeatInterval: h.cfg.HeartbeatInterval,
 		MaxBatch:          h.cfg.MaxBatch,
-		Channels:          make([]wire.ChannelStatus, 0, len(s.order)),
+		Channels:          make([]wire.ChannelStatus, 0, len(statuses)),
 	}
-	now := h.cfg.Clock.Now()
-	for _, cs := range s.order {
-		if cs.ephemeral {
-			w.Channels = append(w.Channels, wire.ChannelStatus{Channel: cs.name, Status: string(syncpoint.StatusOK)})
+	for _, st := range statuses {
+		c := st.Cursor
+		if c.Ephemeral {
+			w.Channels = append(w.Channels, wire.ChannelStatus{Channel: c.Name, Status: string(syncpoint.StatusOK)})
 			continue
 		}
-		info, err := h.cfg.Store.Channel(ctx, cs.ch)
-		if errors.Is(err, syncpoint.ErrNotFound) {
-			info = syncpoint.ChannelInfo{Channel: cs.ch, FirstSeq: 1}
-		} else if err != nil {
-			return nil, fmt.Errorf("channel info %s: %w", cs.ch, err)
-		}
-		pos := positions[cs.ch]
-		status, from := info.Check(pos)
-		cs.epoch, cs.sent, cs.behind = info.Epoch, from, info.LastSeq > from
+		cs := s.order[c.Index]
 		s.mu.Lock()
-		cs.pushed = syncpoint.Position{Epoch: info.Epoch, Seq: from}
-		cs.acked = from
+		cs.pushed = syncpoint.Position{Epoch: st.Info.Epoch, Seq: st.From}
+		cs.acked = st.From
 		s.mu.Unlock()
-		if status != syncpoint.StatusOK {
-			h.log.Info("channel "+string(status)+" at hello", s.logAttrs(
-				slog.String("channel", cs.name), slog.String("device_epoch", pos.Epoch), slog.Uint64("device_seq", pos.Seq),
-				slog.String("epoch", info.Epoch), slog.Uint64("first_seq", info.FirstSeq), slog.Uint64("last_seq", info.LastSeq))...)
-		}
-		if status == syncpoint.StatusOK && pos.Seq > 0 {
-			h.pendingMu.Lock()
-			h.pending[spKey{s.id.DeviceID, cs.ch}] = syncpoint.SyncPoint{DeviceID: s.id.DeviceID, Channel: cs.ch, Position: pos, UpdatedAt: now}
-			h.pendingMu.Unlock()
+		if st.Status != syncpoint.StatusOK {
+			h.log.Info("channel "+string(st.Status)+" at hello", s.logAttrs(
+				slog.String("channel", c.Name), slog.String("device_epoch", st.Position.Epoch), slog.Uint64("device_seq", st.Position.Seq),
+				slog.String("epoch", st.Info.Epoch), slog.Uint64("first_seq", st.Info.FirstSeq), slog.Uint64("last_seq", st.Info.LastSeq))...)
 		}
 		w.Channels = append(w.Channels, wire.ChannelStatus{
-			Channel: cs.name, Status: string(status), Epoch: info.Epoch,
-			FirstSeq: info.FirstSeq, LastSeq: info.LastSeq, From: from,
+			Channel: c.Name, Status: string(st.Status), Epoch: st.Info.Epoch,
+			FirstSeq: st.Info.FirstSeq, LastSeq: st.Info.LastSeq, From: st.From,
 		})
 	}
 	return w, nil
@@ -399,7 +326,7 @@ func (s *session) finish() {
 	h := s.hub
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.WriteTimeout)
 	defer cancel()
-	h.flush(ctx)
+	h.feed.Flush(ctx)
 	d := syncpoint.Device{ID: s.id.DeviceID, UserID: s.id.UserID, Platform: s.id.Platform, AppVersion: s.id.AppVersion, LastSeen: h.cfg.Clock.Now()}
 	if err := h.cfg.Store.SaveDevice(ctx, d); err != nil && !errors.Is(err, syncpoint.ErrClosed) {
 		h.log.Error("save device on disconnect", s.logAttrs(slog.Any("err", err))...)
@@ -539,7 +466,7 @@ func (s *session) ack(a *wire.Ack) {
 	for _, p := range a.Positions {
 		ch, err := syncpoint.ParseChannel(p.Channel)
 		cs := s.chans[ch]
-		if err != nil || cs == nil || cs.ephemeral {
+		if err != nil || cs == nil || cs.cur.Ephemeral {
 			s.send(&wire.Frame{Error: wire.ErrorFrom(syncpoint.Errorf(syncpoint.CodeInvalid, "ack for %q: not a channel of this session", p.Channel), false)})
 			continue
 		}
@@ -552,7 +479,7 @@ func (s *session) ack(a *wire.Ack) {
 		seq := min(p.Seq, pushed.Seq) // a device cannot ack what it was not sent
 		cs.acked = seq
 		s.mu.Unlock()
-		s.hub.acked(s, cs, syncpoint.Position{Epoch: pushed.Epoch, Seq: seq})
+		s.stream.Confirm(cs.cur, syncpoint.Position{Epoch: pushed.Epoch, Seq: seq})
 	}
 }
 
@@ -579,11 +506,18 @@ func (s *session) writeLoop() {
 		defer t.Stop()
 		expiry = t.C
 	}
+	revoked := s.stream.Revoked()
 	for s.ctx.Err() == nil {
 		now := h.cfg.Clock.Now()
 		if !s.expires.IsZero() && !now.Before(s.expires) {
 			s.kill(wire.CloseUnauthorized, "the token expired; reconnect with a new one")
 			break
+		}
+		select {
+		case <-revoked:
+			s.kill(errRevoked.code, errRevoked.msg)
+			continue // ends the loop: the kill cancelled ctx
+		default:
 		}
 		if !now.Before(nextBeat) {
 			nextBeat = now.Add(interval)
@@ -629,6 +563,7 @@ func (s *session) writeLoop() {
 		case <-s.notify:
 		case <-tick.C:
 		case <-expiry:
+		case <-revoked:
 		case <-s.ctx.Done():
 		}
 	}
@@ -694,7 +629,7 @@ func (s *session) pushed(p *pushBuilder) {
 	h.metrics.pushedEntries.Add(float64(len(p.push.Entries)))
 	s.mu.Lock()
 	for _, cs := range p.moved {
-		cs.pushed = syncpoint.Position{Epoch: cs.epoch, Seq: cs.sent}
+		cs.pushed = cs.cur.Position()
 	}
 	s.mu.Unlock()
 }

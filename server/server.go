@@ -32,6 +32,7 @@ import (
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/auth"
+	"github.com/syncpoint/syncpoint/feed"
 	"github.com/syncpoint/syncpoint/httpapi"
 	"github.com/syncpoint/syncpoint/hub"
 	"github.com/syncpoint/syncpoint/internal/clock"
@@ -139,6 +140,7 @@ type Server struct {
 	verifier *auth.Verifier
 	pub      *publish.Publisher
 	api      *httpapi.Server
+	feed     *feed.Feed
 	hub      *hub.Hub
 	records  *records.Service
 
@@ -288,10 +290,28 @@ func New(cfg Config) (_ *Server, err error) {
 		Registerer: s.metrics,
 	})
 	s.runners = append(s.runners, s.records.Run)
+	// One feed for every device surface, so sync points, user positions and
+	// revocations are shared between them.
+	s.feed = feed.New(feed.Config{
+		Store:      s.store,
+		Registry:   s.registry,
+		Clock:      s.clock,
+		Logger:     s.logger,
+		Registerer: s.metrics,
+		QueueLimit: cfg.SendQueue,
+	})
+	s.closers = append(s.closers, s.feed)
+	s.runners = append(s.runners, s.feed.Run)
+	unsubscribeFeed, err := s.broker.Subscribe(s.feed.Deliver)
+	if err != nil {
+		return nil, fmt.Errorf("server: subscribe feed: %w", err)
+	}
+	s.closers = append(s.closers, closerFunc(func() error { unsubscribeFeed(); return nil }))
 	s.hub = hub.New(hub.Config{
 		Store:             s.store,
 		Registry:          s.registry,
 		Verifier:          s.verifier,
+		Feed:              s.feed,
 		Records:           s.records,
 		Clock:             s.clock,
 		Logger:            s.logger,
@@ -567,6 +587,9 @@ func (s *Server) PprofAddr() string {
 
 // Hub returns the device session hub.
 func (s *Server) Hub() *hub.Hub { return s.hub }
+
+// Feed returns what every device surface reads through.
+func (s *Server) Feed() *feed.Feed { return s.feed }
 
 // Store returns the server's store.
 func (s *Server) Store() syncpoint.Store { return s.store }

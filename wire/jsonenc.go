@@ -200,19 +200,22 @@ func (w *jsonWriter) welcome(m *Welcome) {
 			if i > 0 {
 				w.b = append(w.b, ',')
 			}
-			c := &m.Channels[i]
-			w.b = append(w.b, '{')
-			f := true
-			w.str(&f, "channel", c.Channel)
-			w.str(&f, "status", c.Status)
-			w.str(&f, "epoch", c.Epoch)
-			w.uint(&f, "first_seq", c.FirstSeq)
-			w.uint(&f, "last_seq", c.LastSeq)
-			w.uint(&f, "from", c.From)
-			w.b = append(w.b, '}')
+			w.channelStatus(&m.Channels[i])
 		}
 		w.b = append(w.b, ']')
 	}
+	w.b = append(w.b, '}')
+}
+
+func (w *jsonWriter) channelStatus(c *ChannelStatus) {
+	w.b = append(w.b, '{')
+	f := true
+	w.str(&f, "channel", c.Channel)
+	w.str(&f, "status", c.Status)
+	w.str(&f, "epoch", c.Epoch)
+	w.uint(&f, "first_seq", c.FirstSeq)
+	w.uint(&f, "last_seq", c.LastSeq)
+	w.uint(&f, "from", c.From)
 	w.b = append(w.b, '}')
 }
 

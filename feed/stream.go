@@ -1,0 +1,670 @@
+package feed
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/syncpoint/syncpoint"
+)
+
+// Request is who opens a stream and where it starts.
+type Request struct {
+	// Claims are the verified token's. TokenID, when set, makes the
+	// stream end on Revoke.
+	Claims syncpoint.Claims
+	// DeviceID is bound to Claims.User on first use; a device of another
+	// user is refused.
+	DeviceID string
+	// Platform and AppVersion are matched against entry conditions. When
+	// both are empty, those the device gave last are used.
+	Platform   string
+	AppVersion string
+	// Bizzes are expanded into channels in this order; an unknown one is
+	// refused. With AllBizzes, every persistent biz in which the claims
+	// read a channel is taken instead, by name.
+	Bizzes    []string
+	AllBizzes bool
+	// Positions are where the device says it stands. Positions of channels
+	// not in the stream are ignored.
+	Positions map[syncpoint.Channel]syncpoint.Position
+	// FromStored starts channels that Positions does not name from the
+	// device's stored sync points (including those confirmed but not yet
+	// written); without it they start at seq 0, which is everything
+	// retained.
+	FromStored bool
+	// Watch registers the stream with Deliver so that it can Wait, and
+	// receive entries of non-persistent bizzes.
+	Watch bool
+}
+
+// Status is a channel's status at the start of a stream.
+type Status struct {
+	Cursor *Cursor
+	Status syncpoint.Status
+	// Info is the channel's retained range; zero for a non-persistent biz.
+	Info syncpoint.ChannelInfo
+	// From is the seq delivery resumes after.
+	From uint64
+	// Position is the position the stream started from: the device's, its
+	// stored sync point, or the user's for a multi_device: false channel.
+	Position syncpoint.Position
+}
+
+// Cursor is the stream's place in one channel. The fields below the line
+// belong to the stream's goroutine.
+type Cursor struct {
+	Channel   syncpoint.Channel
+	Name      string // Channel.String()
+	Index     int    // in Stream.Cursors
+	Ephemeral bool   // a non-persistent biz: live entries only, no positions
+	Single    bool   // multi_device: false
+
+	// Epoch and Seq are how far the stream has read or skipped.
+	Epoch string
+	Seq   uint64
+	// Behind means entries after Seq may be in the store; Read reads only
+	// channels that are behind.
+	Behind bool
+	// Off makes Read pass the channel by, for an owner that pauses it.
+	Off bool
+	// Last is the channel's last seq as of the stream's latest read.
+	Last uint64
+}
+
+// Position returns the cursor's position.
+func (c *Cursor) Position() syncpoint.Position {
+	return syncpoint.Position{Epoch: c.Epoch, Seq: c.Seq}
+}
+
+// Adopt takes the channel's epoch when the stream first learns it (the
+// channel was empty at the start), and fails with a *ChannelError when the
+// history changed under the stream.
+func (c *Cursor) Adopt(epoch string) error {
+	switch {
+	case epoch == "" || epoch == c.Epoch:
+		return nil
+	case c.Epoch == "" && c.Seq == 0:
+		c.Epoch = epoch
+		return nil
+	}
+	return &ChannelError{Cursor: c, Status: syncpoint.StatusReset}
+}
+
+// ChannelError is a channel whose history cannot continue from the
+// stream's position: reset (a new epoch) or gap (entries after the
+// position are gone). Recheck gives where the channel now stands.
+type ChannelError struct {
+	Cursor *Cursor
+	Status syncpoint.Status
+	After  uint64 // for a gap: the seq after which entries are gone
+}
+
+func (e *ChannelError) Error() string {
+	if e.Status == syncpoint.StatusGap {
+		return fmt.Sprintf("entries of %s after seq %d are gone", e.Cursor.Name, e.After)
+	}
+	return fmt.Sprintf("channel %s was reset", e.Cursor.Name)
+}
+
+// Stream is one device reading its channels; see the package doc.
+type Stream struct {
+	feed    *Feed
+	id      syncpoint.Identity
+	tokenID string
+	expires time.Time
+	cursors []*Cursor
+	byChan  map[syncpoint.Channel]*Cursor
+	start   map[syncpoint.Channel]syncpoint.Position
+	rr      int // where the next read starts, for fairness
+	watch   bool
+	users   []syncpoint.Channel // user positions held in feed.users
+
+	notify  chan struct{}
+	revoked chan struct{}
+
+	mu        sync.Mutex
+	dirty     []bool // per cursor: an entry arrived
+	anyDirty  bool
+	live      []*syncpoint.Entry // of non-persistent bizzes, until Read
+	overflow  bool
+	isRevoked bool
+	closed    bool
+}
+
+// Open resolves and starts a stream: Resolve, then Start.
+func (f *Feed) Open(ctx context.Context, req Request) (*Stream, []Status, error) {
+	s, err := f.Resolve(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := s.Start(ctx)
+	if err != nil {
+		s.Close()
+		return nil, nil, err
+	}
+	return s, st, nil
+}
+
+// Resolve checks the request as a hello is checked, expands its bizzes into
+// channels, finds where each starts, and stores the device. The stream
+// reads nothing until Start.
+func (f *Feed) Resolve(ctx context.Context, req Request) (*Stream, error) {
+	if err := syncpoint.ValidateID("device_id", req.DeviceID); err != nil {
+		return nil, err
+	}
+	if len(req.Platform) > MaxDeviceField || len(req.AppVersion) > MaxDeviceField {
+		return nil, syncpoint.Errorf(syncpoint.CodeInvalid, "platform and app_version are limited to %d bytes", MaxDeviceField)
+	}
+	if len(req.Bizzes) > MaxBizzes {
+		return nil, syncpoint.Errorf(syncpoint.CodeInvalid, "at most %d bizzes may be named", MaxBizzes)
+	}
+	id := syncpoint.Identity{
+		DeviceID:   req.DeviceID,
+		UserID:     req.Claims.User,
+		Groups:     req.Claims.Groups,
+		Platform:   req.Platform,
+		AppVersion: req.AppVersion,
+	}
+	d, err := f.store.Device(ctx, id.DeviceID)
+	switch {
+	case err == nil && d.UserID != id.UserID:
+		return nil, syncpoint.Errorf(syncpoint.CodeForbidden, "device %s is registered to another user", id.DeviceID)
+	case err == nil && id.Platform == "" && id.AppVersion == "":
+		id.Platform, id.AppVersion = d.Platform, d.AppVersion
+	case err != nil && !errors.Is(err, syncpoint.ErrNotFound):
+		return nil, fmt.Errorf("load device: %w", err)
+	}
+
+	s := &Stream{
+		feed:    f,
+		id:      id,
+		tokenID: req.Claims.TokenID,
+		expires: cmp.Or(req.Claims.ValidUntil, req.Claims.ExpiresAt),
+		byChan:  make(map[syncpoint.Channel]*Cursor),
+		watch:   req.Watch,
+		notify:  make(chan struct{}, 1),
+		revoked: make(chan struct{}),
+	}
+	bizzes := req.Bizzes
+	if req.AllBizzes {
+		bizzes = nil
+		for _, b := range f.registry.List() {
+			if b.Persistent {
+				bizzes = append(bizzes, b.Name)
+			}
+		}
+	}
+	for _, name := range bizzes {
+		b, ok := f.registry.Get(name)
+		if !ok {
+			return nil, syncpoint.Errorf(syncpoint.CodeForbidden, "biz %q does not exist", name)
+		}
+		for _, ch := range id.Channels(b) {
+			if s.byChan[ch] != nil {
+				continue
+			}
+			c := &Cursor{Channel: ch, Name: ch.String(), Index: len(s.cursors), Ephemeral: !b.Persistent, Single: single(b)}
+			s.byChan[ch] = c
+			s.cursors = append(s.cursors, c)
+		}
+	}
+	s.dirty = make([]bool, len(s.cursors))
+
+	s.start = make(map[syncpoint.Channel]syncpoint.Position, len(s.cursors))
+	for ch, p := range req.Positions {
+		if c := s.byChan[ch]; c != nil && !c.Ephemeral {
+			s.start[ch] = p
+		}
+	}
+	if req.FromStored {
+		stored, err := f.storedPositions(ctx, id.DeviceID)
+		if err != nil {
+			return nil, fmt.Errorf("load sync points: %w", err)
+		}
+		for ch, p := range stored {
+			if c := s.byChan[ch]; c != nil && !c.Ephemeral {
+				if _, given := s.start[ch]; !given {
+					s.start[ch] = p
+				}
+			}
+		}
+	}
+	if err := s.loadUserPositions(ctx); err != nil {
+		s.releaseUsers()
+		return nil, err
+	}
+
+	now := f.clock.Now()
+	if err := f.store.SaveDevice(ctx, syncpoint.Device{ID: id.DeviceID, UserID: id.UserID, Platform: id.Platform, AppVersion: id.AppVersion, LastSeen: now}); err != nil {
+		s.releaseUsers()
+		return nil, fmt.Errorf("save device: %w", err)
+	}
+	if err := f.register(s); err != nil {
+		s.releaseUsers()
+		return nil, err
+	}
+	return s, nil
+}
+
+// loadUserPositions merges the stored user-wide positions of multi_device:
+// false channels into the start, so the user's next device resumes where
+// any of their devices stopped.
+func (s *Stream) loadUserPositions(ctx context.Context) error {
+	if !slices.ContainsFunc(s.cursors, func(c *Cursor) bool { return c.Single }) {
+		return nil
+	}
+	f := s.feed
+	points, err := f.store.UserPositions(ctx, s.id.UserID)
+	if err != nil {
+		return fmt.Errorf("load user positions: %w", err)
+	}
+	f.usersMu.Lock()
+	defer f.usersMu.Unlock()
+	for _, c := range s.cursors {
+		if !c.Single {
+			continue
+		}
+		u := f.users[c.Channel]
+		if u == nil {
+			u = &userPos{}
+			f.users[c.Channel] = u
+		}
+		u.refs++
+		s.users = append(s.users, c.Channel)
+	}
+	for _, p := range points {
+		if c := s.byChan[p.Channel]; c == nil || !c.Single {
+			continue
+		}
+		if u := f.users[p.Channel]; u.pos.Epoch != p.Position.Epoch || u.pos.Seq < p.Position.Seq {
+			u.pos = p.Position
+		}
+	}
+	for _, ch := range s.users {
+		ua := f.users[ch].pos
+		if cp := s.start[ch]; ua.Seq > 0 && (cp.Seq == 0 || (cp.Epoch == ua.Epoch && cp.Seq < ua.Seq)) {
+			s.start[ch] = ua
+		}
+	}
+	return nil
+}
+
+func (s *Stream) releaseUsers() {
+	f := s.feed
+	f.usersMu.Lock()
+	for _, ch := range s.users {
+		if u := f.users[ch]; u != nil {
+			if u.refs--; u.refs <= 0 {
+				delete(f.users, ch)
+			}
+		}
+	}
+	f.usersMu.Unlock()
+	s.users = nil
+}
+
+// Start reads each channel's info and compares it with the stream's
+// starting position. A starting position that is ok is recorded as the
+// device's sync point.
+func (s *Stream) Start(ctx context.Context) ([]Status, error) {
+	f := s.feed
+	out := make([]Status, 0, len(s.cursors))
+	for _, c := range s.cursors {
+		if c.Ephemeral {
+			out = append(out, Status{Cursor: c, Status: syncpoint.StatusOK})
+			continue
+		}
+		info, err := f.store.Channel(ctx, c.Channel)
+		if errors.Is(err, syncpoint.ErrNotFound) {
+			info = syncpoint.ChannelInfo{Channel: c.Channel, FirstSeq: 1}
+		} else if err != nil {
+			return nil, fmt.Errorf("channel info %s: %w", c.Channel, err)
+		}
+		pos := s.start[c.Channel]
+		status, from := info.Check(pos)
+		c.Epoch, c.Seq, c.Behind, c.Last = info.Epoch, from, info.LastSeq > from, info.LastSeq
+		if status == syncpoint.StatusOK && pos.Seq > 0 {
+			f.record(s.id.DeviceID, c.Channel, false, pos)
+		}
+		out = append(out, Status{Cursor: c, Status: status, Info: info, From: from, Position: pos})
+	}
+	s.start = nil
+	return out, nil
+}
+
+// Recheck reads c's channel info again after Read returned a *ChannelError
+// for it, and moves c to where delivery now resumes: the start of the new
+// epoch after a reset, the first retained entry after a gap.
+func (s *Stream) Recheck(ctx context.Context, c *Cursor) (Status, error) {
+	info, err := s.feed.store.Channel(ctx, c.Channel)
+	if errors.Is(err, syncpoint.ErrNotFound) {
+		info = syncpoint.ChannelInfo{Channel: c.Channel, FirstSeq: 1}
+	} else if err != nil {
+		return Status{}, fmt.Errorf("channel info %s: %w", c.Channel, err)
+	}
+	pos := c.Position()
+	status, from := info.Check(pos)
+	c.Epoch, c.Seq, c.Behind, c.Last = info.Epoch, from, info.LastSeq > from, info.LastSeq
+	return Status{Cursor: c, Status: status, Info: info, From: from, Position: pos}, nil
+}
+
+// Identity is who the stream reads for: the claims' user and groups, the
+// device and what it said about itself.
+func (s *Stream) Identity() syncpoint.Identity { return s.id }
+
+// Expires is when the token stops being accepted (zero: never).
+func (s *Stream) Expires() time.Time { return s.expires }
+
+// Cursors are the stream's channels, in the order of the bizzes.
+func (s *Stream) Cursors() []*Cursor { return s.cursors }
+
+// Cursor returns the cursor of ch, or nil when ch is not in the stream.
+func (s *Stream) Cursor(ch syncpoint.Channel) *Cursor { return s.byChan[ch] }
+
+// Positions returns where each persistent channel of the stream stands.
+func (s *Stream) Positions() []ChannelPosition {
+	out := make([]ChannelPosition, 0, len(s.cursors))
+	for _, c := range s.cursors {
+		if !c.Ephemeral {
+			out = append(out, ChannelPosition{Channel: c.Channel, Position: c.Position()})
+		}
+	}
+	return out
+}
+
+// Left estimates the entries still to read: at most this many, since
+// conditions, expiry and compaction skip some.
+func (s *Stream) Left() uint64 {
+	var n uint64
+	for _, c := range s.cursors {
+		if !c.Ephemeral && !c.Off && c.Last > c.Seq {
+			n += c.Last - c.Seq
+		}
+	}
+	return n
+}
+
+// Wanted applies expiry and the entry's conditions to this device.
+func (s *Stream) Wanted(e *syncpoint.Entry, now time.Time) bool {
+	if e.Expired(now) {
+		return false
+	}
+	return e.Conditions.IsZero() || e.Conditions.Match(s.id.Platform, s.id.AppVersion)
+}
+
+// Confirm records that the device applied c up to p, for the next flush.
+// The caller vouches that p was delivered on this stream (the hub caps an
+// ack at what it pushed).
+func (s *Stream) Confirm(c *Cursor, p syncpoint.Position) {
+	if c.Ephemeral || p.Seq == 0 {
+		return
+	}
+	s.feed.record(s.id.DeviceID, c.Channel, c.Single, p)
+}
+
+// Close ends the stream: it stops being told of entries and revocations.
+// It is safe to call more than once.
+func (s *Stream) Close() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	s.live = nil
+	s.mu.Unlock()
+	s.feed.unregister(s)
+	s.releaseUsers()
+}
+
+// Changed receives after an entry arrived in one of the stream's channels
+// (with Watch), so that a select can wait for it; Read or Page take it.
+func (s *Stream) Changed() <-chan struct{} { return s.notify }
+
+// Revoked is closed when the stream's token is revoked.
+func (s *Stream) Revoked() <-chan struct{} { return s.revoked }
+
+// Wait blocks until an entry arrives in one of the stream's channels (with
+// Watch) and returns nil, or until the token is revoked (an error with
+// CodeUnauthorized) or ctx ends (ctx's error). An entry that arrived since
+// the last Read counts, so nothing is missed between a Read that found
+// nothing and Wait.
+func (s *Stream) Wait(ctx context.Context) error {
+	if !s.watch {
+		return errors.New("feed: Wait on a stream opened without Watch")
+	}
+	select {
+	case <-s.notify:
+		// What arrived counts even when ctx is done too.
+		return nil
+	default:
+	}
+	select {
+	case <-s.notify:
+		return nil
+	case <-s.revoked:
+		return errRevoked
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// notice is Deliver's: e arrived in cursor idx (nil: read the channel
+// again).
+func (s *Stream) notice(idx int, e *syncpoint.Entry) {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	if e != nil && s.cursors[idx].Ephemeral {
+		if len(s.live) >= s.feed.queue {
+			s.overflow = true
+		} else {
+			s.live = append(s.live, e)
+		}
+	} else {
+		s.dirty[idx], s.anyDirty = true, true
+	}
+	s.mu.Unlock()
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Stream) revoke() {
+	s.mu.Lock()
+	if s.isRevoked {
+		s.mu.Unlock()
+		return
+	}
+	s.isRevoked = true
+	s.mu.Unlock()
+	close(s.revoked)
+}
+
+// Sink takes what Read yields.
+type Sink interface {
+	// Room is how many more entries the sink takes; Read stops at 0.
+	Room() int
+	// Add takes an entry for the device, conditions and expiry applied.
+	Add(c *Cursor, e *syncpoint.Entry)
+	// Moved says c.Seq advanced; it may come more than once per Read.
+	Moved(c *Cursor)
+}
+
+// Read hands the sink what the device gets next: entries of non-persistent
+// bizzes that arrived (with Watch), then store reads of the channels that
+// are behind, round robin from where the last Read stopped. It returns a
+// *ChannelError for a channel that was reset or trimmed past c.Seq, and an
+// error with CodeSlowConsumer when more live entries arrived than the
+// queue holds.
+func (s *Stream) Read(ctx context.Context, sink Sink) error {
+	now := s.feed.clock.Now()
+	if s.watch {
+		if err := s.takeNotices(sink, now); err != nil {
+			return err
+		}
+	}
+	n := len(s.cursors)
+	for i := range n {
+		room := sink.Room()
+		if room <= 0 {
+			break
+		}
+		k := (s.rr + i) % n
+		c := s.cursors[k]
+		if !c.Behind || c.Off {
+			continue
+		}
+		before := c.Seq
+		page, err := s.feed.store.Read(ctx, c.Channel, c.Seq, room, now)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", c.Channel, err)
+		}
+		if err := c.Adopt(page.Info.Epoch); err != nil {
+			return err
+		}
+		if page.Info.FirstSeq > c.Seq+1 {
+			return &ChannelError{Cursor: c, Status: syncpoint.StatusGap, After: c.Seq}
+		}
+		full := false
+		for j := range page.Entries {
+			// The sink may fill up on bytes before the page ends; the rest
+			// is read again next time.
+			if full = sink.Room() <= 0; full {
+				break
+			}
+			e := &page.Entries[j]
+			c.Seq = e.Seq
+			if s.Wanted(e, now) {
+				sink.Add(c, e)
+			}
+		}
+		c.Last = page.Info.LastSeq
+		if !full && len(page.Entries) < room {
+			// The read reached the channel's durable end.
+			c.Seq = max(c.Seq, page.Info.LastSeq)
+			c.Behind = false
+		}
+		if c.Seq != before {
+			sink.Moved(c)
+		}
+		s.rr = k + 1
+	}
+	return nil
+}
+
+// takeNotices marks the channels that got entries behind and hands the
+// sink the live entries of non-persistent bizzes, as many as it has room
+// for; the rest wait for the next Read.
+func (s *Stream) takeNotices(sink Sink, now time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.overflow {
+		return syncpoint.Errorf(syncpoint.CodeSlowConsumer, "more than %d live entries waiting; resume from your position", s.feed.queue)
+	}
+	if s.anyDirty {
+		for i, d := range s.dirty {
+			if d {
+				s.cursors[i].Behind = true
+				s.dirty[i] = false
+			}
+		}
+		s.anyDirty = false
+	}
+	taken := 0
+	for _, e := range s.live {
+		if sink.Room() <= 0 {
+			break
+		}
+		taken++
+		if c := s.byChan[e.Channel]; c != nil && !c.Off && s.Wanted(e, now) {
+			sink.Add(c, e)
+		}
+	}
+	if taken == len(s.live) {
+		s.live = s.live[:0]
+	} else {
+		s.live = s.live[taken:]
+	}
+	return nil
+}
+
+// Page is a merged page of a stream.
+type Page struct {
+	// Entries are in seq order within each channel; Entry.Channel and
+	// Entry.Epoch say where each belongs.
+	Entries []syncpoint.Entry
+	// Positions is where each channel the page moved now stands; it can be
+	// past the last entry sent, over entries that were not for the device.
+	Positions []ChannelPosition
+	// More means some channel still has entries to read.
+	More bool
+}
+
+// Page reads up to limit entries (at least 1; about maxBytes of data and
+// keys, at least one entry) across the stream's channels. It reads on
+// while the page is empty and some channel is behind, so an empty page
+// with More false means there is nothing new.
+func (s *Stream) Page(ctx context.Context, limit, maxBytes int) (Page, error) {
+	p := &pageSink{limit: max(limit, 1), maxBytes: maxBytes, moved: make([]bool, len(s.cursors))}
+	for {
+		if err := s.Read(ctx, p); err != nil {
+			return Page{}, err
+		}
+		if len(p.page.Entries) > 0 || p.Room() <= 0 || !s.behind() {
+			break
+		}
+	}
+	for i, m := range p.moved {
+		if m {
+			c := s.cursors[i]
+			p.page.Positions = append(p.page.Positions, ChannelPosition{Channel: c.Channel, Position: c.Position()})
+		}
+	}
+	p.page.More = s.behind()
+	return p.page, nil
+}
+
+// behind reports whether a channel the stream reads has more in the store.
+func (s *Stream) behind() bool {
+	for _, c := range s.cursors {
+		if c.Behind && !c.Off {
+			return true
+		}
+	}
+	return false
+}
+
+type pageSink struct {
+	page     Page
+	limit    int
+	maxBytes int
+	bytes    int
+	moved    []bool
+}
+
+func (p *pageSink) Room() int {
+	if p.maxBytes > 0 && p.bytes >= p.maxBytes {
+		return 0
+	}
+	return p.limit - len(p.page.Entries)
+}
+
+func (p *pageSink) Add(c *Cursor, e *syncpoint.Entry) {
+	p.page.Entries = append(p.page.Entries, *e)
+	p.page.Entries[len(p.page.Entries)-1].Epoch = c.Epoch
+	p.bytes += e.Size()
+	if !c.Ephemeral {
+		p.moved[c.Index] = true
+	}
+}
+
+func (p *pageSink) Moved(c *Cursor) { p.moved[c.Index] = true }
