@@ -18,12 +18,15 @@
 //	                         appends skip it, so on load the newest 'e' key
 //	                         can raise last seq
 //	'e' ch seq8            entry (seq big-endian)
-//	'k' ch key             key index: newest put/delete seq for the key
+//	'k' ch key             key index: newest put/delete of the key: seq,
+//	                         and (from format 4) its op and expiry, so that
+//	                         Keys lists live keys without reading entries
 //	'd' ch idemkey         idempotency key: seq, deadline
 //	'x' t12 kind payload   expiry index, swept in time order; kind is
 //	                         'e' entry (ch seq8), 't' tombstone
 //	                         (ch seq8 epoch), 'i' idempotency key
-//	                         (ch idemkey), 'b' blob (key)
+//	                         (ch idemkey), 'b' blob (key), 'a' access
+//	                         token (id)
 //	'p' len16(dev) dev ch  sync point of a device in a channel
 //	'q' len16(user) user ch  position of a user as a whole in a channel
 //	'r' len16(reader) reader ch  cursor of a reader inside the server
@@ -33,6 +36,9 @@
 //	'c' len16(biz) biz ch  channel index by biz, written when a channel is
 //	                         created
 //	'b' key                blob: expiry, value
+//	'a' id                 access token: user, groups, label, times, hash
+//	'h' hash               access token id by the SHA-256 of its secret
+//	'o' len16(user) user inv-t12 id   a user's tokens, newest first
 //	'S' name               a setting of the whole store: "format" (see
 //	                         format.go), "incarnation" (see backup.go)
 //
