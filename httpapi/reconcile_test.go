@@ -147,7 +147,7 @@ func hashOf(data string) string { return RecordHash(0, []byte(data)) }
 func TestReconcileDiff(t *testing.T) {
 	rs := mustStartReconcile(t)
 	rs.append(t, notesU1, `a={"v":1}`, `b={"v":1}`, `c={"v":1}`, `d={"v":1}`) // 1-4
-	rs.append(t, notesU1, `c={"v":2}`, `d`, `e={"v":1}`)                     // 5-7
+	rs.append(t, notesU1, `c={"v":2}`, `d`, `e={"v":1}`)                      // 5-7
 	info, err := rs.store.Channel(context.Background(), notesU1)
 	if err != nil {
 		t.Fatal(err)
