@@ -137,17 +137,18 @@ type Server struct {
 	store    syncpoint.Store
 	broker   syncpoint.Broker
 	registry *syncpoint.Registry
+	pub      *publish.Publisher
+	api      *httpapi.Server
+	feed     *feed.Feed
+	hub      *hub.Hub
+	records  *records.Service
+
 	// jwt verifies device JWTs and opaque verifies opaque access tokens;
 	// tokens verifies either kind, and every device surface takes it, so
 	// that a token good on one is good on all.
-	jwt     *auth.Verifier
-	opaque  *auth.Opaque
-	tokens  auth.Tokens
-	pub     *publish.Publisher
-	api     *httpapi.Server
-	feed    *feed.Feed
-	hub     *hub.Hub
-	records *records.Service
+	jwt    *auth.Verifier
+	opaque *auth.Opaque
+	tokens auth.Tokens
 
 	// mux serves the business API; the device transports (WebSocket, SSE,
 	// HTTP sync) add their routes to it too.
