@@ -14,7 +14,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -37,11 +36,10 @@ import (
 // What the app sees. The changes go through Config.Handler as one batch in
 // key order, inside the transaction that applies them to the local records
 // and stores the position: a put entry (with the record's seq, data, times
-// and origin) for each record the device lacked or held another version
-// of, and a delete entry for each record the server no longer has (its
-// seq is the position's: the record was gone by then). Records whose
-// content the device already had are not handed over, even when their seq
-// changes. OnReset and OnGap are not called: nothing was dropped or
+// and origin) for each record the device lacked or held other data of, and
+// a delete entry for each record the server no longer has (its seq is the
+// position's: the record was gone by then). Records whose data the device
+// already had are not handed over, even when their seq and expiry change. OnReset and OnGap are not called: nothing was dropped or
 // skipped. A crash before the commit repeats the reconcile, which then
 // finds the same differences; after it, nothing is handed over twice. A
 // Handler that returns StopAfter(n) keeps the first n changes, stores no
@@ -104,8 +102,9 @@ type (
 			Origin    string          `json:"origin"`
 		} `json:"put"`
 		Same []struct {
-			ID  string `json:"id"`
-			Seq uint64 `json:"seq"`
+			ID        string `json:"id"`
+			Seq       uint64 `json:"seq"`
+			ExpiresAt int64  `json:"expires_at"`
 		} `json:"same"`
 		Stale    []string `json:"stale"`
 		Delete   []string `json:"delete"`
@@ -130,15 +129,11 @@ func (e *reconcileError) Error() string {
 }
 
 // recordHash is the manifest's hash of a record, as the server computes it
-// over what it stores: SHA-256 of the expiry in Unix milliseconds, a
-// newline and the data; the first 12 bytes in unpadded base64url.
-func recordHash(expiresMs int64, data []byte) string {
-	h := sha256.New()
-	h.Write(strconv.AppendInt(nil, expiresMs, 10))
-	h.Write([]byte{'\n'})
-	h.Write(data)
-	var sum [sha256.Size]byte
-	return base64.RawURLEncoding.EncodeToString(h.Sum(sum[:0])[:12])
+// over what it stores: the first 12 bytes of the SHA-256 of the data, in
+// unpadded base64url.
+func recordHash(data []byte) string {
+	sum := sha256.Sum256(data)
+	return base64.RawURLEncoding.EncodeToString(sum[:12])
 }
 
 // reconcileWelcome reconciles the channels a welcome says reset or gap of,
@@ -227,7 +222,7 @@ func (c *Client) reconcile(ctx context.Context, st wire.ChannelStatus, token str
 // reconcileChanges is what the answers said, not applied yet.
 type reconcileChanges struct {
 	entries []Entry  // puts and deletes, for the Handler and the records
-	same    []Entry  // content held already: only the seq changes
+	same    []Entry  // data held already: only the seq and expiry change
 	stale   []string // the sync from the position brings their newest
 	bytes   int
 }
@@ -291,7 +286,7 @@ func (acc *reconcileChanges) add(ch string, ans *reconcileReply, at uint64) {
 		acc.entries = append(acc.entries, Entry{Channel: ch, Seq: at, Op: OpDelete, Key: id})
 	}
 	for _, s := range ans.Same {
-		acc.same = append(acc.same, Entry{Channel: ch, Seq: s.Seq, Key: s.ID})
+		acc.same = append(acc.same, Entry{Channel: ch, Seq: s.Seq, Key: s.ID, ExpiresAt: fromMs(s.ExpiresAt)})
 	}
 	acc.stale = append(acc.stale, ans.Stale...)
 }
@@ -309,11 +304,11 @@ func fromMs(ms int64) time.Time {
 // server version kept aside for it, or not at all when the server has none.
 // more reports that records above the page may remain.
 func manifestPage(ctx context.Context, db *sql.DB, ch, after string, limit int) ([]manifestItem, bool, error) {
-	rows, err := db.QueryContext(ctx, `SELECT key, seq, data, expires_at FROM (
-			SELECT key, seq, data, expires_at FROM syncpoint_records r WHERE channel = ?1 AND key > ?2
+	rows, err := db.QueryContext(ctx, `SELECT key, seq, data FROM (
+			SELECT key, seq, data FROM syncpoint_records r WHERE channel = ?1 AND key > ?2
 				AND NOT EXISTS (SELECT 1 FROM syncpoint_server_records s WHERE s.channel = r.channel AND s.key = r.key)
 			UNION ALL
-			SELECT key, seq, data, expires_at FROM syncpoint_server_records WHERE channel = ?1 AND key > ?2 AND live = 1
+			SELECT key, seq, data FROM syncpoint_server_records WHERE channel = ?1 AND key > ?2 AND live = 1
 		) ORDER BY key LIMIT ?3`, ch, after, limit+1)
 	if err != nil {
 		return nil, false, fmt.Errorf("reconcile %s: read records: %w", ch, err)
@@ -322,12 +317,12 @@ func manifestPage(ctx context.Context, db *sql.DB, ch, after string, limit int) 
 	var out []manifestItem
 	for rows.Next() {
 		var it manifestItem
-		var seq, expires int64
+		var seq int64
 		var data []byte
-		if err := rows.Scan(&it.ID, &seq, &data, &expires); err != nil {
+		if err := rows.Scan(&it.ID, &seq, &data); err != nil {
 			return nil, false, fmt.Errorf("reconcile %s: read records: %w", ch, err)
 		}
-		it.Seq, it.Hash = uint64(seq), recordHash(expires, data)
+		it.Seq, it.Hash = uint64(seq), recordHash(data)
 		out = append(out, it)
 	}
 	if err := rows.Err(); err != nil {
@@ -438,12 +433,12 @@ func (c *Client) applyReconcile(ctx context.Context, ch string, acc *reconcileCh
 	}
 	if !stopped {
 		for _, e := range acc.same {
-			if err := setRecordSeq(ctx, rtx, recKey{ch, e.Key}, e.Seq); err != nil {
+			if err := setRecordSeq(ctx, rtx, recKey{ch, e.Key}, e.Seq, unixMs(e.ExpiresAt)); err != nil {
 				return 0, false, fmt.Errorf("apply reconcile: %w", err)
 			}
 		}
 		for _, id := range acc.stale {
-			if err := setRecordSeq(ctx, rtx, recKey{ch, id}, 0); err != nil {
+			if err := setRecordSeq(ctx, rtx, recKey{ch, id}, 0, -1); err != nil {
 				return 0, false, fmt.Errorf("apply reconcile: %w", err)
 			}
 		}
@@ -499,23 +494,23 @@ func reconcileRecord(ctx context.Context, tx dbTx, e *Entry) error {
 	return setLocal(ctx, tx, k, srv)
 }
 
-// setRecordSeq gives a record another seq, where the device holds the
-// server's version: aside when local changes are pending, else the local
-// record.
-func setRecordSeq(ctx context.Context, tx dbTx, k recKey, seq uint64) error {
+// setRecordSeq gives a record another seq, and an expiry unless expiresMs
+// is negative, where the device holds the server's version: aside when
+// local changes are pending, else the local record.
+func setRecordSeq(ctx context.Context, tx dbTx, k recKey, seq uint64, expiresMs int64) error {
 	s, err := dbSeq(seq)
 	if err != nil {
 		return err
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE syncpoint_server_records SET seq = ? WHERE channel = ? AND key = ?`, s, k.ch, k.key)
-	if err != nil {
-		return fmt.Errorf("set seq of %s/%s: %w", k.ch, k.key, err)
-	}
-	if n, err := res.RowsAffected(); err == nil && n > 0 {
-		return nil
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE syncpoint_records SET seq = ? WHERE channel = ? AND key = ?`, s, k.ch, k.key); err != nil {
-		return fmt.Errorf("set seq of %s/%s: %w", k.ch, k.key, err)
+	for _, table := range []string{"syncpoint_server_records", "syncpoint_records"} {
+		q := `UPDATE ` + table + ` SET seq = ?1, expires_at = CASE WHEN ?2 < 0 THEN expires_at ELSE ?2 END WHERE channel = ?3 AND key = ?4`
+		res, err := tx.ExecContext(ctx, q, s, expiresMs, k.ch, k.key)
+		if err != nil {
+			return fmt.Errorf("set seq of %s/%s: %w", k.ch, k.key, err)
+		}
+		if n, err := res.RowsAffected(); err == nil && n > 0 {
+			return nil
+		}
 	}
 	return nil
 }

@@ -68,7 +68,11 @@ func (n *node) putBiz(b map[string]any) {
 // into the node's store, in batches, as a backend's publishes would.
 func (n *node) appendRecords(ch syncpoint.Channel, records [][2]string) {
 	n.tb.Helper()
-	pol := syncpoint.Policy{Compact: true, Retention: syncpoint.DefaultRetention}
+	b, ok := n.srv.Registry().Get(ch.Biz)
+	if !ok {
+		n.tb.Fatalf("no biz %s", ch.Biz)
+	}
+	pol := b.Policy()
 	now := time.Now()
 	for start := 0; start < len(records); start += 5000 {
 		var reqs []syncpoint.AppendRequest
@@ -254,5 +258,195 @@ func TestReconcileAfterRestore(t *testing.T) {
 		total, changed, wire.requests.Load(), sent, received, sent+received, fullBytes, 100*float64(sent+received)/float64(fullBytes))
 	if received > fullBytes/20 {
 		t.Fatalf("the answers are %d bytes, more than 5%% of a full download (%d)", received, fullBytes)
+	}
+}
+
+// TestReconcileOnGap: a device falls behind a compact biz with a
+// max_backlog, so its position is trimmed away (gap). The backend had
+// published the same records again meanwhile: the reconcile takes their
+// new seqs without their data, deletes what is gone, downloads what is new,
+// and the Handler sees only the last two.
+func TestReconcileOnGap(t *testing.T) {
+	n := MustStartNode(t)
+	n.putBiz(map[string]any{"name": "prices", "target": "user", "compact": true, "max_backlog": 5})
+	ch := syncpoint.Channel{Biz: "prices", Target: syncpoint.UserTarget("u1")}
+	n.appendRecords(ch, [][2]string{{"a", `1`}, {"b", `2`}, {"c", `3`}, {"d", `4`}, {"e", `5`}}) // 1-5
+	s := newSink()
+	var wire byteCounter
+	cfg := client.Config{Server: n.url(), Token: n.token("u1"), DeviceID: "d1", DBPath: filepath.Join(t.TempDir(), "d.db"), Bizzes: []string{"prices"}, Handler: s.handler, OnGap: s.onGap}
+	c, err := client.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.SetReconcileTransport(c, &wire)
+	r := runOpened(t, c)
+	waitFor(t, "the first sync", func() bool { return c.Positions()[ch.String()].Seq == 5 })
+	r.shutdown(t)
+
+	// a goes (6); b-e come again unchanged (7-10); f is new (11). Trimming
+	// to the newest 5 keeps 7-11: the device at 5 has a gap.
+	n.appendRecords(ch, [][2]string{{"a", ""}, {"b", `2`}, {"c", `3`}, {"d", `4`}, {"e", `5`}, {"f", `6`}}) // 6-11
+	info, err := n.srv.Store().Channel(context.Background(), ch)
+	if err != nil || info.FirstSeq != 7 {
+		t.Fatalf("channel %+v %v: want entries 7-11 kept", info, err)
+	}
+
+	s2 := newSink()
+	cfg.Handler, cfg.OnGap = s2.handler, s2.onGap
+	c, err = client.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.SetReconcileTransport(c, &wire)
+	runOpened(t, c)
+	waitFor(t, "the reconcile", func() bool { return c.Positions()[ch.String()].Seq == 11 && c.State() == client.Connected })
+	var got []string
+	for _, e := range s2.got() {
+		got = append(got, fmt.Sprintf("%s %s@%d %s", e.Op, e.Key, e.Seq, e.Data))
+	}
+	// a's delete is a tombstone past the trim (seq 6 < first 7), so the
+	// server knows only that a is gone: the delete carries the position.
+	want := []string{"delete a@11 ", "put f@11 6"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("the Handler got %v, want %v", got, want)
+	}
+	if len(s2.gaps) != 0 {
+		t.Fatalf("OnGap was called: %v", s2.gaps)
+	}
+	local, _ := c.List(context.Background(), ch.String())
+	if len(local) != 5 || string(local["b"]) != `2` || string(local["f"]) != `6` {
+		t.Fatalf("the device holds %v", local)
+	}
+	// Nothing comes twice: the session after the reconcile starts at 11.
+	// A duplicate would come before the entries that follow it.
+	n.publishReq(pubReq{biz: "prices", target: ch.Target, op: syncpoint.OpPut, key: "g", data: `7`})
+	n.publishReq(pubReq{biz: "prices", target: ch.Target, op: syncpoint.OpPut, key: "h", data: `8`})
+	waitFor(t, "the next entries", func() bool {
+		got := s2.got()
+		return len(got) > 0 && got[len(got)-1].Key == "h"
+	})
+	if seqs := s2.channelSeqs()[ch.String()]; fmt.Sprint(seqs) != "[11 11 12 13]" {
+		t.Fatalf("the Handler got seqs %v, want the reconcile's two at 11, then 12 and 13", seqs)
+	}
+}
+
+// TestReconcileOtherBizzesResync: a reset of a biz that does not compact
+// is not reconciled (the server says 422 once); the device drops the
+// channel and downloads it again, as before.
+func TestReconcileOtherBizzesResync(t *testing.T) {
+	n := MustStartNode(t)
+	ch := syncpoint.Channel{Biz: "chat", Target: syncpoint.UserTarget("u1")}
+	n.publish("chat", ch.Target, `{"n":1}`)
+	s := newSink()
+	var wire byteCounter
+	cfg := client.Config{Server: n.url(), Token: n.token("u1"), DeviceID: "d1", DBPath: filepath.Join(t.TempDir(), "d.db"), Bizzes: []string{"chat"}, Handler: s.handler, OnReset: s.onReset}
+	c, err := client.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client.SetReconcileTransport(c, &wire)
+	runOpened(t, c)
+	waitFor(t, "the first entry", func() bool { return s.count() == 1 })
+	req, _ := http.NewRequest(http.MethodDelete, n.url()+"/v1/channels/chat/user:u1", nil)
+	req.Header.Set("Authorization", "Bearer "+testAPIKey)
+	resp, err := n.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	n.publish("chat", ch.Target, `{"n":2}`)
+	waitFor(t, "the reset", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.resets) == 1 && len(s.entries) == 2
+	})
+	if got := wire.requests.Load(); got != 1 {
+		t.Fatalf("%d reconcile requests, want the one the server refused", got)
+	}
+	// The next reset of the biz does not ask again.
+	resp, err = n.http.Do(req.Clone(context.Background()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	n.publish("chat", ch.Target, `{"n":3}`)
+	waitFor(t, "the second reset", func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		return len(s.resets) == 2 && len(s.entries) == 3
+	})
+	if got := wire.requests.Load(); got != 1 {
+		t.Fatalf("%d reconcile requests after another reset, want still 1", got)
+	}
+}
+
+// runOpened runs an opened client until cleanup.
+func runOpened(tb testing.TB, c *client.Client) *running {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &running{Client: c, done: make(chan struct{}), stop: cancel}
+	go func() { r.err = c.Run(ctx); close(r.done) }()
+	tb.Cleanup(func() {
+		cancel()
+		<-r.done
+		c.Close()
+	})
+	return r
+}
+
+// TestReconcileKeepsPendingChanges: a record changed on the device while
+// it was offline keeps the change through a reconcile, which only gives
+// the record's server version its new seq; the change then goes up based
+// on that seq and is saved without a conflict.
+func TestReconcileKeepsPendingChanges(t *testing.T) {
+	n := MustStartNode(t)
+	n.putBiz(map[string]any{"name": "todo", "target": "user", "compact": true, "writable": true, "conflict": "reject"})
+	ch := syncpoint.Channel{Biz: "todo", Target: syncpoint.UserTarget("u1")}
+	a, b := oid(1), oid(2)
+	n.appendRecords(ch, [][2]string{{a, `{"t":"a"}`}, {b, `{"t":"b"}`}}) // a@1 b@2
+	s := newSink()
+	var conflicts atomic.Int64
+	cfg := client.Config{Server: n.url(), Token: n.token("u1"), DeviceID: "d1", DBPath: filepath.Join(t.TempDir(), "d.db"), Bizzes: []string{"todo"},
+		Handler: s.handler, OnConflict: func(client.Conflict) { conflicts.Add(1) }, OnWriteError: func(client.WriteError) { conflicts.Add(1) }}
+	r := MustRunClient(t, cfg)
+	waitFor(t, "the first sync", func() bool { return r.Positions()[ch.String()].Seq == 2 })
+	r.shutdown(t)
+
+	// Offline, the device changes a. The server's channel is reset and
+	// loaded again in another order: b@1 a@2, with the same data.
+	c, err := client.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.PutTo(context.Background(), ch.String(), a, json.RawMessage(`{"t":"a, changed offline"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.srv.Store().ResetChannel(context.Background(), ch); err != nil {
+		t.Fatal(err)
+	}
+	n.appendRecords(ch, [][2]string{{b, `{"t":"b"}`}, {a, `{"t":"a"}`}})
+	before := s.count()
+	runOpened(t, c)
+	waitFor(t, "the change to be saved", func() bool {
+		e, err := n.srv.Store().KeyEntry(context.Background(), ch, a)
+		return err == nil && string(e.Data) == `{"t":"a, changed offline"}`
+	})
+	if e, _ := n.srv.Store().KeyEntry(context.Background(), ch, a); e.Seq != 3 {
+		t.Fatalf("the change was saved at seq %d, want 3 (based on a's new seq 2)", e.Seq)
+	}
+	if conflicts.Load() != 0 {
+		t.Fatal("the change met a conflict: it was based on the old epoch's seq")
+	}
+	local, _ := c.List(context.Background(), ch.String())
+	if string(local[a]) != `{"t":"a, changed offline"}` || string(local[b]) != `{"t":"b"}` {
+		t.Fatalf("the device holds %v", local)
+	}
+	// The reconcile handed the Handler nothing: the device had all data.
+	// Then the device's own write comes back.
+	waitFor(t, "the device's own write", func() bool { return s.count() > before })
+	for _, e := range s.got()[before:] {
+		if e.Key != a || e.Seq != 3 {
+			t.Fatalf("after the reconcile the Handler got %+v, want only the device's own write at seq 3", e)
+		}
 	}
 }

@@ -112,11 +112,12 @@ type reconcilePut struct {
 	Origin    string          `json:"origin"`
 }
 
-// reconcileSame is a record whose content the device has, under another
-// seq: it takes this one.
+// reconcileSame is a record whose data the device has, under another seq:
+// it takes this seq and expiry (Unix milliseconds; absent: never).
 type reconcileSame struct {
-	ID  string `json:"id"`
-	Seq uint64 `json:"seq"`
+	ID        string `json:"id"`
+	Seq       uint64 `json:"seq"`
+	ExpiresAt int64  `json:"expires_at,omitempty"`
 }
 
 type answerPosition struct {
@@ -125,17 +126,14 @@ type answerPosition struct {
 	Seq     uint64 `json:"seq"`
 }
 
-// RecordHash is what a manifest record's hash is: SHA-256 over the
-// record's expiry in Unix milliseconds (decimal, 0 for none), a newline,
-// and its data byte for byte; the first 12 bytes in unpadded base64url.
-// The SDK computes the same over what it stored.
-func RecordHash(expiresMs int64, data []byte) string {
-	h := sha256.New()
-	h.Write(strconv.AppendInt(nil, expiresMs, 10))
-	h.Write([]byte{'\n'})
-	h.Write(data)
-	var sum [sha256.Size]byte
-	return base64.RawURLEncoding.EncodeToString(h.Sum(sum[:0])[:12])
+// RecordHash is what a manifest record's hash is: the first 12 bytes of
+// the SHA-256 of the record's data, byte for byte as stored, in unpadded
+// base64url. The SDK computes the same over what it received. Validity is
+// left out, so that a record published again unchanged (with a new expiry)
+// is recognised; same items carry the new expiry.
+func RecordHash(data []byte) string {
+	sum := sha256.Sum256(data)
+	return base64.RawURLEncoding.EncodeToString(sum[:12])
 }
 
 func unixMs(t time.Time) int64 {
@@ -384,8 +382,9 @@ func (*resetDuring) Error() string { return "the channel was reset during the re
 // live put s (a listed key):
 //   - s.seq > P: the sync from P brings s; the device's copy goes stale
 //     when its seq is not below s's (another epoch's), so that s applies;
-//   - s.seq ≤ P, for the device (conditions): put, unless d has s's seq in
-//     s's epoch or s's hash; same (take s's seq) when only the hash holds;
+//   - s.seq ≤ P, for the device (conditions): nothing when d has s's seq
+//     in s's epoch, or s's seq and data; same (take s's seq and expiry)
+//     when d has s's data under another seq; put otherwise;
 //   - not listed, or not for the device, while d exists: delete, unless a
 //     newer delete or put than P comes in the sync from P (then stale, or
 //     nothing).
@@ -548,9 +547,9 @@ func (rc *reconcileRun) settle(id string, key *syncpoint.KeySeq, rec *manifestRe
 		if e.Expired(rc.now) || !e.Conditions.Match(rc.id.Platform, rc.id.AppVersion) {
 			return rc.gone(id, rec)
 		}
-		if rec != nil && rec.Hash != "" && rec.Hash == RecordHash(unixMs(e.ExpiresAt), e.Data) {
+		if rec != nil && rec.Hash != "" && rec.Hash == RecordHash(e.Data) {
 			if rec.Seq != key.Seq {
-				rc.same = append(rc.same, reconcileSame{ID: id, Seq: key.Seq})
+				rc.same = append(rc.same, reconcileSame{ID: id, Seq: key.Seq, ExpiresAt: unixMs(e.ExpiresAt)})
 			}
 			return nil
 		}
@@ -623,6 +622,10 @@ func (rc *reconcileRun) encode(nextID *string) []byte {
 		b = jsontext.AppendString(b, sm.ID)
 		b = append(b, `,"seq":`...)
 		b = strconv.AppendUint(b, sm.Seq, 10)
+		if sm.ExpiresAt != 0 {
+			b = append(b, `,"expires_at":`...)
+			b = strconv.AppendInt(b, sm.ExpiresAt, 10)
+		}
 		b = append(b, '}')
 	}
 	b = appendIDs(append(b, `],"stale":`...), rc.stale)

@@ -140,7 +140,7 @@ func wantAnswer(tb testing.TB, what string, a reconcileAnswer, put, same, stale,
 	}
 }
 
-func hashOf(data string) string { return RecordHash(0, []byte(data)) }
+func hashOf(data string) string { return RecordHash([]byte(data)) }
 
 // TestReconcileDiff: the answer holds only what differs, by seq within the
 // channel's epoch and by hash across epochs.
