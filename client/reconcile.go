@@ -137,32 +137,40 @@ func recordHash(data []byte) string {
 }
 
 // reconcileWelcome reconciles the channels a welcome says reset or gap of,
-// where it can. again reports that at least one was reconciled, so the
-// session must end and start over from the new positions; stopped, that
-// the Handler returned StopAfter.
-func (c *Client) reconcileWelcome(ctx context.Context, w *wire.Welcome, token string) (again, stopped bool, err error) {
+// where it can. When there is one to reconcile, it first ends the session
+// with end, so that the server does not push the backlog the reconcile
+// spares; again then reports that the session must start over from the new
+// positions, and stopped that the Handler returned StopAfter. err is a
+// failure of every reconcile tried; the next session tries again, up to
+// maxReconcileTries welcomes in a row.
+func (c *Client) reconcileWelcome(ctx context.Context, w *wire.Welcome, token string, end func()) (again, stopped bool, err error) {
 	if c.cfg.Server == "" {
 		return false, false, nil
 	}
+	var todo []wire.ChannelStatus
 	c.mu.Lock()
 	if c.rec.tries == nil {
 		c.rec.tries, c.rec.off = make(map[string]int), make(map[string]bool)
 	}
-	c.mu.Unlock()
 	for _, st := range w.Channels {
 		biz, _, _ := strings.Cut(st.Channel, "/")
-		c.mu.Lock()
-		if st.Status != wire.StatusReset && st.Status != wire.StatusGap {
+		switch {
+		case st.Status != wire.StatusReset && st.Status != wire.StatusGap:
 			delete(c.rec.tries, st.Channel)
-			c.mu.Unlock()
-			continue
+		case c.rec.off[biz] || c.rec.tries[st.Channel] >= maxReconcileTries:
+		default:
+			c.rec.tries[st.Channel]++
+			todo = append(todo, st)
 		}
-		skip := c.rec.off[biz] || c.rec.tries[st.Channel] >= maxReconcileTries
-		c.rec.tries[st.Channel]++
-		c.mu.Unlock()
-		if skip {
-			continue
-		}
+	}
+	c.mu.Unlock()
+	if len(todo) == 0 {
+		return false, false, nil
+	}
+	end()
+	var failed error
+	for _, st := range todo {
+		biz, _, _ := strings.Cut(st.Channel, "/")
 		n, stop, err := c.reconcile(ctx, st, token)
 		var re *reconcileError
 		switch {
@@ -173,20 +181,25 @@ func (c *Client) reconcileWelcome(ctx context.Context, w *wire.Welcome, token st
 			c.mu.Lock()
 			c.rec.off[biz] = true
 			c.mu.Unlock()
+			again = true
 			continue
 		case err != nil && ctx.Err() != nil:
-			return again, false, ctx.Err()
+			return false, false, ctx.Err()
 		case err != nil:
 			c.log.Warn("client: reconcile failed; trying again on the next connection", "channel", st.Channel, "err", err)
+			failed = err
 			continue
 		}
 		c.log.Info("client: reconciled the channel instead of resyncing it", "channel", st.Channel, "status", st.Status, "changes", n)
 		if stop {
-			return true, true, nil
+			return false, true, nil
 		}
 		again = true
 	}
-	return again, false, nil
+	if !again {
+		return false, false, failed
+	}
+	return true, false, nil
 }
 
 // reconcile runs one channel's reconcile to its end, and returns how many

@@ -133,15 +133,15 @@ func (c *Client) session(ctx context.Context) outcome {
 		}
 	}
 	// A reset or gap of a compact biz is reconciled by manifest rather than
-	// resynced; the session then starts over from the new positions.
-	again, stopped, err := c.reconcileWelcome(ctx, w, token)
+	// resynced: the session ends first, and starts over from the new
+	// positions.
+	again, stopped, err := c.reconcileWelcome(ctx, w, token, cn.close)
 	switch {
 	case err != nil:
 		cn.abort()
 		return outcome{welcomed: true, err: err}
 	case again || stopped:
-		cn.close()
-		return outcome{welcomed: true, again: again && !stopped, stopped: stopped}
+		return outcome{welcomed: true, again: again, stopped: stopped}
 	}
 	s := &session{c: c, conn: cn, hb: w.HeartbeatInterval, epochs: make(map[string]string), pending: make(map[string]wire.Position)}
 	if s.hb <= 0 {
