@@ -64,7 +64,8 @@ type KeyPage struct {
 	More bool
 }
 
-// Store keeps the logs, device sync points, devices and bizzes.
+// Store keeps the logs, device sync points, devices, bizzes and access
+// tokens.
 //
 // Every method is safe for concurrent use, and so are several handles on
 // one backend (one per node, for a store shared by a cluster): what one

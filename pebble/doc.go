@@ -42,7 +42,8 @@
 //	'S' name               a setting of the whole store: "format" (see
 //	                         format.go), "incarnation" (see backup.go)
 //
-// Channel reads (Read, Channel, Entry, KeyEntry) see only synced batches.
+// Channel reads (Read, Channel, Entry, KeyEntry, Keys) see only synced
+// batches.
 // Sync points, devices, bizzes and blobs are read straight from the
 // database, so such a read may see a write a moment before it is synced.
 //
