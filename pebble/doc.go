@@ -1,5 +1,6 @@
 // Package pebble is the embedded Store: syncpoint's logs, sync points,
-// devices, bizzes and blobs kept in a Pebble database in one directory.
+// devices, bizzes, blobs and access tokens kept in a Pebble database in one
+// directory.
 //
 // Every write goes through one committer goroutine that drains all pending
 // requests into one batch, applies it without waiting for the fsync, and
@@ -44,7 +45,7 @@
 //
 // Channel reads (Read, Channel, Entry, KeyEntry, Keys) see only synced
 // batches.
-// Sync points, devices, bizzes and blobs are read straight from the
+// Sync points, devices, bizzes, blobs and tokens are read straight from the
 // database, so such a read may see a write a moment before it is synced.
 //
 // Epochs shown to callers are a channel's stored epoch joined with the
