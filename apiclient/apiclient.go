@@ -271,14 +271,21 @@ func (c *Client) Do(ctx context.Context, method, path string, body []byte) ([]by
 	if resp.StatusCode/100 == 2 {
 		return out, nil
 	}
-	se := &StatusError{Status: resp.StatusCode}
+	return nil, AnswerError(resp.StatusCode, out)
+}
+
+// AnswerError turns a non-2xx answer's status and body into a
+// *StatusError, with the server's code and message when the body has the
+// API's error shape.
+func AnswerError(status int, body []byte) *StatusError {
+	se := &StatusError{Status: status}
 	var eb ErrorResponse
-	if json.Unmarshal(out, &eb) == nil && eb.Error.Code != "" {
+	if json.Unmarshal(body, &eb) == nil && eb.Error.Code != "" {
 		se.Code, se.Message = eb.Error.Code, eb.Error.Message
 	} else {
-		se.Body = out[:min(len(out), 512)]
+		se.Body = body[:min(len(body), 512)]
 	}
-	return nil, se
+	return se
 }
 
 // Call is Do with in sent as JSON (nil for no body) and a 2xx answer

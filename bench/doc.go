@@ -2,9 +2,9 @@
 // `syncpoint bench`.
 //
 // Each scenario is a function that takes a Config and returns a Report. The
-// devices are raw protocol clients built on package wire (a socket, a
-// reader goroutine and a few counters each), not the SDK, so one process can
-// hold tens of thousands of them. Entries are published through the business
+// devices are raw protocol clients built on package wire (a socket or an
+// event stream, a reader goroutine and a few counters each), not the SDK,
+// so one process can hold tens of thousands of them. Entries are published through the business
 // API, as a backend would.
 //
 //   - Latency: devices on their own user channels, a paced publish rate, and
@@ -17,6 +17,9 @@
 //   - Catchup: one device syncs a large backlog from zero.
 //   - Publish: durable publishes per second through the business API.
 //   - Upload: record writes from devices, answered by write_result.
+//   - SSE: Latency's publishing to devices on Server-Sent Event streams,
+//     optionally beside as many socket devices in the same run, with the
+//     server's CPU time per delivered entry.
 //
 // A figure is never reported for work that failed. Every report counts its
 // errors (connect failures, failed publishes, protocol errors, unexpected

@@ -30,6 +30,12 @@ const (
 // LatencyConfig configures Latency. Zero fields take their defaults.
 type LatencyConfig struct {
 	Target
+	Paced
+}
+
+// Paced is the load of the paced scenarios (Latency, SSE): devices on
+// channels of their own, and publishes at a fixed rate.
+type Paced struct {
 	Devices  int           // connected devices, one user (and channel) each
 	Rate     float64       // entries per second, over all channels
 	Duration time.Duration // how long to publish
@@ -40,6 +46,27 @@ type LatencyConfig struct {
 	// Drain is how long to wait after the last publish for deliveries
 	// still on their way; what has not arrived by then is lost.
 	Drain time.Duration
+}
+
+func (p *Paced) setDefaults() {
+	if p.Devices <= 0 {
+		p.Devices = DefaultDevices
+	}
+	if p.Rate <= 0 {
+		p.Rate = DefaultRate
+	}
+	if p.Duration <= 0 {
+		p.Duration = DefaultDuration
+	}
+	if p.Size <= 0 {
+		p.Size = DefaultSize
+	}
+	if p.Publishers <= 0 {
+		p.Publishers = DefaultPublishers
+	}
+	if p.Drain <= 0 {
+		p.Drain = DefaultDrain
+	}
 }
 
 // LatencyReport is the outcome of Latency.
@@ -98,24 +125,7 @@ func (r *LatencyReport) WriteText(w io.Writer) error {
 // returned only when the run could not start; failures during the run are
 // counted in the report.
 func Latency(ctx context.Context, cfg LatencyConfig) (*LatencyReport, error) {
-	if cfg.Devices <= 0 {
-		cfg.Devices = DefaultDevices
-	}
-	if cfg.Rate <= 0 {
-		cfg.Rate = DefaultRate
-	}
-	if cfg.Duration <= 0 {
-		cfg.Duration = DefaultDuration
-	}
-	if cfg.Size <= 0 {
-		cfg.Size = DefaultSize
-	}
-	if cfg.Publishers <= 0 {
-		cfg.Publishers = DefaultPublishers
-	}
-	if cfg.Drain <= 0 {
-		cfg.Drain = DefaultDrain
-	}
+	cfg.Paced.setDefaults()
 	if cfg.Biz == "" {
 		cfg.Biz = DefaultBiz
 	}
@@ -197,39 +207,10 @@ func Latency(ctx context.Context, cfg LatencyConfig) (*LatencyReport, error) {
 	}
 
 	setPhase("publishing")
-	interval := time.Duration(float64(time.Second) / cfg.Rate)
 	cpu := r.markCPU(ctx)
 	start := r.clock.Now()
-	end := start.Add(cfg.Duration)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for p := range cfg.Publishers {
-		wg.Go(func() {
-			var b stamped
-			for {
-				k := next.Add(1) - 1
-				due := start.Add(time.Duration(k) * interval)
-				if !due.Before(end) || !sleepUntil(ctx, r, due) {
-					return
-				}
-				ch := live[int(k%int64(len(live)))]
-				sent := r.now()
-				b.add(apiclient.PublishRequest{Biz: biz, Users: users[ch : ch+1]}, int64(sent), uint64(k), cfg.Size)
-				res, err := r.publish(ctx, b.one())
-				took := r.now() - sent
-				if err != nil {
-					if ctx.Err() == nil {
-						r.errs.add(errPublish, 1, err)
-					}
-					continue
-				}
-				pubLat.record(p, took)
-				logs[ch].add(res[0].Seq)
-				published.Add(1)
-			}
-		})
-	}
-	wg.Wait()
+	r.publishPaced(ctx, pacing{biz: biz, users: users, live: live, rate: cfg.Rate, duration: cfg.Duration, publishers: cfg.Publishers, size: cfg.Size},
+		logs, pubLat, &published)
 	pubTook := r.clock.Now().Sub(start)
 
 	setPhase("draining")
@@ -263,6 +244,56 @@ func Latency(ctx context.Context, cfg LatencyConfig) (*LatencyReport, error) {
 		return rep, fmt.Errorf("latency: %w", ctx.Err())
 	}
 	return rep, nil
+}
+
+// pacing is a steady publish to user channels.
+type pacing struct {
+	biz        string
+	users      []string // the channel of users[i] is biz/user:users[i]
+	live       []int    // the indexes of users to publish to, round robin
+	rate       float64  // entries per second over all of them
+	duration   time.Duration
+	publishers int // requests in flight at most
+	size       int // bytes of data, a stamp padded
+}
+
+// publishPaced publishes as p says through POST /v1/publish. Each entry's
+// data is a stamp of when its request was sent; each seq published goes
+// to logs[i] of its channel, each request's latency to pubLat, and the
+// count of entries to published. Failures are counted as publish errors.
+func (r *runner) publishPaced(ctx context.Context, p pacing, logs []pubLog, pubLat *recorder, published *atomic.Int64) {
+	interval := time.Duration(float64(time.Second) / p.rate)
+	start := r.clock.Now()
+	end := start.Add(p.duration)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range p.publishers {
+		wg.Go(func() {
+			var b stamped
+			for {
+				k := next.Add(1) - 1
+				due := start.Add(time.Duration(k) * interval)
+				if !due.Before(end) || !sleepUntil(ctx, r, due) {
+					return
+				}
+				ch := p.live[int(k%int64(len(p.live)))]
+				sent := r.now()
+				b.add(apiclient.PublishRequest{Biz: p.biz, Users: p.users[ch : ch+1]}, int64(sent), uint64(k), p.size)
+				res, err := r.publish(ctx, b.one())
+				took := r.now() - sent
+				if err != nil {
+					if ctx.Err() == nil {
+						r.errs.add(errPublish, 1, err)
+					}
+					continue
+				}
+				pubLat.record(w, took)
+				logs[ch].add(res[0].Seq)
+				published.Add(1)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // sleepUntil waits until t by the runner's clock; false when ctx ended.

@@ -407,6 +407,13 @@ func (s *Stream) Confirm(c *Cursor, p syncpoint.Position) {
 	s.feed.record(s.id.DeviceID, c.Channel, c.Single, p)
 }
 
+// SaveLastSeen stores the device with now as its last-seen time, for a
+// surface that held the stream open a while.
+func (s *Stream) SaveLastSeen(ctx context.Context) error {
+	id := s.id
+	return s.feed.store.SaveDevice(ctx, syncpoint.Device{ID: id.DeviceID, UserID: id.UserID, Platform: id.Platform, AppVersion: id.AppVersion, LastSeen: s.feed.clock.Now()})
+}
+
 // Close ends the stream: it stops being told of entries and revocations.
 // It is safe to call more than once.
 func (s *Stream) Close() {

@@ -10,6 +10,8 @@ package server
 import (
 	"cmp"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -40,6 +42,7 @@ import (
 	"github.com/syncpoint/syncpoint/pebble"
 	"github.com/syncpoint/syncpoint/publish"
 	"github.com/syncpoint/syncpoint/records"
+	"github.com/syncpoint/syncpoint/sse"
 	"github.com/syncpoint/syncpoint/tcp"
 	"github.com/syncpoint/syncpoint/ws"
 )
@@ -115,6 +118,9 @@ type Config struct {
 	// HeartbeatInterval is how often device sessions are pinged; 0 means
 	// hub.DefaultHeartbeatInterval.
 	HeartbeatInterval time.Duration
+	// SSEHeartbeat is how often an idle event stream gets a comment line;
+	// 0 means sse.DefaultHeartbeat.
+	SSEHeartbeat time.Duration
 	// SendQueue bounds the live entries queued per device connection; 0
 	// means hub.DefaultQueueLimit.
 	SendQueue int
@@ -141,6 +147,7 @@ type Server struct {
 	api      *httpapi.Server
 	feed     *feed.Feed
 	hub      *hub.Hub
+	events   *sse.Handler
 	records  *records.Service
 
 	// jwt verifies device JWTs and opaque verifies opaque access tokens;
@@ -333,6 +340,19 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	s.closers = append(s.closers, closerFunc(func() error { unsubscribe(); return nil }))
 	s.runners = append(s.runners, s.hub.Run)
+	s.events, err = sse.New(sse.Config{
+		Feed:       s.feed,
+		Registry:   s.registry,
+		Verifier:   s.verifier,
+		Key:        eventIDKey(cfg),
+		Logger:     s.logger,
+		Clock:      s.clock,
+		Registerer: s.metrics,
+		Heartbeat:  cfg.SSEHeartbeat,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s.api = httpapi.New(httpapi.Config{
 		Publisher:      s.pub,
 		Store:          s.store,
@@ -346,7 +366,7 @@ func New(cfg Config) (_ *Server, err error) {
 		RateBurst:      cfg.RateBurst,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		BodyTimeout:    cfg.BodyTimeout,
-		Presence:       s.hub,
+		Presence:       presence{s.hub, s.events},
 		OnChannelReset: s.hub.ResetChannel,
 		OnTokenRevoked: s.revokeToken,
 		DeviceTokens:   s.tokens,
@@ -355,6 +375,7 @@ func New(cfg Config) (_ *Server, err error) {
 	})
 	s.api.Register(s.mux)
 	s.mux.Handle("GET /v1/connect", httpapi.JSONErrors(&ws.Handler{Hub: s.hub, Logger: s.logger, MaxFrameBytes: int64(cfg.MaxFrameBytes)}))
+	s.mux.Handle("GET /v1/events", s.events)
 
 	s.http = &http.Server{
 		Handler:           httpapi.Canonical(s.mux),
@@ -367,6 +388,9 @@ func New(cfg Config) (_ *Server, err error) {
 		// http/1.1 in its handshake (an upgrade needs it), and gets it.
 		s.http.TLSConfig = s.certs.config("h2", "http/1.1")
 	}
+	// Shutdown waits for handlers, and an event stream's would not end on
+	// its own.
+	s.http.RegisterOnShutdown(s.events.Close)
 	if s.ln, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("server: listen %s: %w", cfg.Listen, err)
 	}
@@ -619,6 +643,28 @@ func (s *Server) Feed() *feed.Feed { return s.feed }
 
 // Store returns the server's store.
 func (s *Server) Store() syncpoint.Store { return s.store }
+
+// eventIDKey is the key that signs SSE event ids: derived from the token
+// secret, which every node shares, else from the API key.
+func eventIDKey(cfg Config) []byte {
+	secret := cfg.TokenSecret
+	if secret == "" {
+		secret = cfg.APIKey
+	}
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte("syncpoint sse event ids"))
+	return m.Sum(nil)
+}
+
+// presence is online on any device surface of this node.
+type presence struct {
+	hub    *hub.Hub
+	events *sse.Handler
+}
+
+func (p presence) Online(deviceID string) bool {
+	return p.hub.Online(deviceID) || p.events.Online(deviceID)
+}
 
 type closerFunc func() error
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -145,11 +143,7 @@ func backupOnline(ctx context.Context, e env, c *clientFlags, base, dir string) 
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, apiclient.DefaultMaxResponseBytes))
-		var ae apiclient.ErrorResponse
-		if json.Unmarshal(body, &ae) == nil && ae.Error.Message != "" {
-			return fmt.Errorf("the server refused the backup (HTTP %d, %s): %s", resp.StatusCode, ae.Error.Code, ae.Error.Message)
-		}
-		return fmt.Errorf("the server answered the backup with HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+		return fmt.Errorf("the server refused the backup: %w", apiclient.AnswerError(resp.StatusCode, body))
 	}
 	if err := pebble.ReadBackup(resp.Body, dir); err != nil {
 		return fmt.Errorf("backup: the server's archive: %w", err)
