@@ -343,7 +343,7 @@ func New(cfg Config) (_ *Server, err error) {
 	s.events, err = sse.New(sse.Config{
 		Feed:       s.feed,
 		Registry:   s.registry,
-		Verifier:   s.verifier,
+		Verifier:   s.tokens,
 		Key:        eventIDKey(cfg),
 		Logger:     s.logger,
 		Clock:      s.clock,

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -219,5 +220,48 @@ func TestOpaqueTokenRefusedAtHello(t *testing.T) {
 	}
 	if _, f := hello(t, ctx, r.URL, good.Token, "d-good"); f.Welcome == nil {
 		t.Fatalf("a live token: %+v", f.Error)
+	}
+}
+
+// TestOpaqueTokenEventStreamRevoked: an event stream opened with an opaque
+// token ends with a close event of 4001 as soon as the token is revoked.
+func TestOpaqueTokenEventStreamRevoked(t *testing.T) {
+	r := MustRunServer(t, testConfig(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	tok := mintToken(t, r.URL, `{"user":"u1"}`)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, r.URL+"/v1/events?biz=chat", nil)
+	req.Header.Set("Authorization", "Bearer "+tok.Token)
+	req.Header.Set("X-Device-Id", "browser")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		t.Fatalf("event stream with an opaque token: %d %s", resp.StatusCode, b)
+	}
+	lines := bufio.NewScanner(resp.Body)
+	next := func() string {
+		t.Helper()
+		if !lines.Scan() {
+			t.Fatalf("the stream ended: %v", lines.Err())
+		}
+		return lines.Text()
+	}
+	publishText(t, r.URL, "u1", "hi")
+	for next() != "event: entry" {
+	}
+	revokeToken(t, r.URL, tok.ID)
+	for next() != "event: close" {
+	}
+	var closed struct {
+		Code  wire.CloseCode `json:"code"`
+		Fatal bool           `json:"fatal"`
+	}
+	data, _ := strings.CutPrefix(next(), "data: ")
+	if err := json.Unmarshal([]byte(data), &closed); err != nil || closed.Code != wire.CloseUnauthorized {
+		t.Fatalf("close event %q (%v), want code %d", data, err, wire.CloseUnauthorized)
 	}
 }
