@@ -165,7 +165,7 @@ func item(i int, version string) string {
 func TestReconcileAfterRestore(t *testing.T) {
 	total := 100_000
 	if testing.Short() {
-		total = 10_000
+		total = 5_000
 	}
 	changed := total / 100
 	n := MustStartNode(t)
