@@ -1,5 +1,7 @@
 // Package httpapi serves the business API: publishing, reading channels,
-// managing bizzes, inspecting devices, and the health and metrics endpoints.
+// managing bizzes, inspecting devices, minting and revoking access tokens,
+// and the health and metrics endpoints; and one device route, reconcile by
+// manifest (POST /v1/sync/reconcile), which a device token opens.
 // Every error leaves through one table that maps syncpoint error codes to
 // HTTP status; docs/openapi.yaml describes the routes.
 package httpapi
@@ -77,6 +79,20 @@ type Config struct {
 	// DeviceRoutes are served beside the API's own routes: the device
 	// surfaces of other packages (HTTP sync).
 	DeviceRoutes []Route
+	// OnTokenRevoked, when set, is called with a token's id once DELETE
+	// /v1/tokens/{id} removed it from the store, so that the node forgets
+	// it at once: its verifier's cache, and the sessions and streams opened
+	// with it (closed with 4001).
+	OnTokenRevoked func(tokenID string)
+	// DeviceTokens verifies the device tokens of the device routes (POST
+	// /v1/sync/reconcile); nil refuses them all.
+	DeviceTokens Verifier
+}
+
+// Verifier checks a device token, JWT or opaque, as every device surface
+// does.
+type Verifier interface {
+	Verify(token string) (syncpoint.Claims, error)
 }
 
 // Route is a route of a device surface that another package serves on the
@@ -107,6 +123,8 @@ type Server struct {
 	ready          func(context.Context) error
 	onReset        func(syncpoint.Channel)
 	backup         func(context.Context, io.Writer) error
+	onRevoke       func(string)
+	devices        Verifier
 	keyHash        [sha256.Size]byte
 	keySet         bool
 	metrics        *apiMetrics // nil: no metrics
@@ -140,6 +158,8 @@ func New(cfg Config) *Server {
 		ready:       cfg.Ready,
 		onReset:     cfg.OnChannelReset,
 		backup:      cfg.Backup,
+		onRevoke:    cfg.OnTokenRevoked,
+		devices:     cfg.DeviceTokens,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -187,6 +207,10 @@ func New(cfg Config) *Server {
 		{"DELETE", "/v1/bizzes/{name}", true, s.handleDeleteBiz},
 		{"GET", "/v1/devices/{id}", true, s.handleGetDevice},
 		{"GET", "/v1/users/{id}/devices", true, s.handleUserDevices},
+		{"POST", "/v1/tokens", true, s.handleMintToken},
+		{"GET", "/v1/users/{id}/tokens", true, s.handleUserTokens},
+		{"DELETE", "/v1/tokens/{id}", true, s.handleRevokeToken},
+		{"POST", "/v1/sync/reconcile", false, s.handleReconcile},
 		{"POST", "/v1/admin/backup", true, s.handleBackup},
 		{"GET", "/healthz", false, s.handleHealth},
 		{"GET", "/readyz", false, s.handleReady},

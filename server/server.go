@@ -154,7 +154,6 @@ type Server struct {
 	store    syncpoint.Store
 	broker   syncpoint.Broker
 	registry *syncpoint.Registry
-	verifier *auth.Verifier
 	pub      *publish.Publisher
 	api      *httpapi.Server
 	feed     *feed.Feed
@@ -162,6 +161,13 @@ type Server struct {
 	events   *sse.Handler
 	records  *records.Service
 	sync     *httpsync.Handler
+
+	// jwt verifies device JWTs and opaque verifies opaque access tokens;
+	// tokens verifies either kind, and every device surface takes it, so
+	// that a token good on one is good on all.
+	jwt    *auth.Verifier
+	opaque *auth.Opaque
+	tokens auth.Tokens
 
 	// mux serves the business API; the device transports (WebSocket, SSE,
 	// HTTP sync) add their routes to it too.
@@ -246,7 +252,7 @@ func New(cfg Config) (_ *Server, err error) {
 			s.release()
 		}
 	}()
-	s.verifier, err = auth.NewVerifier(auth.VerifierConfig{Secret: []byte(cfg.TokenSecret), PublicKeyPEM: cfg.TokenPublicKey, Clock: cfg.Clock})
+	s.jwt, err = auth.NewVerifier(auth.VerifierConfig{Secret: []byte(cfg.TokenSecret), PublicKeyPEM: cfg.TokenPublicKey, Clock: cfg.Clock})
 	if err != nil {
 		return nil, fmt.Errorf("server: token secret: %w", err)
 	}
@@ -288,6 +294,8 @@ func New(cfg Config) (_ *Server, err error) {
 	if s.broker, err = s.openBroker(); err != nil {
 		return nil, err
 	}
+	s.opaque = auth.NewOpaque(auth.OpaqueConfig{Store: s.store, Clock: s.clock})
+	s.tokens = auth.Tokens{JWT: s.jwt, Opaque: s.opaque}
 	s.registry = syncpoint.NewRegistry(s.store)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -332,7 +340,7 @@ func New(cfg Config) (_ *Server, err error) {
 	s.hub = hub.New(hub.Config{
 		Store:             s.store,
 		Registry:          s.registry,
-		Verifier:          s.verifier,
+		Verifier:          s.tokens,
 		Feed:              s.feed,
 		Records:           s.records,
 		Clock:             s.clock,
@@ -351,7 +359,7 @@ func New(cfg Config) (_ *Server, err error) {
 		Store:               s.store,
 		Registry:            s.registry,
 		Feed:                s.feed,
-		Verifier:            s.verifier,
+		Verifier:            s.tokens,
 		Records:             s.records,
 		Clock:               s.clock,
 		Logger:              s.logger,
@@ -371,7 +379,7 @@ func New(cfg Config) (_ *Server, err error) {
 	s.events, err = sse.New(sse.Config{
 		Feed:       s.feed,
 		Registry:   s.registry,
-		Verifier:   s.verifier,
+		Verifier:   s.tokens,
 		Key:        eventIDKey(cfg),
 		Logger:     s.logger,
 		Clock:      s.clock,
@@ -396,6 +404,8 @@ func New(cfg Config) (_ *Server, err error) {
 		BodyTimeout:    cfg.BodyTimeout,
 		Presence:       presence{s.hub, s.events},
 		OnChannelReset: s.hub.ResetChannel,
+		OnTokenRevoked: s.revokeToken,
+		DeviceTokens:   s.tokens,
 		Ready:          s.ready,
 		Backup:         s.backup(),
 		DeviceRoutes:   deviceRoutes,
@@ -507,8 +517,13 @@ func (s *Server) TCPAddr() string {
 // Registry returns the bizzes the server serves.
 func (s *Server) Registry() *syncpoint.Registry { return s.registry }
 
-// Verifier returns the device token verifier.
-func (s *Server) Verifier() *auth.Verifier { return s.verifier }
+// Verifier returns the device JWT verifier; device surfaces verify with
+// DeviceTokens, which takes opaque tokens too.
+func (s *Server) Verifier() *auth.Verifier { return s.jwt }
+
+// DeviceTokens verifies device tokens of either kind, as every device
+// surface does.
+func (s *Server) DeviceTokens() auth.Tokens { return s.tokens }
 
 // ready backs /readyz: not ready once shutdown starts, so load balancers
 // drain the node first, nor while the store takes no writes.
@@ -647,6 +662,17 @@ func (s *Server) PprofAddr() string {
 		return ""
 	}
 	return s.pprofLn.Addr().String()
+}
+
+// revokeToken makes a revocation take effect at once on this node: the
+// verifier's cache forgets the token, and every session and event stream
+// opened with it closes with 4001. Other nodes learn of it through the
+// cluster's broker (a control event, issue 10) and do the same; until then
+// they refuse the token once their cache entry expires
+// (auth.DefaultOpaqueCacheTTL), but keep its open sessions.
+func (s *Server) revokeToken(tokenID string) {
+	s.opaque.Forget(tokenID)
+	s.feed.Revoke(tokenID)
 }
 
 // Hub returns the device session hub.
