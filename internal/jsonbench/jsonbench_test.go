@@ -2,6 +2,7 @@ package jsonbench
 
 import (
 	stdjson "encoding/json"
+	"errors"
 	"fmt"
 	"reflect"
 	"strings"
@@ -9,10 +10,11 @@ import (
 	"time"
 
 	jsonv2 "github.com/go-json-experiment/json"
-	"github.com/go-json-experiment/json/jsontext"
+	v2text "github.com/go-json-experiment/json/jsontext"
 	goccy "github.com/goccy/go-json"
 	segment "github.com/segmentio/encoding/json"
 
+	"github.com/syncpoint/syncpoint/internal/jsontext"
 	"github.com/syncpoint/syncpoint/wire"
 )
 
@@ -105,17 +107,31 @@ func libCodec[R ~[]byte](name string, unmarshal func([]byte, any) error, marshal
 	}
 }
 
-var v2opts = []jsonv2.Options{jsontext.AllowDuplicateNames(true)}
+var v2opts = []jsonv2.Options{v2text.AllowDuplicateNames(true)}
 
 func codecs() []codec {
 	return []codec{
 		{name: "handwritten", decode: wire.DecodeJSON, encode: wire.EncodeJSON},
 		libCodec[stdjson.RawMessage]("encoding_json", stdjson.Unmarshal, stdjson.Marshal),
-		libCodec[jsontext.Value]("go-json-experiment",
+		libCodec[v2text.Value]("go-json-experiment",
 			func(b []byte, v any) error { return jsonv2.Unmarshal(b, v, v2opts...) },
 			func(v any) ([]byte, error) { return jsonv2.Marshal(v, v2opts...) }),
 		libCodec[stdjson.RawMessage]("goccy", goccy.Unmarshal, goccy.Marshal),
 		libCodec[stdjson.RawMessage]("segmentio", segment.Unmarshal, segment.Marshal),
+		// What the hand-written decoder guarantees on top of a library's:
+		// the frame is I-JSON (no lone surrogates, no number out of a
+		// double's range), checked in one pass before the library decodes.
+		libCodec[stdjson.RawMessage]("goccy+ijson", validThen(goccy.Unmarshal), goccy.Marshal),
+		libCodec[stdjson.RawMessage]("segmentio+ijson", validThen(segment.Unmarshal), segment.Marshal),
+	}
+}
+
+func validThen(unmarshal func([]byte, any) error) func([]byte, any) error {
+	return func(b []byte, v any) error {
+		if !jsontext.Valid(b) {
+			return errors.New("not I-JSON")
+		}
+		return unmarshal(b, v)
 	}
 }
 
