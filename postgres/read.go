@@ -1,0 +1,199 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/syncpoint/syncpoint"
+)
+
+// entryCols are the columns an entry is read from, in scanEntry's order.
+// They come through a LEFT JOIN in Read, hence coalesce.
+const entryCols = `coalesce(e.seq, 0), coalesce(e.op, ''), coalesce(e.key, ''), e.data, coalesce(e.created_at, 'epoch'),
+	e.expires_at, coalesce(e.conditions, ''), coalesce(e.origin, ''), coalesce(e.idempotency_key, '')`
+
+// entryRow is the scan target of entryCols.
+type entryRow struct {
+	seq        int64
+	op         string
+	e          syncpoint.Entry
+	expires    pgtype.Timestamptz
+	conditions string
+}
+
+func (r *entryRow) dest() []any {
+	return []any{&r.seq, &r.op, &r.e.Key, &r.e.Data, &r.e.CreatedAt, &r.expires, &r.conditions, &r.e.Origin, &r.e.IdempotencyKey}
+}
+
+// entry finishes the scanned row as an entry of ch.
+func (r *entryRow) entry(ch syncpoint.Channel, epoch string) (syncpoint.Entry, error) {
+	e := r.e
+	e.Channel, e.Epoch, e.Seq, e.Op = ch, epoch, uint64(r.seq), syncpoint.Op(r.op)
+	if r.expires.Valid {
+		e.ExpiresAt = r.expires.Time
+	}
+	if len(e.Data) == 0 {
+		e.Data = nil
+	}
+	if err := decodeConditions(r.conditions, &e.Conditions); err != nil {
+		return syncpoint.Entry{}, fmt.Errorf("entry %d: %w", e.Seq, err)
+	}
+	return e, nil
+}
+
+// seqArg passes a seq to a bigint parameter: seqs past the range of
+// bigint cannot be stored, so the largest one stands for them all.
+func seqArg(seq uint64) int64 { return int64(min(seq, math.MaxInt64)) }
+
+// Read implements syncpoint.Store. A limit of 0 or less means
+// DefaultReadLimit; limits above MaxReadLimit are capped.
+//
+// The head and the entries come from one statement, so from one snapshot:
+// a page never mixes entries of one epoch with the info of another. The
+// page stops at the head's last_seq, and every seq up to it is committed:
+// a channel's seqs are handed out only by a transaction that holds its
+// head row's lock until it commits (see doc.go), so there is no seq at or
+// below last_seq that commits later and a reader could step over.
+func (s *Store) Read(ctx context.Context, ch syncpoint.Channel, after uint64, limit int, now time.Time) (syncpoint.Page, error) {
+	if err := ch.Validate(); err != nil {
+		return syncpoint.Page{}, fmt.Errorf("read: %w", err)
+	}
+	if limit <= 0 {
+		limit = DefaultReadLimit
+	}
+	limit = min(limit, MaxReadLimit)
+	var p syncpoint.Page
+	err := s.read(ctx, "read "+ch.String(), func(ctx context.Context) error {
+		p = syncpoint.Page{Info: syncpoint.ChannelInfo{Channel: ch, FirstSeq: 1}}
+		rows, err := s.pool.Query(ctx, `SELECT c.epoch, c.first_seq, c.last_seq, `+entryCols+`
+			FROM channels c LEFT JOIN LATERAL (
+				SELECT * FROM entries e
+				WHERE e.channel_id = c.id AND e.seq > greatest($2, c.first_seq - 1) AND e.seq <= c.last_seq
+					AND (e.expires_at IS NULL OR e.expires_at > $3)
+				ORDER BY e.seq LIMIT $4
+			) e ON true
+			WHERE c.name = $1 AND c.epoch IS NOT NULL`, ch.String(), seqArg(after), now, limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		var r entryRow
+		var first, last int64
+		dest := append([]any{&p.Info.Epoch, &first, &last}, r.dest()...)
+		for rows.Next() {
+			r.e.Data = nil // scanned afresh, never shared between entries
+			if err := rows.Scan(dest...); err != nil {
+				return err
+			}
+			p.Info.FirstSeq, p.Info.LastSeq = uint64(first), uint64(last)
+			if r.seq == 0 {
+				break // the channel, without entries to return
+			}
+			e, err := r.entry(ch, p.Info.Epoch)
+			if err != nil {
+				return err
+			}
+			if p.Entries == nil {
+				p.Entries = make([]syncpoint.Entry, 0, min(limit, int(min(uint64(last)-max(after, uint64(first)-1), uint64(limit)))))
+			}
+			p.Entries = append(p.Entries, e)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return syncpoint.Page{}, err
+	}
+	return p, nil
+}
+
+// Channel implements syncpoint.Store.
+func (s *Store) Channel(ctx context.Context, ch syncpoint.Channel) (syncpoint.ChannelInfo, error) {
+	if err := ch.Validate(); err != nil {
+		return syncpoint.ChannelInfo{}, fmt.Errorf("channel: %w", err)
+	}
+	info := syncpoint.ChannelInfo{Channel: ch}
+	err := s.read(ctx, "channel "+ch.String(), func(ctx context.Context) error {
+		var first, last int64
+		err := s.pool.QueryRow(ctx, `SELECT epoch, first_seq, last_seq FROM channels WHERE name = $1 AND epoch IS NOT NULL`, ch.String()).
+			Scan(&info.Epoch, &first, &last)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return syncpoint.ErrNotFound
+		}
+		info.FirstSeq, info.LastSeq = uint64(first), uint64(last)
+		return err
+	})
+	if err != nil {
+		return syncpoint.ChannelInfo{}, err
+	}
+	return info, nil
+}
+
+// Entry implements syncpoint.Store. An entry that expired but was not yet
+// swept is still returned.
+func (s *Store) Entry(ctx context.Context, ch syncpoint.Channel, seq uint64) (syncpoint.Entry, error) {
+	if err := ch.Validate(); err != nil {
+		return syncpoint.Entry{}, fmt.Errorf("entry: %w", err)
+	}
+	var e syncpoint.Entry
+	err := s.read(ctx, fmt.Sprintf("entry %s/%d", ch, seq), func(ctx context.Context) error {
+		var r entryRow
+		var epoch string
+		err := s.pool.QueryRow(ctx, `SELECT c.epoch, `+entryCols+`
+			FROM channels c JOIN entries e ON e.channel_id = c.id AND e.seq = $2
+			WHERE c.name = $1 AND c.epoch IS NOT NULL AND e.seq >= c.first_seq AND e.seq <= c.last_seq`,
+			ch.String(), seqArg(seq)).Scan(append([]any{&epoch}, r.dest()...)...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return syncpoint.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		e, err = r.entry(ch, epoch)
+		return err
+	})
+	if err != nil {
+		return syncpoint.Entry{}, err
+	}
+	return e, nil
+}
+
+// KeyEntry implements syncpoint.Store: the newest put or delete of key
+// that is still stored.
+func (s *Store) KeyEntry(ctx context.Context, ch syncpoint.Channel, key string) (syncpoint.Entry, error) {
+	if err := ch.Validate(); err != nil {
+		return syncpoint.Entry{}, fmt.Errorf("key entry: %w", err)
+	}
+	var e syncpoint.Entry
+	err := s.read(ctx, fmt.Sprintf("key entry %s %q", ch, key), func(ctx context.Context) error {
+		if !textOK(key) {
+			return syncpoint.ErrNotFound // no such key can have been stored
+		}
+		var r entryRow
+		var epoch string
+		err := s.pool.QueryRow(ctx, `SELECT c.epoch, `+entryCols+`
+			FROM channels c CROSS JOIN LATERAL (
+				SELECT * FROM entries e
+				WHERE e.channel_id = c.id AND e.key = $2 AND e.op <> 'msg' AND e.seq >= c.first_seq AND e.seq <= c.last_seq
+				ORDER BY e.seq DESC LIMIT 1
+			) e
+			WHERE c.name = $1 AND c.epoch IS NOT NULL`, ch.String(), key).Scan(append([]any{&epoch}, r.dest()...)...)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return syncpoint.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		e, err = r.entry(ch, epoch)
+		return err
+	})
+	if err != nil {
+		return syncpoint.Entry{}, err
+	}
+	return e, nil
+}
