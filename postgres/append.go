@@ -291,13 +291,13 @@ func (s *Store) runBatch(batch []*appendOp) (*plan, error) {
 type plan struct {
 	now time.Time
 
-	heads   map[string]*head   // by channel name
-	ids     map[ckey]idemRow   // idempotency keys: the database's, then the batch's
-	newIDs  map[ckey]idemRow   // the batch's, to upsert
-	keys    map[ckey]uint64    // newest put/delete seq per key: the database's, then the batch's
-	entries []pendingEntry     // in append order
-	pending map[chanSeq]int    // index into entries, for compaction within the batch
-	dels    []chanSeq          // stored entries that compaction replaced
+	heads   map[string]*head // by channel name
+	ids     map[ckey]idemRow // idempotency keys: the database's, then the batch's
+	newIDs  map[ckey]idemRow // the batch's, to upsert
+	keys    map[ckey]uint64  // newest put/delete seq per key: the database's, then the batch's
+	entries []pendingEntry   // in append order
+	pending map[chanSeq]int  // index into entries, for compaction within the batch
+	dels    []chanSeq        // stored entries that compaction replaced
 	results [][]syncpoint.AppendResult
 	counts  struct{ appended, duplicates, mismatches int }
 }
@@ -547,11 +547,11 @@ func (p *plan) keySeq(h *head, key string) uint64 {
 func (p *plan) queueWrites(b *pgx.Batch) {
 	n := len(p.entries)
 	var (
-		chans, seqs                = make([]int64, 0, n), make([]int64, 0, n)
-		ops, keys, conds, origins  = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-		ikeys                      = make([]string, 0, n)
-		data                       = make([][]byte, 0, n)
-		created, expires, goneAts  = make([]time.Time, 0, n), make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n)
+		chans, seqs               = make([]int64, 0, n), make([]int64, 0, n)
+		ops, keys, conds, origins = make([]string, 0, n), make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
+		ikeys                     = make([]string, 0, n)
+		data                      = make([][]byte, 0, n)
+		created, expires, goneAts = make([]time.Time, 0, n), make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n)
 	)
 	for _, pe := range p.entries {
 		if pe.gone || pe.seq < pe.ch.first {
@@ -619,7 +619,7 @@ func (p *plan) queueWrites(b *pgx.Batch) {
 	}
 }
 
-// encodeConditions gives '' for the conditions that match every device,
+// encodeConditions gives ” for the conditions that match every device,
 // which nearly every entry has, so that reads decode no JSON for them.
 func encodeConditions(c syncpoint.Conditions) string {
 	if c.IsZero() {
@@ -644,4 +644,3 @@ func newEpoch() string {
 	rand.Read(b[:]) // never fails on supported platforms
 	return hex.EncodeToString(b[:])
 }
-
