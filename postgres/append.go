@@ -162,10 +162,10 @@ func (q *queue) close() {
 	q.signal()
 }
 
-// take moves queued calls into batch, up to the limits, and reports
-// whether the queue is closed and empty. Calls cancelled meanwhile are
-// dropped.
-func (q *queue) take(batch []*appendOp, maxReqs, maxBytes int) ([]*appendOp, bool) {
+// take moves queued calls into batch, up to the limits, dropping those
+// cancelled meanwhile. It reports whether calls were left for want of
+// room, and whether the queue is closed and empty.
+func (q *queue) take(batch []*appendOp, maxReqs, maxBytes int) (_ []*appendOp, full, closed bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	reqs, bytes := 0, 0
@@ -176,6 +176,7 @@ func (q *queue) take(batch []*appendOp, maxReqs, maxBytes int) ([]*appendOp, boo
 	n := 0
 	for _, o := range q.ops {
 		if len(batch) > 0 && (reqs+len(o.reqs) > maxReqs || bytes+o.bytes > maxBytes) {
+			full = true
 			break
 		}
 		n++
@@ -193,7 +194,7 @@ func (q *queue) take(batch []*appendOp, maxReqs, maxBytes int) ([]*appendOp, boo
 		// Another committer can start on what this batch had no room for.
 		defer q.signal()
 	}
-	return batch, q.closed && len(q.ops) == 0 && len(batch) == 0
+	return batch, full, q.closed && len(q.ops) == 0 && len(batch) == 0
 }
 
 // commitLoop is one committer: it takes every queued call (up to the
@@ -205,8 +206,8 @@ func (s *Store) commitLoop() {
 	defer s.workers.Done()
 	var batch []*appendOp
 	for {
-		var closed bool
-		batch, closed = s.queue.take(batch[:0], s.opts.MaxBatch, s.opts.MaxBatchBytes)
+		var full, closed bool
+		batch, full, closed = s.queue.take(batch[:0], s.opts.MaxBatch, s.opts.MaxBatchBytes)
 		if closed {
 			s.queue.signal() // the next committer sees the close too
 			return
@@ -215,7 +216,7 @@ func (s *Store) commitLoop() {
 			<-s.queue.wake
 			continue
 		}
-		if s.opts.CommitWindow > 0 && s.lastBatch.Load() > 1 {
+		if s.opts.CommitWindow > 0 && s.lastBatch.Load() > 1 && !full {
 			batch = s.gather(batch)
 		}
 		s.lastBatch.Store(int64(len(batch)))
@@ -224,20 +225,21 @@ func (s *Store) commitLoop() {
 	}
 }
 
-// gather waits up to CommitWindow for more calls: writers that append in
-// a loop come back a moment after their answer, and would otherwise share
-// their transactions out over the committers one by one.
+// gather holds a batch back for up to CommitWindow, until the callers of
+// the last transaction had time to come back, as PostgreSQL's commit_delay
+// does: writers that append in a loop then share one transaction instead
+// of splitting into two groups that alternate.
 func (s *Store) gather(batch []*appendOp) []*appendOp {
+	last := int(s.lastBatch.Load())
+	want := len(batch) + last - last/10
 	t := time.NewTimer(s.opts.CommitWindow)
 	defer t.Stop()
-	want := int(s.lastBatch.Load())
 	for len(batch) < want {
 		select {
 		case <-s.queue.wake:
-			n := len(batch)
-			batch, _ = s.queue.take(batch, s.opts.MaxBatch, s.opts.MaxBatchBytes)
-			if len(batch) == n {
-				return batch // full, or only cancelled calls came
+			var full bool
+			if batch, full, _ = s.queue.take(batch, s.opts.MaxBatch, s.opts.MaxBatchBytes); full {
+				return batch
 			}
 		case <-t.C:
 			return batch
@@ -268,6 +270,7 @@ func (s *Store) commitBatch(batch []*appendOp) {
 		return
 	}
 	s.metrics.observe(p, len(batch), time.Since(start))
+	s.batches.Add(1)
 	for i, o := range batch {
 		o.res = p.results[i]
 		close(o.done)

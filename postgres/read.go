@@ -83,24 +83,27 @@ func (s *Store) Read(ctx context.Context, ch syncpoint.Channel, after uint64, li
 			return err
 		}
 		defer rows.Close()
-		var r entryRow
-		var first, last int64
-		dest := append([]any{&p.Info.Epoch, &first, &last}, r.dest()...)
-		for rows.Next() {
-			r.e.Data = nil // scanned afresh, never shared between entries
-			if err := rows.Scan(dest...); err != nil {
+		if !rawOK(rows) {
+			return fmt.Errorf("read: unexpected columns %v", rows.FieldDescriptions())
+		}
+		var r pageRow
+		for n := 0; rows.Next(); n++ {
+			if err := readRow(rows.RawValues(), &r, n > 0); err != nil {
 				return err
 			}
-			p.Info.FirstSeq, p.Info.LastSeq = uint64(first), uint64(last)
-			if r.seq == 0 {
+			p.Info.Epoch, p.Info.FirstSeq, p.Info.LastSeq = r.epoch, r.first, r.last
+			if !r.hasEntry {
 				break // the channel, without entries to return
 			}
-			e, err := r.entry(ch, p.Info.Epoch)
-			if err != nil {
-				return err
+			e := r.e
+			e.Channel, e.Epoch = ch, r.epoch
+			if len(r.conditions) > 0 {
+				if err := decodeConditions(string(r.conditions), &e.Conditions); err != nil {
+					return fmt.Errorf("entry %d: %w", e.Seq, err)
+				}
 			}
 			if p.Entries == nil {
-				p.Entries = make([]syncpoint.Entry, 0, min(limit, int(min(uint64(last)-max(after, uint64(first)-1), uint64(limit)))))
+				p.Entries = make([]syncpoint.Entry, 0, pageCap(after, r.first, r.last, limit))
 			}
 			p.Entries = append(p.Entries, e)
 		}
@@ -110,6 +113,15 @@ func (s *Store) Read(ctx context.Context, ch syncpoint.Channel, after uint64, li
 		return syncpoint.Page{}, err
 	}
 	return p, nil
+}
+
+// pageCap is how many entries a page can hold at most.
+func pageCap(after, first, last uint64, limit int) int {
+	from := max(after, first-1)
+	if last <= from {
+		return 1
+	}
+	return int(min(last-from, uint64(limit)))
 }
 
 // Channel implements syncpoint.Store.

@@ -91,6 +91,7 @@ type Store struct {
 	// lastBatch is how many Append calls the last transaction carried: a
 	// committer waits CommitWindow for company only after a shared one.
 	lastBatch atomic.Int64
+	batches   atomic.Uint64 // committed append transactions
 
 	// down is the outage the last failed operation ran into, cleared by
 	// the next one that succeeds; Health reports it.
