@@ -3,9 +3,7 @@ package postgres
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
-	"strconv"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,14 +29,17 @@ func benchEntry(ch syncpoint.Channel, now time.Time) syncpoint.AppendRequest {
 
 // BenchmarkAppend has 64 concurrent writers, each waiting for its own
 // entry to be durable, as 64 publishing API requests would: one channel
-// per writer, and all of them on one channel.
+// per writer, or all of them on one channel; with the default number of
+// committers, and with one.
 func BenchmarkAppend(b *testing.B) {
-	b.Run("channels=64", func(b *testing.B) { benchAppend(b, 64, false) })
-	b.Run("channels=1", func(b *testing.B) { benchAppend(b, 64, true) })
+	b.Run("channels=64", func(b *testing.B) { benchAppend(b, 64, false, Options{}) })
+	b.Run("channels=64/committers=1", func(b *testing.B) { benchAppend(b, 64, false, Options{Committers: 1}) })
+	b.Run("channels=1", func(b *testing.B) { benchAppend(b, 64, true, Options{}) })
 }
 
-func benchAppend(b *testing.B, writers int, oneChannel bool) {
-	s := MustOpenStoreURL(b, MustCreateSchema(b), Options{MaxConns: 10, Committers: benchCommitters(), CommitWindow: benchWindow()})
+func benchAppend(b *testing.B, writers int, oneChannel bool, opts Options) {
+	opts.MaxConns = 8
+	s := MustOpenStoreURL(b, MustCreateSchema(b), opts)
 	ctx := context.Background()
 	now := time.Now()
 	var next atomic.Int64
@@ -92,13 +93,3 @@ func BenchmarkRead(b *testing.B) {
 }
 
 func runtimeProcs() int { return max(1, runtime.GOMAXPROCS(0)) }
-
-func benchCommitters() int {
-	n, _ := strconv.Atoi(os.Getenv("PGC"))
-	return n
-}
-
-func benchWindow() time.Duration {
-	d, _ := time.ParseDuration(os.Getenv("PGW"))
-	return d
-}

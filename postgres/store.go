@@ -25,7 +25,7 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultCommitters     = 4
+	DefaultCommitters     = 2
 	DefaultMaxBatch       = 2000
 	DefaultMaxBatchBytes  = 8 << 20
 	DefaultCommitWindow   = 200 * time.Microsecond
