@@ -20,6 +20,7 @@ type metrics struct {
 	commitSecs   prometheus.Histogram
 	sweepRemoved prometheus.Counter
 	retries      prometheus.Counter
+	inDoubt      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -60,6 +61,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "syncpoint_store_retries_total",
 			Help: "Operations tried again after a lost connection, a serialization failure or a deadlock.",
 		}),
+		inDoubt: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "syncpoint_store_commits_in_doubt_total",
+			Help: "Transactions whose answer to COMMIT was lost, by what the database said became of them.",
+		}, []string{"outcome"}),
 	}
 	if reg == nil {
 		return m, nil
@@ -76,7 +81,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 }
 
 func (m *metrics) collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.appends, m.duplicates, m.mismatches, m.batchEntries, m.batchCalls, m.commitSecs, m.sweepRemoved, m.retries}
+	return []prometheus.Collector{m.appends, m.duplicates, m.mismatches, m.batchEntries, m.batchCalls, m.commitSecs, m.sweepRemoved, m.retries, m.inDoubt}
 }
 
 // unregister lets a reopened store register under the same registry.

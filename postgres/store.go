@@ -96,6 +96,8 @@ type Store struct {
 	// down is the outage the last failed operation ran into, cleared by
 	// the next one that succeeds; Health reports it.
 	down atomic.Pointer[outage]
+
+	beforeCommit func(*pgx.Conn) // see onceTx
 }
 
 type outage struct {
@@ -109,8 +111,9 @@ var _ syncpoint.Store = (*Store)(nil)
 // Open connects to the database the URL names (a postgres:// or
 // postgresql:// URL, or a key=value connection string), brings its schema
 // up to date and starts the committers. The URL's search_path parameter
-// picks the schema; the first schema of the path must exist. While the
-// database cannot be reached, Open retries for Options.RetryTimeout.
+// picks the schema; the first schema of the path must exist. Open tries
+// once: a node that starts before its database is up fails, and its
+// supervisor starts it again.
 func Open(ctx context.Context, connString string, opts Options) (*Store, error) {
 	if opts.Clock == nil {
 		opts.Clock = clock.Real{}
@@ -207,21 +210,19 @@ func parseError(err error) error {
 }
 
 func (s *Store) migrate(ctx context.Context) error {
-	return s.retry(ctx, "migrate", func(ctx context.Context) error {
-		conn, err := s.pool.Acquire(ctx)
-		if err != nil {
-			return err
-		}
-		defer conn.Release()
-		from, to, err := migrate(ctx, conn.Conn(), migrationFiles)
-		if err != nil {
-			return err
-		}
-		if to > from {
-			s.log.Info("store: schema migrated", "from", from, "to", to)
-		}
-		return nil
-	})
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return giveUp(err)
+	}
+	defer conn.Release()
+	from, to, err := migrate(ctx, conn.Conn(), migrationFiles)
+	if err != nil {
+		return giveUp(err)
+	}
+	if to > from {
+		s.log.Info("store: schema migrated", "from", from, "to", to)
+	}
+	return nil
 }
 
 // start checks ctx and registers an operation.
@@ -397,8 +398,11 @@ func backoff(attempt int) time.Duration {
 }
 
 // markDown records that the database is unreachable, keeping the time the
-// outage began.
+// outage began, and has the pool drop its connections, which are likely
+// as dead as the one that failed: the next try dials afresh instead of
+// spending itself on a stale one.
 func (s *Store) markDown(err error) {
+	s.pool.Reset()
 	for {
 		old := s.down.Load()
 		now := time.Now()

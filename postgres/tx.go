@@ -20,6 +20,9 @@ type onceTx struct {
 	conn       *pgx.Conn
 	xid        string // set once the first batch is answered
 	commitSent bool
+	// beforeCommit, when set, is called with the connection just before
+	// the batch with COMMIT is sent; tests cut the connection there.
+	beforeCommit func(*pgx.Conn)
 }
 
 // begin queues BEGIN and the transaction id at the head of b.
@@ -40,6 +43,9 @@ func (t *onceTx) send(ctx context.Context, b *pgx.Batch) error {
 // commit runs b with COMMIT at its end.
 func (t *onceTx) commit(ctx context.Context, b *pgx.Batch) error {
 	b.Queue(`COMMIT`)
+	if t.beforeCommit != nil {
+		t.beforeCommit(t.conn)
+	}
 	t.commitSent = true
 	return t.send(ctx, b)
 }
@@ -80,10 +86,15 @@ func (s *Store) once(ctx context.Context, what string, try func(ctx context.Cont
 		if err != nil && t.commitSent && t.xid != "" && !isServerError(err) {
 			committed, rerr := s.resolve(ctx, what, t.xid, &began)
 			if rerr != nil {
+				s.metrics.inDoubt.WithLabelValues("unknown").Inc()
 				return fmt.Errorf("%w: the connection was lost during COMMIT and the outcome is unknown (%v): %w", syncpoint.ErrUnavailable, rerr, err)
 			}
 			if committed {
+				s.metrics.inDoubt.WithLabelValues("committed").Inc()
+				s.log.Warn("store: a COMMIT lost its answer; the transaction did commit", "op", what, "err", err)
 				err = nil
+			} else {
+				s.metrics.inDoubt.WithLabelValues("aborted").Inc()
 			}
 		}
 		if err == nil {
@@ -105,7 +116,7 @@ func (s *Store) tryOnce(ctx context.Context, t *onceTx, try func(ctx context.Con
 		return err
 	}
 	defer conn.Release()
-	t.conn = conn.Conn()
+	t.conn, t.beforeCommit = conn.Conn(), s.beforeCommit
 	return try(ctx, t)
 }
 
@@ -132,9 +143,8 @@ func (s *Store) resolve(ctx context.Context, what, xid string, began *time.Time)
 		case err == nil && *status == "aborted":
 			return false, nil
 		case err == nil:
-			// Still in progress: a backend that has not yet noticed its lost
-			// client. It cannot commit without us, but asking again costs
-			// little and keeps the rule simple.
+			// Still in progress: its backend is still working through the
+			// batch, COMMIT included, or has yet to notice its lost client.
 			err = unavailable(errors.New("the transaction is still in progress"))
 		case !transient(err):
 			return false, err
