@@ -45,6 +45,24 @@ const (
 // (Error.Seq) with other content; nothing new was stored for it.
 const CodeIdempotencyMismatch ErrorCode = "idempotency_mismatch"
 
+// The codes of HTTP sync (package httpsync). They are answered over HTTP
+// only, so no close code stands for them.
+const (
+	// CodeUnknownSession: the queue session id names no open session of
+	// this device (never started, expired while idle, or another
+	// device's). Start a new one.
+	CodeUnknownSession ErrorCode = "unknown_session"
+	// CodeSessionSuperseded: a newer start of the same device replaced
+	// the session. Use the new one.
+	CodeSessionSuperseded ErrorCode = "session_superseded"
+	// CodeInvalidCursor: a one-shot cursor that this server did not issue
+	// for this device, or that was altered.
+	CodeInvalidCursor ErrorCode = "invalid_cursor"
+	// CodeInvalidAckKey: an ack key that this server did not issue for
+	// this device, or that was altered.
+	CodeInvalidAckKey ErrorCode = "invalid_ack_key"
+)
+
 // Error is an error safe to show a client: a code and a human message.
 // Internal details never go into Message; they are logged where they happen.
 type Error struct {

@@ -50,7 +50,22 @@ type Page struct {
 	Entries []Entry
 }
 
-// Store keeps the logs, device sync points, devices and bizzes.
+// KeySeq is a live key of a channel and the seq of its newest entry.
+type KeySeq struct {
+	Key string
+	Seq uint64
+}
+
+// KeyPage is a slice of a channel's live keys, in key order.
+type KeyPage struct {
+	Info ChannelInfo
+	Keys []KeySeq
+	// More reports that live keys above the last one listed may remain.
+	More bool
+}
+
+// Store keeps the logs, device sync points, devices, bizzes and access
+// tokens.
 //
 // Every method is safe for concurrent use, and so are several handles on
 // one backend (one per node, for a store shared by a cluster): what one
@@ -111,6 +126,23 @@ type Store interface {
 	// Errors: a *Error with CodeInvalid when ch is malformed.
 	Read(ctx context.Context, ch Channel, after uint64, limit int, now time.Time) (Page, error)
 
+	// Keys lists the channel's live keys above after, in byte order of the
+	// key, each with the seq of its newest entry: up to limit of them, where
+	// a limit of 0 or less means a default of the store's, and a store may
+	// list fewer than asked (More then says so). A key is live when KeyEntry
+	// would return a put with a seq of at least FirstSeq that has not
+	// expired at now. So a key whose newest entry is a delete (a tombstone,
+	// until Sweep removes it) is left out, as is one whose newest put
+	// expired or was trimmed, even if an older put of it is still kept (a
+	// biz that does not compact); a key that only msg entries carry was
+	// never a key. As with Read, no entry that is not yet durable counts.
+	// The page's Info is the channel's as of the listing. An unknown
+	// channel gives an empty page whose Info has an empty epoch, FirstSeq 1
+	// and LastSeq 0, and no error. A PostgreSQL store must order keys by
+	// their bytes (COLLATE "C"), as Go compares strings.
+	// Errors: a *Error with CodeInvalid when ch is malformed.
+	Keys(ctx context.Context, ch Channel, after string, limit int, now time.Time) (KeyPage, error)
+
 	// Channel returns the channel's info. Errors: ErrNotFound.
 	Channel(ctx context.Context, ch Channel) (ChannelInfo, error)
 
@@ -127,8 +159,8 @@ type Store interface {
 	ResetChannel(ctx context.Context, ch Channel) (ChannelInfo, error)
 
 	// Sweep deletes entries expired at now, tombstones and idempotency keys
-	// past their retention, and advances FirstSeq over what it removed
-	// when nothing older is left. It returns how many entries it removed.
+	// past their retention and access tokens expired at now, and advances
+	// FirstSeq over what it removed when nothing older is left. It returns how many entries it removed.
 	// It may run while entries are appended and while other Sweeps run, on
 	// this handle or another: each entry is removed, and counted, by one
 	// Sweep only, and an entry that has not expired at now is never
@@ -197,6 +229,28 @@ type Store interface {
 	// Blob returns a value kept by PutBlob. Errors: ErrNotFound, also once
 	// it expired.
 	Blob(ctx context.Context, key string) ([]byte, error)
+
+	// SaveToken stores a new access token. From then on TokenByHash finds
+	// it and UserTokens lists it, until it expires or DeleteToken removes
+	// it. Errors: a *Error with CodeInvalid when it is malformed
+	// (AccessToken.Validate); a *Error with CodeConflict when a token with
+	// its id or its hash is stored already. Either way nothing is saved.
+	SaveToken(ctx context.Context, t AccessToken) error
+	// TokenByHash returns the token whose secret has this SHA-256.
+	// Errors: ErrNotFound when none is stored: never saved, deleted, or
+	// expired by the store's clock (an expired token may stay stored until
+	// Sweep, but is not found); a *Error with CodeInvalid when hash is not
+	// AccessTokenHashLen bytes.
+	TokenByHash(ctx context.Context, hash []byte) (AccessToken, error)
+	// UserTokens returns the user's tokens that have not expired by the
+	// store's clock, newest first; none for a user without any.
+	// Errors: a *Error with CodeInvalid when the user id is malformed.
+	UserTokens(ctx context.Context, userID string) ([]AccessToken, error)
+	// DeleteToken removes a token and returns it as it was; its hash finds
+	// nothing once DeleteToken returned, on every handle. Errors:
+	// ErrNotFound when no token has the id (also once it expired); a
+	// *Error with CodeInvalid when the id is malformed.
+	DeleteToken(ctx context.Context, id string) (AccessToken, error)
 
 	// Health returns nil while the store takes writes, and otherwise an
 	// error wrapping ErrUnavailable that says why; a server is not ready

@@ -1,4 +1,6 @@
-// Package auth mints and verifies the JWTs that devices present.
+// Package auth mints and verifies the tokens that devices present: JWTs,
+// and opaque access tokens (opaque.go) that the store keeps by their hash
+// and that can be revoked.
 //
 // A device token names its user in "sub", may grant groups in "groups", and
 // must carry "exp". The business backend signs tokens with a shared secret

@@ -77,7 +77,7 @@ func TestLatency(t *testing.T) {
 		t.Run(tr.transport+"-"+tr.encoding, func(t *testing.T) {
 			target := MustRunServer(t)
 			target.Transport, target.Encoding = tr.transport, tr.encoding
-			rep, err := Latency(t.Context(), LatencyConfig{Target: target, Devices: 10, Rate: 400, Duration: 500 * time.Millisecond, Publishers: 8, Size: 300})
+			rep, err := Latency(t.Context(), LatencyConfig{Target: target, Paced: Paced{Devices: 10, Rate: 400, Duration: 500 * time.Millisecond, Publishers: 8, Size: 300}})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +236,7 @@ func TestUpload(t *testing.T) {
 func TestFailuresAreReported(t *testing.T) {
 	target := MustRunServer(t)
 	target.TokenSecret = "not-the-server-secret-0123456789"
-	rep, err := Latency(t.Context(), LatencyConfig{Target: target, Devices: 3, Rate: 100, Duration: 100 * time.Millisecond})
+	rep, err := Latency(t.Context(), LatencyConfig{Target: target, Paced: Paced{Devices: 3, Rate: 100, Duration: 100 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,7 +280,7 @@ func TestSourceIPs(t *testing.T) {
 	target.SourceIPs = ips
 	for _, tr := range []string{TransportWS, TransportTCP} {
 		target.Transport, target.Encoding = tr, ""
-		rep, err := Latency(t.Context(), LatencyConfig{Target: target, Devices: 4, Rate: 100, Duration: 100 * time.Millisecond})
+		rep, err := Latency(t.Context(), LatencyConfig{Target: target, Paced: Paced{Devices: 4, Rate: 100, Duration: 100 * time.Millisecond}})
 		if err != nil {
 			t.Fatal(err)
 		}

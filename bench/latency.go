@@ -30,6 +30,12 @@ const (
 // LatencyConfig configures Latency. Zero fields take their defaults.
 type LatencyConfig struct {
 	Target
+	Paced
+}
+
+// Paced is the load of the paced scenarios (Latency, SSE): devices on
+// channels of their own, and publishes at a fixed rate.
+type Paced struct {
 	Devices  int           // connected devices, one user (and channel) each
 	Rate     float64       // entries per second, over all channels
 	Duration time.Duration // how long to publish
@@ -40,6 +46,27 @@ type LatencyConfig struct {
 	// Drain is how long to wait after the last publish for deliveries
 	// still on their way; what has not arrived by then is lost.
 	Drain time.Duration
+}
+
+func (p *Paced) setDefaults() {
+	if p.Devices <= 0 {
+		p.Devices = DefaultDevices
+	}
+	if p.Rate <= 0 {
+		p.Rate = DefaultRate
+	}
+	if p.Duration <= 0 {
+		p.Duration = DefaultDuration
+	}
+	if p.Size <= 0 {
+		p.Size = DefaultSize
+	}
+	if p.Publishers <= 0 {
+		p.Publishers = DefaultPublishers
+	}
+	if p.Drain <= 0 {
+		p.Drain = DefaultDrain
+	}
 }
 
 // LatencyReport is the outcome of Latency.
@@ -98,24 +125,7 @@ func (r *LatencyReport) WriteText(w io.Writer) error {
 // returned only when the run could not start; failures during the run are
 // counted in the report.
 func Latency(ctx context.Context, cfg LatencyConfig) (*LatencyReport, error) {
-	if cfg.Devices <= 0 {
-		cfg.Devices = DefaultDevices
-	}
-	if cfg.Rate <= 0 {
-		cfg.Rate = DefaultRate
-	}
-	if cfg.Duration <= 0 {
-		cfg.Duration = DefaultDuration
-	}
-	if cfg.Size <= 0 {
-		cfg.Size = DefaultSize
-	}
-	if cfg.Publishers <= 0 {
-		cfg.Publishers = DefaultPublishers
-	}
-	if cfg.Drain <= 0 {
-		cfg.Drain = DefaultDrain
-	}
+	cfg.Paced.setDefaults()
 	if cfg.Biz == "" {
 		cfg.Biz = DefaultBiz
 	}

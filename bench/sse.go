@@ -19,12 +19,7 @@ import (
 // SSEConfig configures SSE. Zero fields take the defaults of Latency.
 type SSEConfig struct {
 	Target
-	Devices    int           // devices on event streams, one user (and channel) each
-	Rate       float64       // entries per second, over all channels
-	Duration   time.Duration // how long to publish
-	Size       int           // bytes of entry data
-	Publishers int           // publish requests in flight at most
-	Drain      time.Duration // how long to wait for deliveries after the last publish
+	Paced // Devices are on event streams
 	// Compare also connects as many socket devices (the Target's transport),
 	// on channels of their own, so the two latencies come from one run
 	// under one load.
@@ -88,24 +83,7 @@ func (r *SSEReport) WriteText(w io.Writer) error {
 // device got every entry once and in order, and gives the server's CPU
 // time per delivered entry.
 func SSE(ctx context.Context, cfg SSEConfig) (*SSEReport, error) {
-	if cfg.Devices <= 0 {
-		cfg.Devices = DefaultDevices
-	}
-	if cfg.Rate <= 0 {
-		cfg.Rate = DefaultRate
-	}
-	if cfg.Duration <= 0 {
-		cfg.Duration = DefaultDuration
-	}
-	if cfg.Size <= 0 {
-		cfg.Size = DefaultSize
-	}
-	if cfg.Publishers <= 0 {
-		cfg.Publishers = DefaultPublishers
-	}
-	if cfg.Drain <= 0 {
-		cfg.Drain = DefaultDrain
-	}
+	cfg.Paced.setDefaults()
 	if cfg.Biz == "" {
 		cfg.Biz = DefaultBiz
 	}

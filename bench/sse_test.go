@@ -8,7 +8,7 @@ import (
 
 func TestSSE(t *testing.T) {
 	target := MustRunServer(t)
-	rep, err := SSE(t.Context(), SSEConfig{Target: target, Devices: 10, Rate: 400, Duration: 500 * time.Millisecond, Publishers: 8, Size: 300, Compare: true})
+	rep, err := SSE(t.Context(), SSEConfig{Target: target, Paced: Paced{Devices: 10, Rate: 400, Duration: 500 * time.Millisecond, Publishers: 8, Size: 300}, Compare: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestSSE(t *testing.T) {
 func TestSSECountsRefusedStreams(t *testing.T) {
 	target := MustRunServer(t)
 	target.TokenSecret = "not-the-server-secret-0123456789"
-	rep, err := SSE(t.Context(), SSEConfig{Target: target, Devices: 2, Rate: 100, Duration: 100 * time.Millisecond})
+	rep, err := SSE(t.Context(), SSEConfig{Target: target, Paced: Paced{Devices: 2, Rate: 100, Duration: 100 * time.Millisecond}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -299,6 +299,9 @@ type Client struct {
 	kick chan struct{}
 	// hooks are set by tests only.
 	hooks hooks
+	// rec is what reconciles by manifest keep between sessions
+	// (reconcile.go).
+	rec reconciler
 
 	mu         sync.Mutex
 	state      State
@@ -476,6 +479,9 @@ func (c *Client) Run(ctx context.Context) error {
 		case out.permanent != nil:
 			c.setState(Stopped)
 			return fmt.Errorf("client: %w", out.permanent)
+		}
+		if out.again {
+			continue // reconciled: connect again at once, from the new positions
 		}
 		c.setState(Disconnected)
 		if out.welcomed && c.clock.Now().Sub(start) >= c.cfg.StableAfter {

@@ -69,6 +69,14 @@
 // settles the change, and handed over like OnReset and OnGap: at least once.
 // Pending returns how many changes wait for their result.
 //
+// # Sync without a socket
+//
+// SyncOnce runs one sync pass over plain HTTP (docs/http-sync.md), for a
+// job that cannot hold a connection: it pulls everything new through
+// one-shot sync, page by page, and sends the outbox. It applies pages and
+// results through the same transactions as Run, so the two can take turns
+// on one database, and each goes on from what the other committed.
+//
 // The local schema lives in tables named syncpoint_*, so the app can keep
 // its own tables in the same database file.
 package client

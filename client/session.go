@@ -25,6 +25,7 @@ type outcome struct {
 	fatal     *wire.Error     // the server said stop: Run returns
 	permanent *PermanentError // connecting cannot succeed as configured: Run returns
 	stopped   bool            // the Handler returned StopAfter
+	again     bool            // channels were reconciled: reconnect at once
 }
 
 // session is one connection after its welcome.
@@ -130,6 +131,17 @@ func (c *Client) session(ctx context.Context) outcome {
 		default:
 			c.log.Warn("client: unexpected frame before the welcome", "type", f.Type())
 		}
+	}
+	// A reset or gap of a compact biz is reconciled by manifest rather than
+	// resynced: the session ends first, and starts over from the new
+	// positions.
+	again, stopped, err := c.reconcileWelcome(ctx, w, token, cn.close)
+	switch {
+	case err != nil:
+		cn.abort()
+		return outcome{welcomed: true, err: err}
+	case again || stopped:
+		return outcome{welcomed: true, again: again, stopped: stopped}
 	}
 	s := &session{c: c, conn: cn, hb: w.HeartbeatInterval, epochs: make(map[string]string), pending: make(map[string]wire.Position)}
 	if s.hb <= 0 {

@@ -285,6 +285,38 @@ func TestPagesMergeBoundedAndFiltered(t *testing.T) {
 	}
 }
 
+// One Read passes every channel that is behind while the sink has room,
+// so a page is filled from the others when the first runs dry.
+func TestReadTakesEveryChannelInTurn(t *testing.T) {
+	e := newEnv(t, nil)
+	for i := range 3 {
+		e.msg("chat", u1, fmt.Sprint(i))
+		e.msg("config", syncpoint.GlobalTarget(), fmt.Sprint(i))
+	}
+	s, _ := e.open(feed.Request{Claims: claims("u1"), DeviceID: "d1", Bizzes: []string{"chat", "config"}})
+	for range 2 {
+		// The second turn starts past the channel the first ended on.
+		p, err := s.Page(context.Background(), 4, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(p.Entries) == 0 {
+			t.Fatal("an empty page while both channels have entries")
+		}
+	}
+	p, err := s.Page(context.Background(), 100, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.More {
+		t.Fatal("entries left after pages of 4, 4 and 100 of six")
+	}
+	s2, _ := e.open(feed.Request{Claims: claims("u1"), DeviceID: "d2", Bizzes: []string{"chat", "config"}})
+	if p, err := s2.Page(context.Background(), 100, 0); err != nil || len(p.Entries) != 6 {
+		t.Fatalf("one page of room for six took %d entries (%v); want both channels' three", len(p.Entries), err)
+	}
+}
+
 // Confirmed positions are stored by Flush, never backwards within an
 // epoch, and a new stream can start from them before they are written.
 func TestConfirmedPositionsBecomeSyncPoints(t *testing.T) {

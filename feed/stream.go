@@ -390,11 +390,16 @@ func (s *Stream) Left() uint64 {
 }
 
 // Wanted applies expiry and the entry's conditions to this device.
-func (s *Stream) Wanted(e *syncpoint.Entry, now time.Time) bool {
+func (s *Stream) Wanted(e *syncpoint.Entry, now time.Time) bool { return Wanted(s.id, e, now) }
+
+// Wanted applies expiry and the entry's conditions to the device id names,
+// for a caller without a stream (the HTTP acks, which skip what a device
+// was never sent).
+func Wanted(id syncpoint.Identity, e *syncpoint.Entry, now time.Time) bool {
 	if e.Expired(now) {
 		return false
 	}
-	return e.Conditions.IsZero() || e.Conditions.Match(s.id.Platform, s.id.AppVersion)
+	return e.Conditions.IsZero() || e.Conditions.Match(id.Platform, id.AppVersion)
 }
 
 // Confirm records that the device applied c up to p, for the next flush.
@@ -520,12 +525,15 @@ func (s *Stream) Read(ctx context.Context, sink Sink) error {
 		}
 	}
 	n := len(s.cursors)
+	// The turn starts where the last Read stopped and passes every channel
+	// once; s.rr moves as it goes, so it is read only here.
+	start := s.rr
 	for i := range n {
 		room := sink.Room()
 		if room <= 0 {
 			break
 		}
-		k := (s.rr + i) % n
+		k := (start + i) % n
 		c := s.cursors[k]
 		if !c.Behind || c.Off {
 			continue

@@ -110,8 +110,13 @@ func codeOfStatus(status int) syncpoint.ErrorCode {
 	if status == http.StatusMethodNotAllowed {
 		return "method_not_allowed"
 	}
-	for code, s := range statusOf {
-		if s == status && code != syncpoint.CodeSlowConsumer {
+	// Several codes share a status; a foreign answer gets the generic one.
+	for _, code := range []syncpoint.ErrorCode{
+		syncpoint.CodeMalformed, syncpoint.CodeInvalid, syncpoint.CodeUnauthorized, syncpoint.CodeForbidden,
+		syncpoint.CodeNotFound, syncpoint.CodeConflict, syncpoint.CodeTooLarge, syncpoint.CodeRateLimited,
+		syncpoint.CodeInternal, syncpoint.CodeUnavailable,
+	} {
+		if statusOf[code] == status {
 			return code
 		}
 	}

@@ -1,13 +1,11 @@
 package httpapi
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/apiclient"
+	"github.com/syncpoint/syncpoint/internal/jsonbody"
 	"github.com/syncpoint/syncpoint/publish"
 )
 
@@ -23,21 +21,7 @@ type batchBody struct {
 
 // decodeStrict decodes one JSON value from data into v, refusing unknown
 // fields and trailing data. Errors are *syncpoint.Error saying where.
-func decodeStrict(data []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
-	}
-	var extra json.RawMessage
-	switch err := dec.Decode(&extra); {
-	case errors.Is(err, io.EOF):
-		return nil
-	case err != nil:
-		return jsonError(err)
-	}
-	return syncpoint.Errorf(syncpoint.CodeMalformed, "invalid JSON at byte offset %d: data after the top-level value", dec.InputOffset()-int64(len(extra)))
-}
+func decodeStrict(data []byte, v any) error { return jsonbody.Decode(data, v) }
 
 // decodePublish decodes and checks a publish body. Everything that does not
 // depend on the biz is checked here (apiclient.PublishRequest.Check), so a

@@ -4,10 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/apiclient"
@@ -28,6 +26,11 @@ var statusOf = map[syncpoint.ErrorCode]int{
 	syncpoint.CodeSlowConsumer: http.StatusServiceUnavailable,
 
 	syncpoint.CodeIdempotencyMismatch: http.StatusConflict,
+
+	syncpoint.CodeUnknownSession:    http.StatusNotFound,
+	syncpoint.CodeSessionSuperseded: http.StatusConflict,
+	syncpoint.CodeInvalidCursor:     http.StatusUnprocessableEntity,
+	syncpoint.CodeInvalidAckKey:     http.StatusUnprocessableEntity,
 }
 
 // Status returns the HTTP status for an error code; unknown codes are 500.
@@ -61,7 +64,8 @@ func clientError(err error) syncpoint.Error {
 
 // writeError answers with err in the JSON error shape. Internal errors are
 // logged with their details and answered with a generic message.
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+// A route's own writer, when given, writes the body instead.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error, own errorWriter) {
 	ce := clientError(err)
 	if ce.Code == syncpoint.CodeInternal {
 		s.logger.Error("httpapi: internal error", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -75,6 +79,10 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		if h.Get("Retry-After") == "" {
 			h.Set("Retry-After", "1")
 		}
+	}
+	if own != nil {
+		own(w, r, status, ce)
+		return
 	}
 	writeJSON(w, status, apiclient.ErrorResponse{Error: ce})
 }
@@ -99,49 +107,3 @@ func writeBody(w http.ResponseWriter, status int, b []byte) {
 }
 
 var jsonContentType = []string{"application/json"}
-
-// jsonError turns an encoding/json error into a client error that says
-// where the body went wrong.
-func jsonError(err error) error {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	var se *syncpoint.Error
-	switch {
-	case errors.As(err, &se):
-		return se
-	case errors.As(err, &syn):
-		// Offset counts the bytes read, the bad one included.
-		return syncpoint.Errorf(syncpoint.CodeMalformed, "invalid JSON at byte offset %d: %s", max(syn.Offset-1, 0), strings.TrimPrefix(syn.Error(), "json: "))
-	case errors.Is(err, io.EOF):
-		return syncpoint.Errorf(syncpoint.CodeMalformed, "the body is empty; want a JSON object")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return syncpoint.Errorf(syncpoint.CodeMalformed, "invalid JSON: the body ends in the middle of a value")
-	case errors.As(err, &typ):
-		field := typ.Field
-		if field == "" {
-			return syncpoint.Errorf(syncpoint.CodeInvalid, "the body is a JSON %s; want an object", typ.Value)
-		}
-		return syncpoint.Errorf(syncpoint.CodeInvalid, "%s: want %s, got a JSON %s", field, jsonTypeName(typ.Type.String()), typ.Value)
-	}
-	msg := err.Error()
-	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return syncpoint.Errorf(syncpoint.CodeInvalid, "unknown field %s", f)
-	}
-	return syncpoint.Errorf(syncpoint.CodeMalformed, "invalid JSON: %s", strings.TrimPrefix(msg, "json: "))
-}
-
-// jsonTypeName says a Go type the way a JSON user would.
-func jsonTypeName(goType string) string {
-	switch {
-	case goType == "string", goType == "syncpoint.Op", goType == "syncpoint.TargetKind",
-		goType == "syncpoint.ConflictPolicy", goType == "syncpoint.Duration":
-		return "a string"
-	case goType == "bool":
-		return "true or false"
-	case strings.HasPrefix(goType, "[]"):
-		return "an array"
-	case strings.HasPrefix(goType, "int"), strings.HasPrefix(goType, "uint"), strings.HasPrefix(goType, "float"):
-		return "a number"
-	}
-	return "an object"
-}

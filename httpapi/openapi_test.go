@@ -19,7 +19,18 @@ import (
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/apiclient"
+	"github.com/syncpoint/syncpoint/httpsync"
 )
+
+// deviceRoutes are the routes of the device surfaces that the server puts
+// on the API's mux, so that the document is checked against them too.
+func deviceRoutes() []Route {
+	var out []Route
+	for _, rt := range httpsync.New(httpsync.Config{}).Routes() {
+		out = append(out, Route(rt))
+	}
+	return out
+}
 
 // openAPIDoc is the part of docs/openapi.yaml the tests check.
 type openAPIDoc struct {
@@ -66,12 +77,15 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	doc, _ := loadOpenAPI(t)
 	documented := doc.documented()
 
-	s := New(Config{APIKey: "k"})
+	s := New(Config{APIKey: "k", DeviceRoutes: deviceRoutes()})
 	mux := http.NewServeMux()
 	s.Register(mux)
 	var served []string
 	for _, rt := range s.routes {
 		served = append(served, rt.method+" "+rt.path)
+	}
+	for _, rt := range s.deviceRoutes {
+		served = append(served, rt.Method+" "+rt.Path)
 	}
 	slices.Sort(served)
 	for _, op := range served {
@@ -129,6 +143,13 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 	for _, rt := range New(Config{APIKey: "k"}).routes {
 		needsKey[rt.method+" "+rt.path] = rt.auth
 	}
+	device := map[string]bool{}
+	for _, rt := range deviceRoutes() {
+		device[rt.Method+" "+rt.Path] = true
+	}
+	// The API's own device route: reconcile by manifest checks a device
+	// token, not the API key.
+	device["POST /v1/sync/reconcile"] = true
 
 	for path, item := range doc.Paths {
 		for method, node := range item {
@@ -142,9 +163,21 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 			if err := node.Decode(&op); err != nil {
 				t.Fatalf("%s %s: %v", method, path, err)
 			}
-			public := op.Security != nil && len(*op.Security) == 0
+			// Public here means needing no API key: a device route names
+			// the device token's scheme instead, and checks it itself.
+			public := op.Security != nil && !slices.ContainsFunc(*op.Security, func(m map[string][]string) bool {
+				_, ok := m["apiKey"]
+				return ok
+			})
 			if _, ok := op.Responses["401"]; !public && !ok {
 				t.Errorf("%s %s needs the API key but documents no 401", method, path)
+			}
+			byToken := op.Security != nil && len(*op.Security) == 1 && (*op.Security)[0]["deviceToken"] != nil
+			if dev := device[strings.ToUpper(method)+" "+path]; dev || byToken {
+				if dev != byToken {
+					t.Errorf("%s %s: documented with a device token = %v, but it is a device route = %v", method, path, byToken, dev)
+				}
+				continue
 			}
 			if needsKey[strings.ToUpper(method)+" "+path] == public {
 				t.Errorf("%s %s: documented as public=%v, but the route's auth is %v", method, path, public, !public)
@@ -261,6 +294,18 @@ func jsonType(rt reflect.Type) string {
 func TestOpenAPIMatchesTypes(t *testing.T) {
 	doc, _ := loadOpenAPI(t)
 	for name, rt := range map[string]reflect.Type{
+		"TokenInput":        reflect.TypeFor[tokenInput](),
+		"Token":             reflect.TypeFor[tokenView](),
+		"MintedToken":       reflect.TypeFor[mintedToken](),
+		"ReconcileRequest":  reflect.TypeFor[reconcileRequest](),
+		"ReconcileScope":    reflect.TypeFor[reconcileScope](),
+		"ReconcilePosition": reflect.TypeFor[reconcilePosition](),
+		"ManifestRecord":    reflect.TypeFor[manifestRecord](),
+		"ReconcileAnswer":   reflect.TypeFor[reconcileAnswer](),
+		"ReconcilePut":      reflect.TypeFor[reconcilePut](),
+		"ReconcileSame":     reflect.TypeFor[reconcileSame](),
+		"AnswerPosition":    reflect.TypeFor[answerPosition](),
+
 		"PublishRequest":  reflect.TypeFor[apiclient.PublishRequest](),
 		"PublishedEntry":  reflect.TypeFor[apiclient.PublishedEntry](),
 		"PublishResponse": reflect.TypeFor[apiclient.PublishResponse](),
@@ -279,6 +324,34 @@ func TestOpenAPIMatchesTypes(t *testing.T) {
 		"Device":          reflect.TypeFor[deviceView](),
 		"SyncPoint":       reflect.TypeFor[syncPointView](),
 		"DeviceDetail":    reflect.TypeFor[deviceDetail](),
+
+		"StartRequest":     reflect.TypeFor[httpsync.StartRequest](),
+		"StartResponse":    reflect.TypeFor[httpsync.StartResponse](),
+		"Queue":            reflect.TypeFor[httpsync.Queue](),
+		"ChannelStatus":    reflect.TypeFor[httpsync.ChannelStatus](),
+		"QueuePage":        reflect.TypeFor[httpsync.QueuePage](),
+		"QueueItem":        reflect.TypeFor[httpsync.QueueItem](),
+		"ItemMeta":         reflect.TypeFor[httpsync.ItemMeta](),
+		"ItemSync":         reflect.TypeFor[httpsync.ItemSync](),
+		"AckRequest":       reflect.TypeFor[httpsync.AckRequest](),
+		"SyncRequest":      reflect.TypeFor[httpsync.SyncRequest](),
+		"SyncEntity":       reflect.TypeFor[httpsync.SyncEntity](),
+		"Scope":            reflect.TypeFor[httpsync.Scope](),
+		"SyncResponse":     reflect.TypeFor[httpsync.SyncResponse](),
+		"SyncEntityResult": reflect.TypeFor[httpsync.SyncEntityResult](),
+		"SyncPosition":     reflect.TypeFor[httpsync.SyncPosition](),
+		"Message":          reflect.TypeFor[httpsync.Message](),
+		"Saved":            reflect.TypeFor[httpsync.Saved](),
+		"RecordError":      reflect.TypeFor[httpsync.RecordError](),
+		"V2Meta":           reflect.TypeFor[httpsync.V2Meta](),
+		"V2Queue":          reflect.TypeFor[httpsync.V2Queue](),
+		"V2StartResponse":  reflect.TypeFor[httpsync.V2StartResponse](),
+		"V2QueuePage":      reflect.TypeFor[httpsync.V2QueuePage](),
+		"V2QueueItem":      reflect.TypeFor[httpsync.V2QueueItem](),
+		"V2ItemMeta":       reflect.TypeFor[httpsync.V2ItemMeta](),
+		"V2PageMeta":       reflect.TypeFor[httpsync.V2PageMeta](),
+		"V2Error":          reflect.TypeFor[httpsync.V2Error](),
+		"V2ErrorResponse":  reflect.TypeFor[httpsync.V2ErrorResponse](),
 	} {
 		if _, ok := doc.Components["schemas"][name]; !ok {
 			t.Errorf("docs/openapi.yaml has no schema %s", name)

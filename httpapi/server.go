@@ -1,5 +1,7 @@
 // Package httpapi serves the business API: publishing, reading channels,
-// managing bizzes, inspecting devices, and the health and metrics endpoints.
+// managing bizzes, inspecting devices, minting and revoking access tokens,
+// and the health and metrics endpoints; and one device route, reconcile by
+// manifest (POST /v1/sync/reconcile), which a device token opens.
 // Every error leaves through one table that maps syncpoint error codes to
 // HTTP status; docs/openapi.yaml describes the routes.
 package httpapi
@@ -74,6 +76,36 @@ type Config struct {
 	// Backup, when set, writes an online backup of the store to w, for
 	// POST /v1/admin/backup; nil: the store has none.
 	Backup func(ctx context.Context, w io.Writer) error
+	// DeviceRoutes are served beside the API's own routes: the device
+	// surfaces of other packages (HTTP sync).
+	DeviceRoutes []Route
+	// OnTokenRevoked, when set, is called with a token's id once DELETE
+	// /v1/tokens/{id} removed it from the store, so that the node forgets
+	// it at once: its verifier's cache, and the sessions and streams opened
+	// with it (closed with 4001).
+	OnTokenRevoked func(tokenID string)
+	// DeviceTokens verifies the device tokens of the device routes (POST
+	// /v1/sync/reconcile); nil refuses them all.
+	DeviceTokens Verifier
+}
+
+// Verifier checks a device token, JWT or opaque, as every device surface
+// does.
+type Verifier interface {
+	Verify(token string) (syncpoint.Claims, error)
+}
+
+// Route is a route of a device surface that another package serves on the
+// API's mux. It needs no API key and is not under the API's rate limit: its
+// handler checks the device's token. It shares the API's metrics, and its
+// errors leave through the one table of statuses.
+type Route struct {
+	Method, Path string // Path in http.ServeMux pattern syntax
+	Handle       func(w http.ResponseWriter, r *http.Request) error
+	// WriteError, when set, writes an error answer in the route's own body
+	// shape with the status and the client-safe error the table gave;
+	// nil means the API's {"error": {...}} shape.
+	WriteError func(w http.ResponseWriter, r *http.Request, status int, e syncpoint.Error)
 }
 
 // Server is the business API. Add it to a mux with Register.
@@ -91,10 +123,13 @@ type Server struct {
 	ready          func(context.Context) error
 	onReset        func(syncpoint.Channel)
 	backup         func(context.Context, io.Writer) error
+	onRevoke       func(string)
+	devices        Verifier
 	keyHash        [sha256.Size]byte
 	keySet         bool
 	metrics        *apiMetrics // nil: no metrics
 	routes         []route
+	deviceRoutes   []Route
 	metricsHandler http.Handler
 	bufs           sync.Pool // *bytes.Buffer for request bodies
 }
@@ -123,6 +158,8 @@ func New(cfg Config) *Server {
 		ready:       cfg.Ready,
 		onReset:     cfg.OnChannelReset,
 		backup:      cfg.Backup,
+		onRevoke:    cfg.OnTokenRevoked,
+		devices:     cfg.DeviceTokens,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -170,11 +207,16 @@ func New(cfg Config) *Server {
 		{"DELETE", "/v1/bizzes/{name}", true, s.handleDeleteBiz},
 		{"GET", "/v1/devices/{id}", true, s.handleGetDevice},
 		{"GET", "/v1/users/{id}/devices", true, s.handleUserDevices},
+		{"POST", "/v1/tokens", true, s.handleMintToken},
+		{"GET", "/v1/users/{id}/tokens", true, s.handleUserTokens},
+		{"DELETE", "/v1/tokens/{id}", true, s.handleRevokeToken},
+		{"POST", "/v1/sync/reconcile", false, s.handleReconcile},
 		{"POST", "/v1/admin/backup", true, s.handleBackup},
 		{"GET", "/healthz", false, s.handleHealth},
 		{"GET", "/readyz", false, s.handleReady},
 		{"GET", "/metrics", false, s.handleMetrics},
 	}
+	s.deviceRoutes = cfg.DeviceRoutes
 	return s
 }
 
@@ -184,11 +226,14 @@ func New(cfg Config) *Server {
 // The device transports add their own routes to the same mux.
 func (s *Server) Register(mux *http.ServeMux) {
 	for _, rt := range s.routes {
-		mux.Handle(rt.method+" "+rt.path, s.wrap(rt))
+		mux.Handle(rt.method+" "+rt.path, s.wrap(rt, nil))
+	}
+	for _, dr := range s.deviceRoutes {
+		mux.Handle(dr.Method+" "+dr.Path, s.wrap(route{method: dr.Method, path: dr.Path, handle: dr.Handle}, dr.WriteError))
 	}
 	mux.Handle("/", s.wrap(route{path: "/", handle: func(w http.ResponseWriter, r *http.Request) error {
 		return unmatched(mux, w, r)
-	}}))
+	}}, nil))
 }
 
 // probeMethods are the methods tried to tell a 405 from a 404.
@@ -222,9 +267,12 @@ type statusError struct {
 
 func (e *statusError) Error() string { return e.body.Error() }
 
+// errorWriter writes an error answer in a route's own body shape.
+type errorWriter func(w http.ResponseWriter, r *http.Request, status int, e syncpoint.Error)
+
 // wrap adds authentication, rate limiting, metrics and error handling to a
-// route's handler.
-func (s *Server) wrap(rt route) http.Handler {
+// route's handler; own, when set, writes its error answers.
+func (s *Server) wrap(rt route, own errorWriter) http.Handler {
 	label := rt.path
 	if rt.method != "" {
 		label = rt.method + " " + rt.path
@@ -235,20 +283,20 @@ func (s *Server) wrap(rt route) http.Handler {
 	}
 	if inst == nil {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			s.serve(w, r, rt)
+			s.serve(w, r, rt, own)
 		})
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.clock.Now()
 		rec := statusRecorder{ResponseWriter: w}
-		s.serve(&rec, r, rt)
+		s.serve(&rec, r, rt, own)
 		inst.observe(rec.status, s.clock.Now().Sub(start))
 	})
 }
 
 // serve runs a route's handler behind the API key and the rate limit, and
 // answers its error.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt route) {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt route, own errorWriter) {
 	var err error
 	if rt.auth {
 		err = s.authenticate(r)
@@ -263,11 +311,14 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt route) {
 		return
 	}
 	var se *statusError
-	if errors.As(err, &se) {
+	switch {
+	case errors.As(err, &se) && own != nil:
+		own(w, r, se.status, se.body)
+	case errors.As(err, &se):
 		writeJSON(w, se.status, apiclient.ErrorResponse{Error: se.body})
-		return
+	default:
+		s.writeError(w, r, err, own)
 	}
-	s.writeError(w, r, err)
 }
 
 func (s *Server) authenticate(r *http.Request) error {

@@ -162,7 +162,7 @@ func (s *Store) appendOne(t *txn, st *chanState, r *syncpoint.AppendRequest, has
 				t.setBlind(t.kbuf, nil)
 			}
 		}
-		t.set(keyKey(st.name, e.Key), binary.AppendUvarint(nil, seq))
+		t.set(keyKey(st.name, e.Key), encodeKeyRow(seq, e.Op, e.ExpiresAt))
 	}
 	if n := uint64(r.Policy.MaxBacklog); n > 0 && h.LastSeq-h.FirstSeq+1 > n {
 		first := h.LastSeq - n + 1

@@ -69,6 +69,89 @@ func decodeEntry(b []byte, e *syncpoint.Entry) error {
 	return nil
 }
 
+// A key index row holds the seq of the key's newest put or delete, then (in
+// rows written from format 4 on) 'p' or 'd' and the entry's expiry. Readers
+// of the seq alone (keySeq, the sweep) need only the leading uvarint.
+func encodeKeyRow(seq uint64, op syncpoint.Op, expires time.Time) []byte {
+	b := binary.AppendUvarint(make([]byte, 0, 16), seq)
+	if op == syncpoint.OpPut {
+		b = append(b, 'p')
+	} else {
+		b = append(b, 'd')
+	}
+	return appendVarTime(b, expires)
+}
+
+// keyRow is a decoded key index row; full is false for a row of an older
+// format, which holds only the seq.
+type keyRow struct {
+	seq     uint64
+	put     bool
+	expires time.Time
+	full    bool
+}
+
+func decodeKeyRow(b []byte) (keyRow, error) {
+	seq, n := binary.Uvarint(b)
+	if n <= 0 {
+		return keyRow{}, errCorrupt
+	}
+	if n == len(b) {
+		return keyRow{seq: seq}, nil
+	}
+	r := reader{b: b[n:]}
+	op := r.byte()
+	row := keyRow{seq: seq, put: op == 'p', expires: r.time(), full: true}
+	if r.bad || len(r.b) != 0 || op != 'p' && op != 'd' {
+		return keyRow{}, errCorrupt
+	}
+	return row, nil
+}
+
+// live reports whether the row's entry is a put that has not expired at now.
+func (k keyRow) live(now time.Time) bool {
+	return k.put && (k.expires.IsZero() || now.Before(k.expires))
+}
+
+// encodeToken writes a token's fields but its id, which the key holds.
+func encodeToken(t *syncpoint.AccessToken) []byte {
+	b := []byte{tokenVersion}
+	b = appendVarStr(b, string(t.Hash))
+	b = appendVarStr(b, t.User)
+	b = binary.AppendUvarint(b, uint64(len(t.Groups)))
+	for _, g := range t.Groups {
+		b = appendVarStr(b, g)
+	}
+	b = appendVarStr(b, t.Label)
+	b = appendVarTime(b, t.CreatedAt)
+	return appendVarTime(b, t.ExpiresAt)
+}
+
+const tokenVersion = 1
+
+func decodeToken(id string, b []byte) (syncpoint.AccessToken, error) {
+	r := reader{b: b}
+	if r.byte() != tokenVersion {
+		return syncpoint.AccessToken{}, errCorrupt
+	}
+	t := syncpoint.AccessToken{ID: id, Hash: []byte(r.str()), User: r.str()}
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		return syncpoint.AccessToken{}, errCorrupt
+	}
+	t.Groups = make([]string, n)
+	for i := range t.Groups {
+		t.Groups[i] = r.str()
+	}
+	t.Label = r.str()
+	t.CreatedAt = r.time()
+	t.ExpiresAt = r.time()
+	if r.bad || len(r.b) != 0 {
+		return syncpoint.AccessToken{}, errCorrupt
+	}
+	return t, nil
+}
+
 // meta is a channel's persisted state. An empty epoch means the channel
 // does not exist.
 type meta struct {

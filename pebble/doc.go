@@ -1,5 +1,6 @@
 // Package pebble is the embedded Store: syncpoint's logs, sync points,
-// devices, bizzes and blobs kept in a Pebble database in one directory.
+// devices, bizzes, blobs and access tokens kept in a Pebble database in one
+// directory.
 //
 // Every write goes through one committer goroutine that drains all pending
 // requests into one batch, applies it without waiting for the fsync, and
@@ -18,12 +19,15 @@
 //	                         appends skip it, so on load the newest 'e' key
 //	                         can raise last seq
 //	'e' ch seq8            entry (seq big-endian)
-//	'k' ch key             key index: newest put/delete seq for the key
+//	'k' ch key             key index: newest put/delete of the key: seq,
+//	                         and (from format 4) its op and expiry, so that
+//	                         Keys lists live keys without reading entries
 //	'd' ch idemkey         idempotency key: seq, deadline
 //	'x' t12 kind payload   expiry index, swept in time order; kind is
 //	                         'e' entry (ch seq8), 't' tombstone
 //	                         (ch seq8 epoch), 'i' idempotency key
-//	                         (ch idemkey), 'b' blob (key)
+//	                         (ch idemkey), 'b' blob (key), 'a' access
+//	                         token (id)
 //	'p' len16(dev) dev ch  sync point of a device in a channel
 //	'q' len16(user) user ch  position of a user as a whole in a channel
 //	'r' len16(reader) reader ch  cursor of a reader inside the server
@@ -33,11 +37,15 @@
 //	'c' len16(biz) biz ch  channel index by biz, written when a channel is
 //	                         created
 //	'b' key                blob: expiry, value
+//	'a' id                 access token: user, groups, label, times, hash
+//	'h' hash               access token id by the SHA-256 of its secret
+//	'o' len16(user) user inv-t12 id   a user's tokens, newest first
 //	'S' name               a setting of the whole store: "format" (see
 //	                         format.go), "incarnation" (see backup.go)
 //
-// Channel reads (Read, Channel, Entry, KeyEntry) see only synced batches.
-// Sync points, devices, bizzes and blobs are read straight from the
+// Channel reads (Read, Channel, Entry, KeyEntry, Keys) see only synced
+// batches.
+// Sync points, devices, bizzes, blobs and tokens are read straight from the
 // database, so such a read may see a write a moment before it is synced.
 //
 // Epochs shown to callers are a channel's stored epoch joined with the

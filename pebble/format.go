@@ -20,7 +20,9 @@ import (
 //	3  channels are indexed by biz ('c'), and DeleteBiz drops a biz's
 //	   channels; SaveBiz of a new biz drops what an earlier one of its
 //	   name left behind.
-const currentFormat = 3
+//	4  key index rows ('k') carry the op and expiry of the key's newest
+//	   entry besides its seq, for Keys; access tokens ('a', 'h', 'o').
+const currentFormat = 4
 
 // migrateBatch bounds the rows one upgrade batch rewrites.
 const migrateBatch = 10_000
@@ -63,6 +65,15 @@ func (s *Store) upgrade() error {
 		}
 		if n > 0 {
 			s.log.Info("store: upgraded to format 3: channels indexed by biz", "channels", n)
+		}
+	}
+	if format < 4 {
+		n, err := s.fillKeyRows()
+		if err != nil {
+			return fmt.Errorf("upgrade to format 4: %w", err)
+		}
+		if n > 0 {
+			s.log.Info("store: upgraded to format 4: the key index carries each key's op and expiry", "keys", n)
 		}
 	}
 	if err := s.db.Set(formatKey, binary.AppendUvarint(nil, currentFormat), pebbledb.Sync); err != nil {
@@ -156,6 +167,61 @@ func (s *Store) indexChannels() (int, error) {
 			continue
 		}
 		b.Set(bizChanKey(biz, name), nil, nil)
+		if n++; b.Count() >= migrateBatch {
+			if err := b.Commit(pebbledb.Sync); err != nil {
+				return n, err
+			}
+			b.Close()
+			b = s.db.NewBatch()
+		}
+	}
+	if err := it.Error(); err != nil {
+		return n, err
+	}
+	if b.Empty() {
+		return n, nil
+	}
+	return n, b.Commit(pebbledb.Sync)
+}
+
+// fillKeyRows rewrites each key index row that holds only a seq with the op
+// and expiry of the entry it points to. A row whose entry is gone (trimmed)
+// stays as it is; Keys looks such rows up, and finds them not live.
+func (s *Store) fillKeyRows() (int, error) {
+	prefix := []byte{pKey}
+	it, err := s.db.NewIter(&pebbledb.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	b := s.db.NewBatch()
+	defer func() { b.Close() }()
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		name, _, ok := cutStr(it.Key()[1:])
+		if !ok {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return n, err
+		}
+		row, err := decodeKeyRow(v)
+		if err != nil || row.full {
+			continue // not this upgrade's business
+		}
+		val, found, err := s.get(entryKey(name, row.seq))
+		if err != nil {
+			return n, err
+		}
+		if !found {
+			continue
+		}
+		var e syncpoint.Entry
+		if decodeEntry(val, &e) != nil {
+			continue
+		}
+		b.Set(it.Key(), encodeKeyRow(row.seq, e.Op, e.ExpiresAt), nil)
 		if n++; b.Count() >= migrateBatch {
 			if err := b.Commit(pebbledb.Sync); err != nil {
 				return n, err

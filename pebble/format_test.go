@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	pebbledb "github.com/cockroachdb/pebble/v2"
 
@@ -174,4 +177,95 @@ func TestIdempotencyKeyWithoutHash(t *testing.T) {
 	if res := mustAppend(t, s, r)[0]; !res.Duplicate || res.Seq != 1 || res.Err != nil {
 		t.Fatalf("reuse of a key kept without a hash: %+v, want a duplicate", res)
 	}
+}
+
+// TestUpgradeFillsKeyRows opens a format 3 store, whose key index rows hold
+// only a seq: the upgrade adds each one's op and expiry, and Keys lists the
+// same keys before and after, without reading entries afterwards.
+func TestUpgradeFillsKeyRows(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	soon := time.Now().Add(time.Hour)
+	compact := syncpoint.Policy{Compact: true, MaxBacklog: 5}
+	req := func(op syncpoint.Op, key string, expires time.Time) syncpoint.AppendRequest {
+		return syncpoint.AppendRequest{Policy: compact, Entry: syncpoint.Entry{Channel: recsG1, Op: op, Key: key, Data: []byte(`1`), ExpiresAt: expires}}
+	}
+	mustAppend(t, s,
+		req(syncpoint.OpPut, "trimmed", time.Time{}), // 1: trimmed by seq 6
+		req(syncpoint.OpPut, "a", time.Time{}),       // 2
+		req(syncpoint.OpPut, "b", soon),              // 3
+		req(syncpoint.OpDelete, "c", time.Time{}),    // 4
+		req(syncpoint.OpPut, "d", time.Time{}),       // 5
+		req(syncpoint.OpPut, "e", time.Time{}),       // 6
+	)
+	before := keysOf(t, s, time.Now())
+	prefix := chanPrefix(pKey, recsG1.String())
+	it, err := s.db.NewIter(&pebbledb.IterOptions{LowerBound: prefix, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		row, err := decodeKeyRow(it.Value())
+		if err != nil || !row.full {
+			t.Fatalf("a row of this version: %+v %v", row, err)
+		}
+		if err := s.db.Set(append([]byte(nil), it.Key()...), binary.AppendUvarint(nil, row.seq), pebbledb.Sync); err != nil {
+			t.Fatal(err)
+		}
+		rows++
+	}
+	it.Close()
+	if rows != 6 {
+		t.Fatalf("%d key rows, want 6", rows)
+	}
+	// Format 3 rows read right even before the upgrade: Keys looks the
+	// entries up.
+	if got := keysOf(t, s, time.Now()); !slices.Equal(got, before) {
+		t.Fatalf("keys over rows of format 3: %v, want %v", got, before)
+	}
+	setFormat(t, s, 3)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s = MustOpenStoreOptions(t, dir, Options{})
+	for key, want := range map[string]keyRow{
+		"a": {seq: 2, put: true, full: true},
+		"b": {seq: 3, put: true, expires: soon.UTC(), full: true},
+		"c": {seq: 4, full: true},
+		// The trimmed key's entry is gone: its row is left as it was.
+		"trimmed": {seq: 1},
+	} {
+		v, ok, err := s.get(keyKey(recsG1.String(), key))
+		if err != nil || !ok {
+			t.Fatalf("row of %s: %v %v", key, ok, err)
+		}
+		row, err := decodeKeyRow(v)
+		if err != nil || row.seq != want.seq || row.put != want.put || !row.expires.Equal(want.expires) || row.full != want.full {
+			t.Fatalf("row of %s after the upgrade: %+v %v, want %+v", key, row, err, want)
+		}
+	}
+	if got := keysOf(t, s, time.Now()); !slices.Equal(got, before) || !slices.Equal(before, []string{"a@2", "b@3", "d@5", "e@6"}) {
+		t.Fatalf("keys after the upgrade: %v; before it %v", got, before)
+	}
+	if got := keysOf(t, s, soon); !slices.Equal(got, []string{"a@2", "d@5", "e@6"}) {
+		t.Fatalf("keys once b expired: %v", got)
+	}
+}
+
+func keysOf(tb testing.TB, s *Store, now time.Time) []string {
+	tb.Helper()
+	p, err := s.Keys(context.Background(), recsG1, "", 100, now)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out []string
+	for _, k := range p.Keys {
+		out = append(out, fmt.Sprintf("%s@%d", k.Key, k.Seq))
+	}
+	return out
 }

@@ -21,10 +21,14 @@ const (
 	pBiz     = 'z'
 	pBizChan = 'c'
 	pBlob    = 'b'
+	pToken   = 'a'
+	pTokHash = 'h'
+	pUserTok = 'o'
 	xEntry   = 'e'
 	xTomb    = 't'
 	xIdem    = 'i'
 	xBlob    = 'b'
+	xToken   = 'a'
 	timeLen  = 12
 	seqLen   = 8
 )
@@ -81,6 +85,14 @@ func deviceKey(id string) []byte { return append([]byte{pDevice}, id...) }
 func bizKey(name string) []byte  { return append([]byte{pBiz}, name...) }
 func blobKey(key string) []byte  { return append([]byte{pBlob}, key...) }
 
+func tokenKey(id string) []byte       { return append([]byte{pToken}, id...) }
+func tokenHashKey(hash []byte) []byte { return append([]byte{pTokHash}, hash...) }
+
+// userTokenKey sorts a user's tokens by creation, newest first.
+func userTokenKey(user string, created time.Time, id string) []byte {
+	return append(invTime(appendStr([]byte{pUserTok}, user), created), id...)
+}
+
 // positionKey is the key of a position kept per owner and channel: a
 // device's sync point ('p'), a user's position ('q'), a cursor ('r').
 func positionKey(p byte, owner, ch string) []byte {
@@ -96,13 +108,17 @@ func storeKey(name string) []byte { return append([]byte{pStore}, name...) }
 
 // userDeviceKey sorts a user's devices by last seen, newest first.
 func userDeviceKey(user string, seen time.Time, dev string) []byte {
-	b := appendStr([]byte{pUserDev}, user)
-	var t [timeLen]byte
-	appendTime(t[:0], seen)
-	for i := range t {
-		t[i] = ^t[i]
+	return append(invTime(appendStr([]byte{pUserDev}, user), seen), dev...)
+}
+
+// invTime appends t so that later times sort first.
+func invTime(b []byte, t time.Time) []byte {
+	var v [timeLen]byte
+	appendTime(v[:0], t)
+	for i := range v {
+		v[i] = ^v[i]
 	}
-	return append(append(b, t[:]...), dev...)
+	return append(b, v[:]...)
 }
 
 func expiryKey(at time.Time, kind byte, payload []byte) []byte {

@@ -107,6 +107,8 @@ func (s *Store) sweepChunk(t *txn, sw *sweep) (removed int, more bool) {
 					t.del(key)
 				}
 			}
+		case xToken:
+			s.sweepToken(t, sw, string(payload))
 		case xBlob:
 			key := blobKey(string(payload))
 			if v, ok := t.get(key); ok {

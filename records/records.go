@@ -11,7 +11,6 @@ import (
 	"math"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -19,6 +18,7 @@ import (
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/internal/clock"
+	"github.com/syncpoint/syncpoint/internal/keylock"
 	"github.com/syncpoint/syncpoint/publish"
 	"github.com/syncpoint/syncpoint/wire"
 )
@@ -142,7 +142,7 @@ type Service struct {
 	log      *slog.Logger
 	metrics  *metrics
 
-	writing keyLocks      // one apply per device and write_id at a time
+	writing keylock.Set   // one apply per device and write_id at a time
 	wake    chan struct{} // a notice was queued
 }
 
@@ -160,7 +160,6 @@ func New(cfg Config) *Service {
 		log:      cfg.Logger,
 		metrics:  newMetrics(cfg.Registerer),
 		wake:     make(chan struct{}, 1),
-		writing:  keyLocks{m: make(map[string]*keyLock)},
 	}
 }
 
@@ -187,48 +186,12 @@ func (s *Service) Write(ctx context.Context, id syncpoint.Identity, w *wire.Writ
 	key := resultKey(id.DeviceID, w.WriteID)
 	// A resend can overtake the first send (a new connection while the old
 	// one is still applying); it waits, then finds the kept result.
-	unlock, err := s.writing.lock(ctx, key)
+	unlock, err := s.writing.Lock(ctx, key)
 	if err != nil {
 		return s.failed(w.WriteID, syncpoint.Errorf(syncpoint.CodeUnavailable, "the write was interrupted; send it again with the same write_id"))
 	}
 	defer unlock()
 	return s.writeOnce(ctx, id, w, key, writeHash(w))
-}
-
-// keyLocks is a mutex per key, kept only while someone holds or waits for it.
-type keyLocks struct {
-	mu sync.Mutex
-	m  map[string]*keyLock
-}
-
-type keyLock struct {
-	sem  chan struct{}
-	refs int
-}
-
-func (k *keyLocks) lock(ctx context.Context, key string) (unlock func(), err error) {
-	k.mu.Lock()
-	l := k.m[key]
-	if l == nil {
-		l = &keyLock{sem: make(chan struct{}, 1)}
-		k.m[key] = l
-	}
-	l.refs++
-	k.mu.Unlock()
-	release := func() {
-		k.mu.Lock()
-		if l.refs--; l.refs == 0 {
-			delete(k.m, key)
-		}
-		k.mu.Unlock()
-	}
-	select {
-	case l.sem <- struct{}{}:
-		return func() { <-l.sem; release() }, nil
-	case <-ctx.Done():
-		release()
-		return nil, ctx.Err()
-	}
 }
 
 func (s *Service) writeOnce(ctx context.Context, id syncpoint.Identity, w *wire.Write, key string, hash []byte) *wire.WriteResult {

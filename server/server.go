@@ -37,6 +37,7 @@ import (
 	"github.com/syncpoint/syncpoint/auth"
 	"github.com/syncpoint/syncpoint/feed"
 	"github.com/syncpoint/syncpoint/httpapi"
+	"github.com/syncpoint/syncpoint/httpsync"
 	"github.com/syncpoint/syncpoint/hub"
 	"github.com/syncpoint/syncpoint/internal/clock"
 	"github.com/syncpoint/syncpoint/local"
@@ -135,6 +136,16 @@ type Config struct {
 	// own address, never on the API's, so it can stay on loopback.
 	PprofListen string
 
+	// HTTP sync (docs/http-sync.md); 0 means httpsync's default.
+	// SyncSessionIdle is how long a queue session lives without a
+	// request; SyncSessionsPerToken bounds the open sessions of one
+	// token; SyncTokenRate is requests per second per token (0:
+	// unlimited); SyncMaxWait caps a one-shot long-poll.
+	SyncSessionIdle      time.Duration
+	SyncSessionsPerToken int
+	SyncTokenRate        float64
+	SyncMaxWait          time.Duration
+
 	storeFS vfs.FS // the embedded store's filesystem; tests inject faults
 }
 
@@ -147,13 +158,20 @@ type Server struct {
 	store    syncpoint.Store
 	broker   syncpoint.Broker
 	registry *syncpoint.Registry
-	verifier *auth.Verifier
 	pub      *publish.Publisher
 	api      *httpapi.Server
 	feed     *feed.Feed
 	hub      *hub.Hub
 	events   *sse.Handler
 	records  *records.Service
+	sync     *httpsync.Handler
+
+	// jwt verifies device JWTs and opaque verifies opaque access tokens;
+	// tokens verifies either kind, and every device surface takes it, so
+	// that a token good on one is good on all.
+	jwt    *auth.Verifier
+	opaque *auth.Opaque
+	tokens auth.Tokens
 
 	// mux serves the business API; the device transports (WebSocket, SSE,
 	// HTTP sync) add their routes to it too.
@@ -221,6 +239,9 @@ func New(cfg Config) (_ *Server, err error) {
 	if cfg.RateLimit < 0 || cfg.RateBurst < 0 || cfg.MaxBodyBytes < 0 || cfg.MaxTargets < 0 {
 		return nil, errors.New("server: rate limit, burst, body limit and target limit must not be negative")
 	}
+	if cfg.SyncSessionIdle < 0 || cfg.SyncSessionsPerToken < 0 || cfg.SyncTokenRate < 0 || cfg.SyncMaxWait < 0 {
+		return nil, errors.New("server: the HTTP sync settings must not be negative")
+	}
 	s := &Server{
 		cfg:     cfg,
 		logger:  cfg.Logger,
@@ -235,7 +256,7 @@ func New(cfg Config) (_ *Server, err error) {
 			s.release()
 		}
 	}()
-	s.verifier, err = auth.NewVerifier(auth.VerifierConfig{Secret: []byte(cfg.TokenSecret), PublicKeyPEM: cfg.TokenPublicKey, Clock: cfg.Clock})
+	s.jwt, err = auth.NewVerifier(auth.VerifierConfig{Secret: []byte(cfg.TokenSecret), PublicKeyPEM: cfg.TokenPublicKey, Clock: cfg.Clock})
 	if err != nil {
 		return nil, fmt.Errorf("server: token secret: %w", err)
 	}
@@ -277,6 +298,8 @@ func New(cfg Config) (_ *Server, err error) {
 	if s.broker, err = s.openBroker(); err != nil {
 		return nil, err
 	}
+	s.opaque = auth.NewOpaque(auth.OpaqueConfig{Store: s.store, Clock: s.clock})
+	s.tokens = auth.Tokens{JWT: s.jwt, Opaque: s.opaque}
 	s.registry = syncpoint.NewRegistry(s.store)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -321,7 +344,7 @@ func New(cfg Config) (_ *Server, err error) {
 	s.hub = hub.New(hub.Config{
 		Store:             s.store,
 		Registry:          s.registry,
-		Verifier:          s.verifier,
+		Verifier:          s.tokens,
 		Feed:              s.feed,
 		Records:           s.records,
 		Clock:             s.clock,
@@ -336,10 +359,31 @@ func New(cfg Config) (_ *Server, err error) {
 	}
 	s.closers = append(s.closers, closerFunc(func() error { unsubscribe(); return nil }))
 	s.runners = append(s.runners, s.hub.Run)
+	s.sync = httpsync.New(httpsync.Config{
+		Store:               s.store,
+		Registry:            s.registry,
+		Feed:                s.feed,
+		Verifier:            s.tokens,
+		Records:             s.records,
+		Clock:               s.clock,
+		Logger:              s.logger,
+		Registerer:          s.metrics,
+		SessionIdle:         cfg.SyncSessionIdle,
+		MaxSessionsPerToken: cfg.SyncSessionsPerToken,
+		TokenRate:           cfg.SyncTokenRate,
+		MaxWait:             cfg.SyncMaxWait,
+		MaxBodyBytes:        cfg.MaxBodyBytes,
+		BodyTimeout:         cfg.BodyTimeout,
+	})
+	s.closers = append(s.closers, s.sync)
+	var deviceRoutes []httpapi.Route
+	for _, rt := range s.sync.Routes() {
+		deviceRoutes = append(deviceRoutes, httpapi.Route(rt))
+	}
 	s.events, err = sse.New(sse.Config{
 		Feed:       s.feed,
 		Registry:   s.registry,
-		Verifier:   s.verifier,
+		Verifier:   s.tokens,
 		Key:        eventIDKey(cfg),
 		Logger:     s.logger,
 		Clock:      s.clock,
@@ -364,8 +408,11 @@ func New(cfg Config) (_ *Server, err error) {
 		BodyTimeout:    cfg.BodyTimeout,
 		Presence:       presence{s.hub, s.events},
 		OnChannelReset: s.hub.ResetChannel,
+		OnTokenRevoked: s.revokeToken,
+		DeviceTokens:   s.tokens,
 		Ready:          s.ready,
 		Backup:         s.backup(),
+		DeviceRoutes:   deviceRoutes,
 	})
 	s.api.Register(s.mux)
 	s.mux.Handle("GET /v1/connect", httpapi.JSONErrors(&ws.Handler{Hub: s.hub, Logger: s.logger, MaxFrameBytes: int64(cfg.MaxFrameBytes)}))
@@ -377,6 +424,9 @@ func New(cfg Config) (_ *Server, err error) {
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),
 	}
+	// Long-polls answer at once when shutdown starts, rather than holding
+	// it up for as long as they were asked to wait.
+	s.http.RegisterOnShutdown(s.sync.Shutdown)
 	if s.httpTLS {
 		// HTTP/2 for the business API. A WebSocket client asks for
 		// http/1.1 in its handshake (an upgrade needs it), and gets it.
@@ -480,8 +530,13 @@ func (s *Server) TCPAddr() string {
 // Registry returns the bizzes the server serves.
 func (s *Server) Registry() *syncpoint.Registry { return s.registry }
 
-// Verifier returns the device token verifier.
-func (s *Server) Verifier() *auth.Verifier { return s.verifier }
+// Verifier returns the device JWT verifier; device surfaces verify with
+// DeviceTokens, which takes opaque tokens too.
+func (s *Server) Verifier() *auth.Verifier { return s.jwt }
+
+// DeviceTokens verifies device tokens of either kind, as every device
+// surface does.
+func (s *Server) DeviceTokens() auth.Tokens { return s.tokens }
 
 // ready backs /readyz: not ready once shutdown starts, so load balancers
 // drain the node first, nor while the store takes no writes.
@@ -620,6 +675,17 @@ func (s *Server) PprofAddr() string {
 		return ""
 	}
 	return s.pprofLn.Addr().String()
+}
+
+// revokeToken makes a revocation take effect at once on this node: the
+// verifier's cache forgets the token, and every session and event stream
+// opened with it closes with 4001. Other nodes learn of it through the
+// cluster's broker (a control event, issue 10) and do the same; until then
+// they refuse the token once their cache entry expires
+// (auth.DefaultOpaqueCacheTTL), but keep its open sessions.
+func (s *Server) revokeToken(tokenID string) {
+	s.opaque.Forget(tokenID)
+	s.feed.Revoke(tokenID)
 }
 
 // Hub returns the device session hub.

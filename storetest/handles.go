@@ -152,6 +152,23 @@ func testTwoHandles(t *testing.T, a syncpoint.Store, second func(testing.TB, syn
 		t.Fatalf("blob on the second handle: %q %v", v, err)
 	}
 
+	// Keys lists what the other handle appended; a token saved through one
+	// is found through the other, and once revoked through the other, the
+	// first finds it no more: a revocation holds on every node at once.
+	wantKeys(t, "keys on the second handle", mustKeys(t, b, recsG1, "", 10, time.Now()), false, "r@1")
+	tok := newToken(1, "u1", time.Now())
+	if err := a.SaveToken(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.TokenByHash(ctx, tok.Hash); err != nil || got.ID != tok.ID {
+		t.Fatalf("token on the second handle: %+v %v", got, err)
+	}
+	if _, err := b.DeleteToken(ctx, tok.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.TokenByHash(ctx, tok.Hash)
+	wantErr(t, "a token revoked through the second handle, on the first", err, syncpoint.ErrNotFound)
+
 	// One handle sweeps what expired through the other.
 	t1 := hourFromNow()
 	mustAppend(t, a, expiring(msg(cfgAll, `1`), t1), msg(cfgAll, `2`))

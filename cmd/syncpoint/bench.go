@@ -35,7 +35,7 @@ func newBenchCmd(e env) *cobra.Command {
 	f := &benchFlags{}
 	cmd := &cobra.Command{
 		Use:   "bench SCENARIO [flags]",
-		Short: "Load-test a server: latency, fanout, idle, catchup, publish, upload, sse",
+		Short: "Load-test a server: latency, fanout, idle, catchup, publish, upload, sse, httpsync",
 		Long: `Run a load scenario against a syncpoint server and report what it measured.
 
 Devices are raw protocol clients (WebSocket by default, or TCP), one user
@@ -49,7 +49,7 @@ status 1 when anything failed. docs/benchmarks.md has the figures measured
 so far and the commands that produced them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return usagef("name a scenario: latency, fanout, idle, catchup, publish, upload or sse (see %s --help)", cmd.CommandPath())
+			return usagef("name a scenario: latency, fanout, idle, catchup, publish, upload, sse or httpsync (see %s --help)", cmd.CommandPath())
 		},
 	}
 	pf := cmd.PersistentFlags()
@@ -69,7 +69,7 @@ so far and the commands that produced them.`,
 	cmd.AddCommand(
 		benchLatencyCmd(e, f), benchFanoutCmd(e, f), benchIdleCmd(e, f),
 		benchCatchupCmd(e, f), benchPublishCmd(e, f), benchUploadCmd(e, f),
-		benchSSECmd(e, f),
+		benchSSECmd(e, f), benchHTTPSyncCmd(e, f),
 	)
 	return cmd
 }
@@ -354,5 +354,44 @@ records and failed or unanswered writes are errors, never figures.`,
 	fl.DurationVar(&c.Duration, "duration", bench.DefaultDuration, "how long to upload")
 	fl.IntVar(&c.Records, "records", bench.DefaultRecords, "created records per write")
 	addSize(fl, &c.Size, bench.DefaultSize)
+	return cmd
+}
+
+func benchHTTPSyncCmd(e env, f *benchFlags) *cobra.Command {
+	var c bench.HTTPSyncConfig
+	cmd := &cobra.Command{
+		Use:   "httpsync [--devices N] [--backlog M] [--page P] [--mode queue|oneshot|both]",
+		Short: "How fast devices drain a backlog over HTTP sync: queue sessions and one-shot",
+		Long: `Publish M entries to each of N user channels through POST /v1/publish/batch,
+then drain them over HTTP sync, with no socket: with queue sessions (pages of
+P items, each acked before the next, then a start that must find nothing
+left), with one-shot sync (answers of P changes until more is false), or
+both, each by devices of its own from no sync point. Report the items per
+second, acks included, the request latency and the server's CPU per item,
+checking that every device got every entry once and in order.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := positive("--devices, --backlog, --page, --size and --concurrency",
+				float64(c.Devices), float64(c.Backlog), float64(c.Page), float64(c.Size), float64(c.Concurrency)); err != nil {
+				return err
+			}
+			if c.Page > bench.DefaultHTTPSyncPage {
+				return usagef("--page: at most %d", bench.DefaultHTTPSyncPage)
+			}
+			switch c.Mode {
+			case bench.HTTPSyncQueue, bench.HTTPSyncOneShot, bench.HTTPSyncBoth:
+			default:
+				return usagef("--mode %q: want queue, oneshot or both", c.Mode)
+			}
+			return runBench(cmd, e, f, "httpsync", &c.Target, true, func(ctx context.Context) (*bench.HTTPSyncReport, error) { return bench.HTTPSync(ctx, c) })
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&c.Devices, "devices", 1, "devices, each on its own user channel")
+	fl.IntVar(&c.Backlog, "backlog", bench.DefaultHTTPSyncBacklog, "entries in each device's backlog")
+	fl.IntVar(&c.Page, "page", bench.DefaultHTTPSyncPage, "items per queue page and changes per one-shot answer")
+	fl.StringVar(&c.Mode, "mode", bench.HTTPSyncBoth, "queue, oneshot or both")
+	fl.IntVar(&c.Concurrency, "concurrency", bench.DefaultConcurrency, "batch requests in flight during the setup")
+	addSize(fl, &c.Size, bench.DefaultCatchupSize)
 	return cmd
 }

@@ -4,6 +4,7 @@
 //	syncpoint publish    publish an entry through the business API
 //	syncpoint token      mint a device token for development
 //	syncpoint tail       act as a device: print entries as JSON lines, ack, resume
+//	syncpoint sync       act as a device: one HTTP sync pass, no socket
 //	syncpoint write      upload one record change as a device
 //	syncpoint bench      the load generator
 //	syncpoint backup     copy the embedded store while the server runs
@@ -102,6 +103,7 @@ func newRootCmd(e env) *cobra.Command {
 	root.AddCommand(newWriteCmd(e))
 	root.AddCommand(newBenchCmd(e))
 	root.AddCommand(newTailCmd(e))
+	root.AddCommand(newSyncCmd(e))
 	root.AddCommand(newBackupCmd(e), newRestoreCmd(e))
 	return root
 }

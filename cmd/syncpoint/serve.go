@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/syncpoint/syncpoint/httpapi"
+	"github.com/syncpoint/syncpoint/httpsync"
 	"github.com/syncpoint/syncpoint/hub"
 	"github.com/syncpoint/syncpoint/publish"
 	"github.com/syncpoint/syncpoint/server"
@@ -34,6 +35,9 @@ type serveFlags struct {
 	bodyTimeout                     time.Duration
 	heartbeat                       time.Duration
 	sendQueue, maxFrameBytes        int
+	syncIdle, syncMaxWait           time.Duration
+	syncSessions                    int
+	syncTokenRate                   float64
 }
 
 func newServeCmd(e env) *cobra.Command {
@@ -80,6 +84,10 @@ once.`,
 	fl.DurationVar(&f.heartbeat, "heartbeat-interval", hub.DefaultHeartbeatInterval, "how often device connections are pinged; 3 missed intervals close one")
 	fl.IntVar(&f.sendQueue, "send-queue", hub.DefaultQueueLimit, "live entries queued per device connection before it is cut as a slow consumer")
 	fl.IntVar(&f.maxFrameBytes, "max-frame-bytes", wire.DefaultMaxFrameBytes, "largest frame a device may send")
+	fl.DurationVar(&f.syncIdle, "sync-session-idle", httpsync.DefaultSessionIdle, "how long an HTTP sync queue session lives without a request")
+	fl.IntVar(&f.syncSessions, "sync-sessions-per-token", httpsync.DefaultMaxSessionsPerToken, "most open HTTP sync queue sessions of one token")
+	fl.Float64Var(&f.syncTokenRate, "sync-token-rate", 0, "HTTP sync requests per second per token (0: unlimited)")
+	fl.DurationVar(&f.syncMaxWait, "sync-max-wait", httpsync.DefaultMaxWait, "longest wait of a one-shot HTTP sync long-poll")
 	return cmd
 }
 
@@ -140,6 +148,11 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 		SendQueue:         f.sendQueue,
 		MaxFrameBytes:     f.maxFrameBytes,
 		PprofListen:       f.pprof,
+
+		SyncSessionIdle:      f.syncIdle,
+		SyncSessionsPerToken: f.syncSessions,
+		SyncTokenRate:        f.syncTokenRate,
+		SyncMaxWait:          f.syncMaxWait,
 	}
 	if fc != nil {
 		cfg.Bizzes = fc.Bizzes

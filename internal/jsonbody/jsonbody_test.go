@@ -1,0 +1,33 @@
+package jsonbody
+
+import (
+	"testing"
+
+	"github.com/syncpoint/syncpoint"
+)
+
+func TestDecode(t *testing.T) {
+	type body struct {
+		Name  string   `json:"name"`
+		Items []string `json:"items"`
+	}
+	for _, tc := range []struct {
+		in   string
+		code syncpoint.ErrorCode
+	}{
+		{`{"name": "x", "items": ["a"]}`, ""},
+		{``, syncpoint.CodeMalformed},
+		{`{"name": `, syncpoint.CodeMalformed},
+		{`{"name": "x"} {}`, syncpoint.CodeMalformed},
+		{`{"name": x}`, syncpoint.CodeMalformed},
+		{`{"nme": "x"}`, syncpoint.CodeInvalid},
+		{`{"items": "a"}`, syncpoint.CodeInvalid},
+		{`[]`, syncpoint.CodeInvalid},
+	} {
+		var b body
+		err := Decode([]byte(tc.in), &b)
+		if got := syncpoint.Code(err); got != tc.code || (err != nil && syncpoint.Message(err) == "") {
+			t.Errorf("Decode(%q) = %v, want code %q", tc.in, err, tc.code)
+		}
+	}
+}
