@@ -298,6 +298,7 @@ type plan struct {
 	ids     map[ckey]idemRow // idempotency keys: the database's, then the batch's
 	newIDs  map[ckey]idemRow // the batch's, to upsert
 	keys    map[ckey]uint64  // newest put/delete seq per key: the database's, then the batch's
+	newKeys map[ckey]keyRow  // the batch's, to upsert
 	entries []pendingEntry   // in append order
 	pending map[chanSeq]int  // index into entries, for compaction within the batch
 	dels    []chanSeq        // stored entries that compaction replaced
@@ -322,6 +323,14 @@ type ckey struct{ ch, key string }
 type chanSeq struct {
 	id  int64
 	seq uint64
+}
+
+// keyRow is a row of the keys table.
+type keyRow struct {
+	ch      *head
+	seq     uint64
+	put     bool
+	expires time.Time
 }
 
 type idemRow struct {
@@ -352,6 +361,7 @@ func (s *Store) tryBatch(ctx context.Context, t *onceTx, batch []*appendOp) (*pl
 		ids:     make(map[ckey]idemRow),
 		newIDs:  make(map[ckey]idemRow),
 		keys:    make(map[ckey]uint64),
+		newKeys: make(map[ckey]keyRow),
 		pending: make(map[chanSeq]int),
 	}
 	var names, bizzes, idNames, idKeys, keyNames, keyKeys []string
@@ -423,8 +433,8 @@ func (s *Store) tryBatch(ctx context.Context, t *onceTx, batch []*appendOp) (*pl
 			})
 	}
 	if len(keyNames) > 0 {
-		b.Queue(`SELECT t.n, t.k, e.seq FROM unnest($1::text[], $2::text[]) AS t(n, k) JOIN channels c ON c.name = t.n
-			CROSS JOIN LATERAL (SELECT seq FROM entries WHERE channel_id = c.id AND key = t.k AND op <> 'msg' ORDER BY seq DESC LIMIT 1) e`,
+		b.Queue(`SELECT t.n, t.k, k.seq FROM unnest($1::text[], $2::text[]) AS t(n, k)
+			JOIN channels c ON c.name = t.n JOIN keys k ON k.channel_id = c.id AND k.key = t.k`,
 			keyNames, keyKeys).
 			Query(func(rows pgx.Rows) error {
 				for rows.Next() {
@@ -523,6 +533,7 @@ func (p *plan) settle(r *syncpoint.AppendRequest, hash []byte) syncpoint.AppendR
 			}
 		}
 		p.keys[ckey{h.name, e.Key}] = seq
+		p.newKeys[ckey{h.name, e.Key}] = keyRow{ch: h, seq: seq, put: e.Op == syncpoint.OpPut, expires: e.ExpiresAt}
 	}
 	p.pending[chanSeq{h.id, seq}] = len(p.entries)
 	p.entries = append(p.entries, pe)
@@ -544,9 +555,10 @@ func (p *plan) keySeq(h *head, key string) uint64 {
 }
 
 // queueWrites adds the plan's writes to b: the entries that survive the
-// batch (neither compacted nor trimmed within it), the idempotency keys,
-// the deletions of stored entries that compaction and trimming removed,
-// and the heads.
+// batch (neither compacted nor trimmed within it), the record keys and
+// idempotency keys, the deletions of stored entries that compaction and
+// trimming removed (with the record keys still pointing at them), and the
+// heads.
 func (p *plan) queueWrites(b *pgx.Batch) {
 	n := len(p.entries)
 	var (
@@ -576,6 +588,23 @@ func (p *plan) queueWrites(b *pgx.Batch) {
 				$7::timestamptz[], $8::timestamptz[], $9::text[], $10::text[], $11::text[])`,
 			chans, seqs, ops, keys, data, created, expires, goneAts, conds, origins, ikeys)
 	}
+	var kCh, kSeq []int64
+	var kKey []string
+	var kPut []bool
+	var kExp []pgtype.Timestamptz
+	for k, r := range p.newKeys {
+		if r.seq < r.ch.first {
+			continue // trimmed within the batch
+		}
+		kCh, kKey, kSeq = append(kCh, r.ch.id), append(kKey, k.key), append(kSeq, int64(r.seq))
+		kPut, kExp = append(kPut, r.put), append(kExp, pgtype.Timestamptz{Time: r.expires, Valid: !r.expires.IsZero()})
+	}
+	if len(kCh) > 0 {
+		b.Queue(`INSERT INTO keys (channel_id, key, seq, put, expires_at)
+			SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::boolean[], $5::timestamptz[])
+			ON CONFLICT (channel_id, key) DO UPDATE SET seq = excluded.seq, put = excluded.put, expires_at = excluded.expires_at`,
+			kCh, kKey, kSeq, kPut, kExp)
+	}
 	if len(p.newIDs) > 0 {
 		var ch []int64
 		var ks []string
@@ -596,7 +625,10 @@ func (p *plan) queueWrites(b *pgx.Batch) {
 		for i, d := range p.dels {
 			ch[i], sq[i] = d.id, int64(d.seq)
 		}
-		b.Queue(`DELETE FROM entries e USING unnest($1::bigint[], $2::bigint[]) AS d(c, s) WHERE e.channel_id = d.c AND e.seq = d.s`, ch, sq)
+		b.Queue(`WITH gone AS (
+				DELETE FROM entries e USING unnest($1::bigint[], $2::bigint[]) AS d(c, s) WHERE e.channel_id = d.c AND e.seq = d.s
+				RETURNING e.channel_id, e.key, e.seq
+			) DELETE FROM keys k USING gone g WHERE k.channel_id = g.channel_id AND k.key = g.key AND k.seq = g.seq`, ch, sq)
 	}
 	var trimCh, trimFrom, trimTo []int64
 	var upID, upFirst, upLast []int64
@@ -612,8 +644,12 @@ func (p *plan) queueWrites(b *pgx.Batch) {
 		}
 	}
 	if len(trimCh) > 0 {
-		b.Queue(`DELETE FROM entries e USING unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS d(c, f, t)
-			WHERE e.channel_id = d.c AND e.seq >= d.f AND e.seq < d.t`, trimCh, trimFrom, trimTo)
+		b.Queue(`WITH gone AS (
+				DELETE FROM entries e USING unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS d(c, f, t)
+				WHERE e.channel_id = d.c AND e.seq >= d.f AND e.seq < d.t
+				RETURNING e.channel_id, e.key, e.seq, e.op
+			) DELETE FROM keys k USING gone g WHERE g.op <> 'msg' AND k.channel_id = g.channel_id AND k.key = g.key AND k.seq = g.seq`,
+			trimCh, trimFrom, trimTo)
 	}
 	if len(upID) > 0 {
 		b.Queue(`UPDATE channels c SET epoch = u.e, first_seq = u.f, last_seq = u.l
@@ -622,7 +658,7 @@ func (p *plan) queueWrites(b *pgx.Batch) {
 	}
 }
 
-// encodeConditions gives ” for the conditions that match every device,
+// encodeConditions gives the empty string for the conditions that match every device,
 // which nearly every entry has, so that reads decode no JSON for them.
 func encodeConditions(c syncpoint.Conditions) string {
 	if c.IsZero() {

@@ -14,12 +14,16 @@
 //	                    first_seq, last_seq; a NULL epoch is a channel not
 //	                    created yet
 //	entries           (channel_id, seq) → the entry; gone_at, indexed, is
-//	                    when a sweep removes it; (channel_id, key, seq) is
-//	                    indexed for puts and deletes
+//	                    when a sweep removes it
+//	keys              (channel_id, key) → the seq, op and expiry of the
+//	                    key's newest put or delete, in byte order (COLLATE
+//	                    "C") for Keys
 //	idempotency_keys  (channel_id, key) → seq, content hash, deadline
 //	sync_points, user_positions, cursors
 //	                  (owner, channel) → epoch, seq, updated_at
 //	devices, bizzes, blobs
+//	access_tokens     id → the SHA-256 of the secret (unique), user,
+//	                    groups, label, times
 //
 // # Gap-free seqs
 //
@@ -82,7 +86,8 @@
 // lost. Appends, sweeps, resets and biz changes therefore learn their
 // transaction's id in their first round trip and, after such a loss, ask
 // the database (pg_xact_status) whether it committed before trying again;
-// only an aborted one runs again. The other writes (sync points, user
+// only an aborted one runs again (tokens too, whose second insert or
+// delete would meet the first). The other writes (sync points, user
 // positions, cursors, devices, blobs) are idempotent, so running them twice
 // leaves what running them once does. Should the database stay unreachable
 // past the retry budget while such an outcome is unknown, the append fails

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -175,8 +177,7 @@ func (s *Store) Entry(ctx context.Context, ch syncpoint.Channel, seq uint64) (sy
 	return e, nil
 }
 
-// KeyEntry implements syncpoint.Store: the newest put or delete of key
-// that is still stored.
+// KeyEntry implements syncpoint.Store.
 func (s *Store) KeyEntry(ctx context.Context, ch syncpoint.Channel, key string) (syncpoint.Entry, error) {
 	if err := ch.Validate(); err != nil {
 		return syncpoint.Entry{}, fmt.Errorf("key entry: %w", err)
@@ -189,12 +190,10 @@ func (s *Store) KeyEntry(ctx context.Context, ch syncpoint.Channel, key string) 
 		var r entryRow
 		var epoch string
 		err := s.pool.QueryRow(ctx, `SELECT c.epoch, `+entryCols+`
-			FROM channels c CROSS JOIN LATERAL (
-				SELECT * FROM entries e
-				WHERE e.channel_id = c.id AND e.key = $2 AND e.op <> 'msg' AND e.seq >= c.first_seq AND e.seq <= c.last_seq
-				ORDER BY e.seq DESC LIMIT 1
-			) e
-			WHERE c.name = $1 AND c.epoch IS NOT NULL`, ch.String(), key).Scan(append([]any{&epoch}, r.dest()...)...)
+			FROM channels c JOIN keys k ON k.channel_id = c.id AND k.key = $2
+			JOIN entries e ON e.channel_id = c.id AND e.seq = k.seq
+			WHERE c.name = $1 AND c.epoch IS NOT NULL AND k.seq >= c.first_seq AND k.seq <= c.last_seq`,
+			ch.String(), key).Scan(append([]any{&epoch}, r.dest()...)...)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return syncpoint.ErrNotFound
 		}
@@ -208,4 +207,58 @@ func (s *Store) KeyEntry(ctx context.Context, ch syncpoint.Channel, key string) 
 		return syncpoint.Entry{}, err
 	}
 	return e, nil
+}
+
+// Keys implements syncpoint.Store. It walks the keys table in key order,
+// from one snapshot with the head, so it reads no entry; a limit of 0 or
+// less means DefaultReadLimit, and limits above MaxReadLimit are capped.
+func (s *Store) Keys(ctx context.Context, ch syncpoint.Channel, after string, limit int, now time.Time) (syncpoint.KeyPage, error) {
+	if err := ch.Validate(); err != nil {
+		return syncpoint.KeyPage{}, fmt.Errorf("keys: %w", err)
+	}
+	if !utf8.ValidString(after) {
+		return syncpoint.KeyPage{}, fmt.Errorf("keys: %w", syncpoint.Errorf(syncpoint.CodeInvalid, "after: want UTF-8"))
+	}
+	// No stored key holds a NUL byte, so the keys above after are those
+	// above what precedes its first NUL, which PostgreSQL can take.
+	if i := strings.IndexByte(after, 0); i >= 0 {
+		after = after[:i]
+	}
+	if limit <= 0 {
+		limit = DefaultReadLimit
+	}
+	limit = min(limit, MaxReadLimit)
+	var p syncpoint.KeyPage
+	err := s.read(ctx, "keys of "+ch.String(), func(ctx context.Context) error {
+		p = syncpoint.KeyPage{Info: syncpoint.ChannelInfo{Channel: ch, FirstSeq: 1}}
+		rows, err := s.pool.Query(ctx, `SELECT c.epoch, c.first_seq, c.last_seq, coalesce(k.key, ''), coalesce(k.seq, 0)
+			FROM channels c LEFT JOIN LATERAL (
+				SELECT key, seq FROM keys k
+				WHERE k.channel_id = c.id AND k.key > $2 AND k.put AND k.seq >= c.first_seq AND k.seq <= c.last_seq
+					AND (k.expires_at IS NULL OR k.expires_at > $3)
+				ORDER BY k.key LIMIT $4
+			) k ON true
+			WHERE c.name = $1 AND c.epoch IS NOT NULL`, ch.String(), after, now, limit+1)
+		if err != nil {
+			return err
+		}
+		var first, last, seq int64
+		var key string
+		_, err = pgx.ForEachRow(rows, []any{&p.Info.Epoch, &first, &last, &key, &seq}, func() error {
+			p.Info.FirstSeq, p.Info.LastSeq = uint64(first), uint64(last)
+			switch {
+			case seq == 0: // the channel, without keys to list
+			case len(p.Keys) == limit:
+				p.More = true
+			default:
+				p.Keys = append(p.Keys, syncpoint.KeySeq{Key: key, Seq: uint64(seq)})
+			}
+			return nil
+		})
+		return err
+	})
+	if err != nil {
+		return syncpoint.KeyPage{}, err
+	}
+	return p, nil
 }

@@ -345,8 +345,8 @@ func (s *Store) DeleteBiz(ctx context.Context, name string) error {
 }
 
 // queueDropChannels locks the heads of biz's channels, in the order
-// appends lock them, and queues their deletion, with their entries and
-// idempotency keys, on b.
+// appends lock them, and queues their deletion, with their entries, record
+// keys and idempotency keys, on b.
 func (s *Store) queueDropChannels(ctx context.Context, t *onceTx, b *pgx.Batch, biz string) error {
 	var ids []int64
 	lock := &pgx.Batch{}
@@ -362,6 +362,7 @@ func (s *Store) queueDropChannels(ctx context.Context, t *onceTx, b *pgx.Batch, 
 		return nil
 	}
 	b.Queue(`DELETE FROM entries WHERE channel_id = ANY($1::bigint[])`, ids)
+	b.Queue(`DELETE FROM keys WHERE channel_id = ANY($1::bigint[])`, ids)
 	b.Queue(`DELETE FROM idempotency_keys WHERE channel_id = ANY($1::bigint[])`, ids)
 	b.Queue(`DELETE FROM channels WHERE id = ANY($1::bigint[])`, ids)
 	return nil

@@ -13,9 +13,9 @@ import (
 
 // Sweep implements syncpoint.Store. It works in transactions of
 // Options.SweepChunk rows, each found through an index (entries by
-// gone_at, idempotency keys by deadline, blobs by expires_at), so it never
-// scans a table, holds no channel's head for long, and stops between
-// chunks when ctx ends.
+// gone_at, idempotency keys by deadline, blobs and access tokens by
+// expires_at), so it never scans a table, holds no channel's head for
+// long, and stops between chunks when ctx ends.
 //
 // Sweeps on any number of handles may run at once, with appends: a chunk
 // locks the heads of its entries' channels, in the order appends lock
@@ -47,6 +47,8 @@ func (s *Store) Sweep(ctx context.Context, now time.Time) (int, error) {
 			WHERE i.channel_id = d.channel_id AND i.key = d.key AND i.deadline <= $1`,
 		`DELETE FROM blobs b USING (SELECT key FROM blobs WHERE expires_at <= $1 LIMIT $2) d
 			WHERE b.key = d.key AND b.expires_at <= $1`,
+		`DELETE FROM access_tokens t USING (SELECT id FROM access_tokens WHERE expires_at <= $1 LIMIT $2) d
+			WHERE t.id = d.id AND t.expires_at <= $1`,
 	} {
 		for {
 			var n int64
@@ -144,8 +146,13 @@ func (s *Store) sweepChunk(ctx context.Context, sw *sweep) (removed int, more bo
 				})
 				return err
 			})
-		b.Queue(`DELETE FROM entries e USING unnest($1::bigint[], $2::bigint[]) AS d(c, s)
-			WHERE e.channel_id = d.c AND e.seq = d.s AND e.gone_at <= $3 RETURNING e.channel_id, e.seq`, chans, seqs, sw.now).
+		// The record keys that point at a removed entry go with it.
+		b.Queue(`WITH gone AS (
+				DELETE FROM entries e USING unnest($1::bigint[], $2::bigint[]) AS d(c, s)
+				WHERE e.channel_id = d.c AND e.seq = d.s AND e.gone_at <= $3 RETURNING e.channel_id, e.seq, e.key, e.op
+			), keys_gone AS (
+				DELETE FROM keys k USING gone g WHERE g.op <> 'msg' AND k.channel_id = g.channel_id AND k.key = g.key AND k.seq = g.seq
+			) SELECT channel_id, seq FROM gone`, chans, seqs, sw.now).
 			Query(func(rows pgx.Rows) error {
 				var id, seq int64
 				_, err := pgx.ForEachRow(rows, []any{&id, &seq}, func() error {
@@ -222,8 +229,8 @@ func (sw *sweep) advance(id int64, epoch string, first, last uint64, oldest *int
 	return first
 }
 
-// ResetChannel implements syncpoint.Store. The channel's idempotency keys
-// go with its entries.
+// ResetChannel implements syncpoint.Store. The channel's record keys and
+// idempotency keys go with its entries.
 func (s *Store) ResetChannel(ctx context.Context, ch syncpoint.Channel) (syncpoint.ChannelInfo, error) {
 	if err := ch.Validate(); err != nil {
 		return syncpoint.ChannelInfo{}, fmt.Errorf("reset channel: %w", err)
@@ -253,6 +260,7 @@ func (s *Store) ResetChannel(ctx context.Context, ch syncpoint.Channel) (syncpoi
 		info = syncpoint.ChannelInfo{Channel: ch, Epoch: newEpoch(), FirstSeq: 1}
 		b = &pgx.Batch{}
 		b.Queue(`DELETE FROM entries WHERE channel_id = $1`, id)
+		b.Queue(`DELETE FROM keys WHERE channel_id = $1`, id)
 		b.Queue(`DELETE FROM idempotency_keys WHERE channel_id = $1`, id)
 		b.Queue(`UPDATE channels SET epoch = $2, first_seq = 1, last_seq = 0 WHERE id = $1`, id, info.Epoch)
 		return t.commit(ctx, b)

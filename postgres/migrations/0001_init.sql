@@ -21,7 +21,7 @@ CREATE TABLE entries (
 	channel_id      bigint NOT NULL,
 	seq             bigint NOT NULL,
 	op              text NOT NULL, -- msg, put or delete
-	key             text NOT NULL DEFAULT '',
+	key             text COLLATE "C" NOT NULL DEFAULT '',
 	data            bytea,         -- the JSON bytes as published
 	created_at      timestamptz NOT NULL,
 	expires_at      timestamptz,
@@ -33,10 +33,21 @@ CREATE TABLE entries (
 	idempotency_key text NOT NULL DEFAULT '',
 	PRIMARY KEY (channel_id, seq)
 );
--- The newest put or delete of a key: IfKeySeq, compaction, KeyEntry.
-CREATE INDEX entries_key ON entries (channel_id, key, seq) WHERE op <> 'msg';
 -- Sweeps walk this index, never the table.
 CREATE INDEX entries_gone ON entries (gone_at) WHERE gone_at IS NOT NULL;
+
+-- The newest put or delete of each record key: IfKeySeq, compaction,
+-- KeyEntry and Keys. A row whose seq is below its channel's first_seq is
+-- stale (its entry was trimmed) and counts as no row. Keys list in byte
+-- order, as Go compares strings, hence COLLATE "C".
+CREATE TABLE keys (
+	channel_id bigint NOT NULL,
+	key        text COLLATE "C" NOT NULL,
+	seq        bigint NOT NULL,
+	put        boolean NOT NULL, -- false: a delete
+	expires_at timestamptz,      -- the entry's
+	PRIMARY KEY (channel_id, key)
+);
 
 CREATE TABLE idempotency_keys (
 	channel_id bigint NOT NULL,
@@ -95,3 +106,16 @@ CREATE TABLE blobs (
 	expires_at timestamptz
 );
 CREATE INDEX blobs_expires ON blobs (expires_at) WHERE expires_at IS NOT NULL;
+
+-- Opaque access tokens, kept by the SHA-256 of their secret.
+CREATE TABLE access_tokens (
+	id         text PRIMARY KEY,
+	hash       bytea NOT NULL UNIQUE,
+	user_id    text NOT NULL,
+	groups     text[] NOT NULL,
+	label      text NOT NULL,
+	created_at timestamptz NOT NULL,
+	expires_at timestamptz NOT NULL
+);
+CREATE INDEX access_tokens_user ON access_tokens (user_id, created_at DESC, id);
+CREATE INDEX access_tokens_expires ON access_tokens (expires_at);
