@@ -83,11 +83,12 @@
 //
 // A retry can apply a write twice only when the connection is lost after
 // COMMIT was sent: the transaction may have committed with only its answer
-// lost. Appends, sweeps, resets and biz changes therefore learn their
-// transaction's id in their first round trip and, after such a loss, ask
-// the database (pg_xact_status) whether it committed before trying again;
-// only an aborted one runs again (tokens too, whose second insert or
-// delete would meet the first). The other writes (sync points, user
+// lost. Appends, sweeps, resets, biz and token changes (whose second run
+// would append again, miscount, reset again, or meet their own first run)
+// therefore learn their transaction's id in their first round trip and,
+// after such a loss, ask the database (pg_xact_status) whether it
+// committed before trying again; only an aborted one runs again. The
+// other writes (sync points, user
 // positions, cursors, devices, blobs) are idempotent, so running them twice
 // leaves what running them once does. Should the database stay unreachable
 // past the retry budget while such an outcome is unknown, the append fails
