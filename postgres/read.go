@@ -85,12 +85,16 @@ func (s *Store) Read(ctx context.Context, ch syncpoint.Channel, after uint64, li
 			return err
 		}
 		defer rows.Close()
-		if !rawOK(rows) {
-			return fmt.Errorf("read: unexpected columns %v", rows.FieldDescriptions())
-		}
+		raw := rawOK(rows)
 		var r pageRow
 		for n := 0; rows.Next(); n++ {
-			if err := readRow(rows.RawValues(), &r, n > 0); err != nil {
+			var err error
+			if raw {
+				err = readRow(rows.RawValues(), &r, n > 0)
+			} else {
+				err = scanRow(rows, &r) // a connection set to the text protocol
+			}
+			if err != nil {
 				return err
 			}
 			p.Info.Epoch, p.Info.FirstSeq, p.Info.LastSeq = r.epoch, r.first, r.last
@@ -115,6 +119,26 @@ func (s *Store) Read(ctx context.Context, ch syncpoint.Channel, after uint64, li
 		return syncpoint.Page{}, err
 	}
 	return p, nil
+}
+
+// scanRow is readRow through pgx's Scan, for rows in formats readRow
+// does not decode.
+func scanRow(rows pgx.Rows, r *pageRow) error {
+	var er entryRow
+	var first, last int64
+	if err := rows.Scan(append([]any{&r.epoch, &first, &last}, er.dest()...)...); err != nil {
+		return err
+	}
+	r.first, r.last, r.hasEntry = uint64(first), uint64(last), er.seq != 0
+	if r.hasEntry {
+		e, err := er.entry(syncpoint.Channel{}, "")
+		if err != nil {
+			return err
+		}
+		e.Conditions = syncpoint.Conditions{}
+		r.e, r.conditions = e, []byte(er.conditions)
+	}
+	return nil
 }
 
 // pageCap is how many entries a page can hold at most.

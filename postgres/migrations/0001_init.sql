@@ -1,4 +1,6 @@
--- The first schema of syncpoint's PostgreSQL store. Integrity between the
+-- The first schema of syncpoint's PostgreSQL store. Names, ids and keys
+-- are COLLATE "C": they compare by their bytes, as Go compares strings,
+-- whatever the database's collation, and faster. Integrity between the
 -- tables is kept by the store (every change to a channel's entries is made
 -- under its head row's lock), not by foreign keys, whose checks would lock
 -- the head rows once more on every insert.
@@ -9,8 +11,8 @@
 -- append inserts it to have something to lock.
 CREATE TABLE channels (
 	id        bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-	name      text NOT NULL UNIQUE, -- "biz/target"
-	biz       text NOT NULL,
+	name      text COLLATE "C" NOT NULL UNIQUE, -- "biz/target"
+	biz       text COLLATE "C" NOT NULL,
 	epoch     text,
 	first_seq bigint NOT NULL DEFAULT 1,
 	last_seq  bigint NOT NULL DEFAULT 0
@@ -51,7 +53,7 @@ CREATE TABLE keys (
 
 CREATE TABLE idempotency_keys (
 	channel_id bigint NOT NULL,
-	key        text NOT NULL,
+	key        text COLLATE "C" NOT NULL,
 	seq        bigint NOT NULL,
 	hash       bytea,
 	deadline   timestamptz NOT NULL,
@@ -60,8 +62,8 @@ CREATE TABLE idempotency_keys (
 CREATE INDEX idempotency_keys_deadline ON idempotency_keys (deadline);
 
 CREATE TABLE sync_points (
-	device_id  text NOT NULL,
-	channel    text NOT NULL,
+	device_id  text COLLATE "C" NOT NULL,
+	channel    text COLLATE "C" NOT NULL,
 	epoch      text NOT NULL,
 	seq        bigint NOT NULL,
 	updated_at timestamptz NOT NULL,
@@ -69,8 +71,8 @@ CREATE TABLE sync_points (
 );
 
 CREATE TABLE user_positions (
-	user_id    text NOT NULL,
-	channel    text NOT NULL,
+	user_id    text COLLATE "C" NOT NULL,
+	channel    text COLLATE "C" NOT NULL,
 	epoch      text NOT NULL,
 	seq        bigint NOT NULL,
 	updated_at timestamptz NOT NULL,
@@ -78,8 +80,8 @@ CREATE TABLE user_positions (
 );
 
 CREATE TABLE cursors (
-	reader     text NOT NULL,
-	channel    text NOT NULL,
+	reader     text COLLATE "C" NOT NULL,
+	channel    text COLLATE "C" NOT NULL,
 	epoch      text NOT NULL,
 	seq        bigint NOT NULL,
 	updated_at timestamptz NOT NULL,
@@ -87,8 +89,8 @@ CREATE TABLE cursors (
 );
 
 CREATE TABLE devices (
-	id          text PRIMARY KEY,
-	user_id     text NOT NULL,
+	id          text COLLATE "C" PRIMARY KEY,
+	user_id     text COLLATE "C" NOT NULL,
 	platform    text NOT NULL DEFAULT '',
 	app_version text NOT NULL DEFAULT '',
 	last_seen   timestamptz NOT NULL
@@ -96,12 +98,12 @@ CREATE TABLE devices (
 CREATE INDEX devices_user ON devices (user_id, last_seen DESC, id);
 
 CREATE TABLE bizzes (
-	name     text PRIMARY KEY,
+	name     text COLLATE "C" PRIMARY KEY,
 	settings jsonb NOT NULL
 );
 
 CREATE TABLE blobs (
-	key        text PRIMARY KEY,
+	key        text COLLATE "C" PRIMARY KEY,
 	value      bytea NOT NULL,
 	expires_at timestamptz
 );
@@ -109,9 +111,9 @@ CREATE INDEX blobs_expires ON blobs (expires_at) WHERE expires_at IS NOT NULL;
 
 -- Opaque access tokens, kept by the SHA-256 of their secret.
 CREATE TABLE access_tokens (
-	id         text PRIMARY KEY,
+	id         text COLLATE "C" PRIMARY KEY,
 	hash       bytea NOT NULL UNIQUE,
-	user_id    text NOT NULL,
+	user_id    text COLLATE "C" NOT NULL,
 	groups     text[] NOT NULL,
 	label      text NOT NULL,
 	created_at timestamptz NOT NULL,
