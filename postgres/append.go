@@ -281,7 +281,7 @@ func (s *Store) commitBatch(batch []*appendOp) {
 // or the retry budget is spent, and returns the plan that committed.
 func (s *Store) runBatch(batch []*appendOp) (*plan, error) {
 	var p *plan
-	err := s.once(context.Background(), "append", func(ctx context.Context, t *onceTx) error {
+	err := s.once(context.Background(), "append", appendTx, func(ctx context.Context, t *onceTx) error {
 		var err error
 		p, err = s.tryBatch(ctx, t, batch)
 		return err
@@ -454,7 +454,7 @@ func (s *Store) tryBatch(ctx context.Context, t *onceTx, batch []*appendOp) (*pl
 	for _, h := range p.heads {
 		if h.id == 0 {
 			t.rollback()
-			return nil, fmt.Errorf("channel %s has no head row", h.name)
+			return nil, fmt.Errorf("channel %s: %w", h.name, errHeadGone)
 		}
 	}
 

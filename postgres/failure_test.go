@@ -217,3 +217,66 @@ func TestOneBadCallFailsAlone(t *testing.T) {
 		t.Fatalf("the good calls appended %v, want seqs 1 to 8", seqs)
 	}
 }
+
+// TestAppendsWhileBizDropped appends to a biz's channel while the biz is
+// deleted and created again, over and over: an append that waited for a
+// head row its biz's deletion took away creates the channel anew rather
+// than fail, and each epoch's seqs stay gap-free.
+func TestAppendsWhileBizDropped(t *testing.T) {
+	s := MustOpenStore(t)
+	ctx := context.Background()
+	chat := syncpoint.NewBiz("chat", syncpoint.TargetUser)
+	if err := s.SaveBiz(ctx, chat); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	dropped := make(chan error, 1)
+	go func() {
+		defer close(dropped)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := s.DeleteBiz(ctx, "chat"); err != nil {
+				dropped <- err
+				return
+			}
+			if err := s.SaveBiz(ctx, chat); err != nil {
+				dropped <- err
+				return
+			}
+		}
+	}()
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			var err error
+			for range 25 {
+				if _, err = s.Append(ctx, []syncpoint.AppendRequest{msgReq(chatU1, `{}`), msgReq(chatU1, `{}`)}); err != nil {
+					break
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	if err := <-dropped; err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Read(ctx, chatU1, 0, MaxReadLimit, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range p.Entries {
+		if e.Seq != uint64(i+1) || e.Epoch != p.Info.Epoch {
+			t.Fatalf("entry %d of the last epoch has seq %d: a gap", i, e.Seq)
+		}
+	}
+}

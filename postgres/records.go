@@ -285,7 +285,7 @@ func (s *Store) SaveBiz(ctx context.Context, b syncpoint.Biz) error {
 		return fmt.Errorf("save biz: %w", err)
 	}
 	defer s.leave()
-	err = s.once(ctx, "save biz", func(ctx context.Context, t *onceTx) error {
+	err = s.once(ctx, "save biz", bulkTx, func(ctx context.Context, t *onceTx) error {
 		var created bool
 		bt := &pgx.Batch{}
 		t.begin(bt)
@@ -317,7 +317,7 @@ func (s *Store) DeleteBiz(ctx context.Context, name string) error {
 		return fmt.Errorf("delete biz: %w", err)
 	}
 	defer s.leave()
-	err := s.once(ctx, "delete biz", func(ctx context.Context, t *onceTx) error {
+	err := s.once(ctx, "delete biz", bulkTx, func(ctx context.Context, t *onceTx) error {
 		found := false
 		bt := &pgx.Batch{}
 		t.begin(bt)

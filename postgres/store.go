@@ -43,11 +43,12 @@ type Options struct {
 	Logger     *slog.Logger          // nil: discard
 	Registerer prometheus.Registerer // nil: no metrics registered
 
-	// MaxConns caps the connection pool; 0 keeps the URL's pool_max_conns,
+	// MaxConns caps the connections; 0 keeps the URL's pool_max_conns,
 	// else pgx's default (the larger of 4 and the number of CPUs).
 	MaxConns int32
-	// Committers is how many group-commit transactions run at once; it is
-	// capped at half the pool, so that reads always find a connection.
+	// Committers is how many group-commit transactions run at once, each
+	// on a connection of its own out of MaxConns; it is capped at half of
+	// them, so that reads and other writes keep the rest.
 	Committers int
 	// MaxBatch caps the append requests of one transaction, and
 	// MaxBatchBytes their data; an Append call is never split.
@@ -71,12 +72,13 @@ type Options struct {
 
 // Store is the PostgreSQL syncpoint.Store. Create it with Open.
 type Store struct {
-	pool    *pgxpool.Pool
-	connStr string // for a second handle in tests; never logged
-	clock   clock.Clock
-	log     *slog.Logger
-	opts    Options
-	metrics *metrics
+	pool       *pgxpool.Pool // reads and the writes other than appends
+	commitPool *pgxpool.Pool // the committers', one connection each
+	connStr    string        // for a second handle in tests; never logged
+	clock      clock.Clock
+	log        *slog.Logger
+	opts       Options
+	metrics    *metrics
 
 	// closeMu guards closed and the in-flight count, so Close can wait for
 	// every operation before it closes the pool.
@@ -160,6 +162,9 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 		return err
 	}
 	opts.Committers = max(1, min(opts.Committers, int(cfg.MaxConns)/2))
+	commitCfg := cfg.Copy()
+	commitCfg.MaxConns = int32(opts.Committers)
+	cfg.MaxConns = max(1, cfg.MaxConns-commitCfg.MaxConns)
 	m, err := newMetrics(opts.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -169,17 +174,25 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 		m.unregister()
 		return nil, fmt.Errorf("open store: %w", parseError(err))
 	}
+	commitPool, err := pgxpool.NewWithConfig(ctx, commitCfg)
+	if err != nil {
+		pool.Close()
+		m.unregister()
+		return nil, fmt.Errorf("open store: %w", parseError(err))
+	}
 	s := &Store{
-		pool:    pool,
-		connStr: connString,
-		clock:   opts.Clock,
-		log:     opts.Logger,
-		opts:    opts,
-		metrics: m,
-		stop:    make(chan struct{}),
+		pool:       pool,
+		commitPool: commitPool,
+		connStr:    connString,
+		clock:      opts.Clock,
+		log:        opts.Logger,
+		opts:       opts,
+		metrics:    m,
+		stop:       make(chan struct{}),
 	}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
+		commitPool.Close()
 		m.unregister()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -254,10 +267,15 @@ func (s *Store) Close() error {
 		s.queue.close()
 		s.workers.Wait()
 		s.pool.Close()
+		s.commitPool.Close()
 		s.metrics.unregister()
 	})
 	return nil
 }
+
+// errHeadGone means that a head row an append was about to lock was
+// deleted meanwhile (its biz was dropped): the next try creates it anew.
+var errHeadGone = errors.New("a channel's head row was deleted while the append waited for it")
 
 // SQLSTATEs that roll a transaction back and leave it safe to run again.
 const (
@@ -269,6 +287,9 @@ const (
 // rolled back by a serialization failure or a deadlock, or the database
 // could not be reached.
 func transient(err error) bool {
+	if errors.Is(err, errHeadGone) {
+		return true
+	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && (pe.Code == sqlSerialization || pe.Code == sqlDeadlock) {
 		return true
@@ -403,6 +424,7 @@ func backoff(attempt int) time.Duration {
 // spending itself on a stale one.
 func (s *Store) markDown(err error) {
 	s.pool.Reset()
+	s.commitPool.Reset()
 	for {
 		old := s.down.Load()
 		now := time.Now()
@@ -459,20 +481,4 @@ func (s *Store) retryRead(ctx context.Context, fn func(ctx context.Context) erro
 			return err
 		}
 	}
-}
-
-// write runs fn in a transaction with retries (see retry for what fn must
-// be), wrapping its errors with what.
-func (s *Store) write(ctx context.Context, what string, fn func(ctx context.Context, tx pgx.Tx) error) error {
-	if err := s.start(ctx); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	defer s.leave()
-	err := s.retry(ctx, what, func(ctx context.Context) error {
-		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return fn(ctx, tx) })
-	})
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, giveUp(err))
-	}
-	return nil
 }

@@ -131,7 +131,7 @@ func (s *Store) sweepChunk(ctx context.Context, sw *sweep) (removed int, more bo
 	}
 	var heads map[int64]*headRow
 	var gone map[int64][]uint64
-	err = s.once(ctx, "sweep", func(ctx context.Context, t *onceTx) error {
+	err = s.once(ctx, "sweep", smallTx, func(ctx context.Context, t *onceTx) error {
 		heads, gone = make(map[int64]*headRow), make(map[int64][]uint64)
 		b := &pgx.Batch{}
 		t.begin(b)
@@ -240,7 +240,7 @@ func (s *Store) ResetChannel(ctx context.Context, ch syncpoint.Channel) (syncpoi
 	}
 	defer s.leave()
 	var info syncpoint.ChannelInfo
-	err := s.once(ctx, "reset channel", func(ctx context.Context, t *onceTx) error {
+	err := s.once(ctx, "reset channel", bulkTx, func(ctx context.Context, t *onceTx) error {
 		var id int64
 		found := false
 		b := &pgx.Batch{}

@@ -34,7 +34,7 @@ func (s *Store) SaveToken(ctx context.Context, tok syncpoint.AccessToken) error 
 		return fmt.Errorf("save token: %w", err)
 	}
 	defer s.leave()
-	err := s.once(ctx, "save token", func(ctx context.Context, t *onceTx) error {
+	err := s.once(ctx, "save token", smallTx, func(ctx context.Context, t *onceTx) error {
 		b := &pgx.Batch{}
 		t.begin(b)
 		b.Queue(`INSERT INTO access_tokens (`+tokenCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
@@ -117,7 +117,7 @@ func (s *Store) DeleteToken(ctx context.Context, id string) (syncpoint.AccessTok
 	}
 	defer s.leave()
 	var tok syncpoint.AccessToken
-	err := s.once(ctx, "delete token", func(ctx context.Context, t *onceTx) error {
+	err := s.once(ctx, "delete token", smallTx, func(ctx context.Context, t *onceTx) error {
 		found := false
 		b := &pgx.Batch{}
 		t.begin(b)

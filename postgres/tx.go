@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/syncpoint/syncpoint"
 )
@@ -24,6 +25,23 @@ type onceTx struct {
 	// the batch with COMMIT is sent; tests cut the connection there.
 	beforeCommit func(*pgx.Conn)
 }
+
+// txKind says where a transaction runs and how long one try may take.
+type txKind int
+
+const (
+	// smallTx is a write of a few rows.
+	smallTx txKind = iota
+	// appendTx is a group-commit transaction, on the committers' pool, so
+	// that reads never keep appends waiting for a connection.
+	appendTx
+	// bulkTx may delete a whole channel or biz, which can take a while.
+	bulkTx
+)
+
+// bulkTimeout bounds one try of a bulkTx; a smaller one could cut off a
+// reset of a large channel for ever.
+const bulkTimeout = 10 * time.Minute
 
 // begin queues BEGIN and the transaction id at the head of b.
 func (t *onceTx) begin(b *pgx.Batch) {
@@ -76,12 +94,19 @@ func (t *onceTx) rollback() {
 // noticed its lost client), and tries again only after it aborted. A
 // transaction that committed counts as the try's success: what try
 // computed is what the database holds.
-func (s *Store) once(ctx context.Context, what string, try func(ctx context.Context, t *onceTx) error) error {
+func (s *Store) once(ctx context.Context, what string, k txKind, try func(ctx context.Context, t *onceTx) error) error {
 	var began time.Time
+	pool, timeout := s.pool, s.opts.RetryTimeout
+	switch k {
+	case appendTx:
+		pool = s.commitPool
+	case bulkTx:
+		timeout = max(timeout, bulkTimeout)
+	}
 	for attempt := 0; ; attempt++ {
 		t := &onceTx{}
-		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.opts.RetryTimeout)
-		err := s.tryOnce(actx, t, try)
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+		err := s.tryOnce(actx, pool, t, try)
 		cancel()
 		if err != nil && t.commitSent && t.xid != "" && !isServerError(err) {
 			committed, rerr := s.resolve(ctx, what, t.xid, &began)
@@ -110,8 +135,8 @@ func (s *Store) once(ctx context.Context, what string, try func(ctx context.Cont
 	}
 }
 
-func (s *Store) tryOnce(ctx context.Context, t *onceTx, try func(ctx context.Context, t *onceTx) error) error {
-	conn, err := s.pool.Acquire(ctx)
+func (s *Store) tryOnce(ctx context.Context, pool *pgxpool.Pool, t *onceTx, try func(ctx context.Context, t *onceTx) error) error {
+	conn, err := pool.Acquire(ctx)
 	if err != nil {
 		return err
 	}
