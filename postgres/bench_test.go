@@ -30,10 +30,10 @@ func benchEntry(ch syncpoint.Channel, now time.Time) syncpoint.AppendRequest {
 // BenchmarkAppend has 64 concurrent writers, each waiting for its own
 // entry to be durable, as 64 publishing API requests would: one channel
 // per writer, or all of them on one channel; with the default number of
-// committers, and with one.
+// committers, and with two.
 func BenchmarkAppend(b *testing.B) {
 	b.Run("channels=64", func(b *testing.B) { benchAppend(b, 64, false, Options{}) })
-	b.Run("channels=64/committers=1", func(b *testing.B) { benchAppend(b, 64, false, Options{Committers: 1}) })
+	b.Run("channels=64/committers=2", func(b *testing.B) { benchAppend(b, 64, false, Options{Committers: 2}) })
 	b.Run("channels=1", func(b *testing.B) { benchAppend(b, 64, true, Options{}) })
 }
 

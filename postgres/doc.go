@@ -47,19 +47,20 @@
 //
 // # Group commit
 //
-// Append calls queue for a few committer goroutines (Options.Committers).
-// A committer takes every queued call, waits a moment
-// (Options.CommitWindow) for the callers of its last transaction to come
-// back, and appends them all in one transaction of two pipelined round
-// trips: the first begins it, locks the heads and reads the idempotency
-// keys and record keys the requests name; the requests are then settled in
-// call order in Go (idempotency key, then IfKeySeq, then the append, with
-// compaction and MaxBacklog trimming applied as the batch goes, so that
-// entries replaced within the batch are never written); the second writes
-// entries, keys and heads with unnest arrays, deletes what compaction and
-// trimming removed from earlier transactions, and commits. While one
-// committer's transaction waits for its WAL flush, calls gather for the
-// next, so transactions grow with load and durability costs one flush per
+// Append calls queue for a committer goroutine (Options.Committers says
+// how many; one by default), which has a connection of its own, so that
+// reads never keep appends waiting for one. A committer takes every queued
+// call, waits a moment (Options.CommitWindow) for the callers of its last
+// transaction to come back, and appends them all in one transaction of two
+// pipelined round trips: the first begins it, locks the heads and reads
+// the idempotency keys and record keys the requests name; the requests are
+// then settled in call order in Go (idempotency key, then IfKeySeq, then
+// the append, with compaction and MaxBacklog trimming applied as the batch
+// goes, so that entries replaced within the batch are never written); the
+// second writes entries, keys and heads with unnest arrays, deletes what
+// compaction and trimming removed from earlier transactions, and commits.
+// While a transaction waits for its WAL flush, calls gather for the next,
+// so transactions grow with load and durability costs one flush per
 // transaction, not per call.
 //
 // # Durability

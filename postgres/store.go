@@ -25,7 +25,7 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultCommitters     = 2
+	DefaultCommitters     = 1
 	DefaultMaxBatch       = 2000
 	DefaultMaxBatchBytes  = 8 << 20
 	DefaultCommitWindow   = 200 * time.Microsecond
@@ -48,7 +48,10 @@ type Options struct {
 	MaxConns int32
 	// Committers is how many group-commit transactions run at once, each
 	// on a connection of its own out of MaxConns; it is capped at half of
-	// them, so that reads and other writes keep the rest.
+	// them, so that reads and other writes keep the rest. One, the
+	// default, makes the largest transactions, which costs PostgreSQL the
+	// least per entry; more overlap one transaction's round trips with
+	// another's commit, which pays where the database has cores to spare.
 	Committers int
 	// MaxBatch caps the append requests of one transaction, and
 	// MaxBatchBytes their data; an Append call is never split.
