@@ -281,8 +281,8 @@ func (r *runner) openStream(ctx context.Context, client *http.Client, i int, biz
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("X-Device-Id", id)
-	req.Header.Set("X-Platform", "bench")
-	req.Header.Set("X-App-Version", "1.0.0")
+	req.Header.Set("X-Device-Platform", "bench")
+	req.Header.Set("X-Device-App-Version", "1.0.0")
 	// Only the time to the answer is bounded; the stream itself lasts.
 	answered := time.AfterFunc(r.t.Timeout, cancel)
 	resp, err := client.Do(req)

@@ -38,7 +38,10 @@ const maxSyncPages = 100_000
 // It applies what it pulls exactly as Run applies a push: in one local
 // transaction per page, dropping what is at or below the channel's
 // position, calling Config.Handler inside it, and storing the new
-// positions with the data. The outbox keeps its rules too: each write's
+// positions with the data. A reset or gap of a compact biz is reconciled
+// by manifest (POST /v1/sync/reconcile) as Run does, instead of dropping
+// the channel's records and downloading them again. The outbox keeps its
+// rules too: each write's
 // write_id is stored before it is sent, and a write whose answer did not
 // arrive goes again with the same write_id. So a pass that fails half way
 // loses nothing, and the next pass, or Run, goes on from what committed.
@@ -182,6 +185,18 @@ func (h *httpSync) pull(ctx context.Context) (stopped bool, err error) {
 				push.Entries = append(push.Entries, e)
 			}
 			push.Positions = append(push.Positions, wire.Position{Channel: en.Channel, Epoch: en.Position.Epoch, Seq: en.Position.Seq})
+		}
+		// A reset or gap of a compact biz is reconciled by manifest, as on
+		// the socket; the page is then asked for again from the positions
+		// the reconcile stored, so its entries from the old ones are dropped.
+		again, stopped, err := c.reconcileWelcome(ctx, w, h.token, func() {})
+		switch {
+		case err != nil:
+			return false, fmt.Errorf("client: %w", err)
+		case stopped:
+			return true, nil
+		case again:
+			continue
 		}
 		epochs := make(map[string]string)
 		if err := c.applyWelcome(ctx, w, epochs); err != nil {

@@ -176,3 +176,109 @@ func (n *node) delete(path string) {
 		n.tb.Fatalf("DELETE %s: %d", path, resp.StatusCode)
 	}
 }
+
+// TestSyncOnceReconcilesGap: a pass that finds a gap in a compact biz
+// reconciles by manifest, as a socket session does: the Handler gets only
+// what differs, OnGap is not called, and the next pass goes on from the
+// reconciled position with nothing twice.
+func TestSyncOnceReconcilesGap(t *testing.T) {
+	n := MustStartNode(t)
+	n.putBiz(map[string]any{"name": "prices", "target": "user", "compact": true, "max_backlog": 5})
+	ch := syncpoint.Channel{Biz: "prices", Target: syncpoint.UserTarget("u1")}
+	n.appendRecords(ch, [][2]string{{"a", `1`}, {"b", `2`}, {"c", `3`}, {"d", `4`}, {"e", `5`}}) // 1-5
+	s := newSink()
+	c, err := client.Open(n.config(t, s, "d1", "prices"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var rec byteCounter
+	client.SetReconcileTransport(c, &rec)
+	ctx := context.Background()
+	if err := c.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Positions()[ch.String()]; p.Seq != 5 {
+		t.Fatalf("position after the first pass %+v", p)
+	}
+
+	// a goes (6), b-e come again unchanged (7-10), f is new (11); the trim
+	// to 5 keeps 7-11, so the device at 5 has a gap.
+	n.appendRecords(ch, [][2]string{{"a", ""}, {"b", `2`}, {"c", `3`}, {"d", `4`}, {"e", `5`}, {"f", `6`}})
+	before := len(s.got())
+	if err := c.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range s.got()[before:] {
+		got = append(got, fmt.Sprintf("%s %s@%d %s", e.Op, e.Key, e.Seq, e.Data))
+	}
+	if want := []string{"delete a@11 ", "put f@11 6"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("the Handler got %v, want %v", got, want)
+	}
+	if rec.requests.Load() == 0 {
+		t.Fatal("the pass sent no reconcile request")
+	}
+	s.mu.Lock()
+	gaps, resets := s.gaps, s.resets
+	s.mu.Unlock()
+	if len(gaps) != 0 || len(resets) != 0 {
+		t.Fatalf("OnGap %v, OnReset %v: nothing was skipped or dropped", gaps, resets)
+	}
+	local, _ := c.List(ctx, ch.String())
+	if len(local) != 5 || local["a"] != nil || string(local["f"]) != `6` {
+		t.Fatalf("the device holds %v", local)
+	}
+
+	n.publishReq(pubReq{biz: "prices", target: ch.Target, op: syncpoint.OpPut, key: "g", data: `7`})
+	if err := c.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if seqs := s.channelSeqs()[ch.String()]; fmt.Sprint(seqs) != "[1 2 3 4 5 11 11 12]" {
+		t.Fatalf("the Handler got seqs %v, want 1-5, the reconcile's two at 11, then 12", seqs)
+	}
+}
+
+// TestSyncOnceReconcilesReset: a compact channel deleted and written again
+// between passes is reconciled rather than dropped: the record that stayed
+// is not handed over again, the one gone is deleted, the new one put.
+func TestSyncOnceReconcilesReset(t *testing.T) {
+	n := MustStartNode(t)
+	n.putBiz(map[string]any{"name": "prices", "target": "user", "compact": true})
+	u1 := syncpoint.UserTarget("u1")
+	ch := syncpoint.Channel{Biz: "prices", Target: u1}
+	n.appendRecords(ch, [][2]string{{"a", `1`}, {"b", `2`}})
+	s := newSink()
+	c, err := client.Open(n.config(t, s, "d1", "prices"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n.delete("/v1/channels/prices/user:u1")
+	n.appendRecords(ch, [][2]string{{"b", `2`}, {"c", `3`}})
+	before := len(s.got())
+	if err := c.SyncOnce(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range s.got()[before:] {
+		got = append(got, fmt.Sprintf("%s %s %s", e.Op, e.Key, e.Data))
+	}
+	if want := []string{"delete a ", "put c 3"}; fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("the Handler got %v, want %v", got, want)
+	}
+	s.mu.Lock()
+	resets := s.resets
+	s.mu.Unlock()
+	if len(resets) != 0 {
+		t.Fatalf("OnReset %v: nothing was dropped", resets)
+	}
+	local, _ := c.List(ctx, ch.String())
+	if len(local) != 2 || string(local["b"]) != `2` || string(local["c"]) != `3` {
+		t.Fatalf("the device holds %v", local)
+	}
+}

@@ -170,14 +170,9 @@ func (f *Feed) Resolve(ctx context.Context, req Request) (*Stream, error) {
 		Platform:   req.Platform,
 		AppVersion: req.AppVersion,
 	}
-	d, err := f.store.Device(ctx, id.DeviceID)
-	switch {
-	case err == nil && d.UserID != id.UserID:
-		return nil, syncpoint.Errorf(syncpoint.CodeForbidden, "device %s is registered to another user", id.DeviceID)
-	case err == nil && id.Platform == "" && id.AppVersion == "":
-		id.Platform, id.AppVersion = d.Platform, d.AppVersion
-	case err != nil && !errors.Is(err, syncpoint.ErrNotFound):
-		return nil, fmt.Errorf("load device: %w", err)
+	// The device is written only once the stream is sure to open.
+	if _, err := CheckDevice(ctx, f.store, &id); err != nil {
+		return nil, err
 	}
 
 	s := &Stream{
@@ -240,9 +235,9 @@ func (f *Feed) Resolve(ctx context.Context, req Request) (*Stream, error) {
 	}
 
 	now := f.clock.Now()
-	if err := f.store.SaveDevice(ctx, syncpoint.Device{ID: id.DeviceID, UserID: id.UserID, Platform: id.Platform, AppVersion: id.AppVersion, LastSeen: now}); err != nil {
+	if err := SaveDevice(ctx, f.store, id, now); err != nil {
 		s.releaseUsers()
-		return nil, fmt.Errorf("save device: %w", err)
+		return nil, err
 	}
 	if err := f.register(s); err != nil {
 		s.releaseUsers()
@@ -415,8 +410,7 @@ func (s *Stream) Confirm(c *Cursor, p syncpoint.Position) {
 // SaveLastSeen stores the device with now as its last-seen time, for a
 // surface that held the stream open a while.
 func (s *Stream) SaveLastSeen(ctx context.Context) error {
-	id := s.id
-	return s.feed.store.SaveDevice(ctx, syncpoint.Device{ID: id.DeviceID, UserID: id.UserID, Platform: id.Platform, AppVersion: id.AppVersion, LastSeen: s.feed.clock.Now()})
+	return SaveDevice(ctx, s.feed.store, s.id, s.feed.clock.Now())
 }
 
 // Close ends the stream: it stops being told of entries and revocations.

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/feed"
 	"github.com/syncpoint/syncpoint/internal/jsontext"
 )
 
@@ -38,9 +39,6 @@ const (
 	RecordHashLen = 16
 	// maxEpochLen bounds an epoch a client names.
 	maxEpochLen = 128
-	// lastSeenPrecision: a device's last-seen time is written at most this
-	// often by requests that change nothing else about it.
-	lastSeenPrecision = time.Minute
 )
 
 // The headers (and the query parameter, for clients that cannot set
@@ -266,32 +264,6 @@ func (s *Server) deviceIdentity(r *http.Request) (syncpoint.Identity, error) {
 	return id, nil
 }
 
-// bindDevice holds the device to the token's user as a socket hello does:
-// a device of another user is forbidden, a new one is registered, and its
-// last-seen time is kept. With neither platform nor app version given, the
-// device's stored ones count.
-func (s *Server) bindDevice(ctx context.Context, id *syncpoint.Identity) error {
-	now := s.clock.Now()
-	d, err := s.store.Device(ctx, id.DeviceID)
-	switch {
-	case err == nil && d.UserID != id.UserID:
-		return syncpoint.Errorf(syncpoint.CodeForbidden, "device %s is registered to another user", id.DeviceID)
-	case err == nil:
-		if id.Platform == "" && id.AppVersion == "" {
-			id.Platform, id.AppVersion = d.Platform, d.AppVersion
-		}
-		if d.Platform == id.Platform && d.AppVersion == id.AppVersion && now.Sub(d.LastSeen) < lastSeenPrecision {
-			return nil
-		}
-	case !errors.Is(err, syncpoint.ErrNotFound):
-		return fmt.Errorf("load device: %w", err)
-	}
-	if err := s.store.SaveDevice(ctx, syncpoint.Device{ID: id.DeviceID, UserID: id.UserID, Platform: id.Platform, AppVersion: id.AppVersion, LastSeen: now}); err != nil {
-		return fmt.Errorf("save device: %w", err)
-	}
-	return nil
-}
-
 // scopeChannel is the channel a request means.
 func scopeChannel(b syncpoint.Biz, sc *reconcileScope, id syncpoint.Identity) (syncpoint.Channel, error) {
 	if sc == nil || *sc == (reconcileScope{}) {
@@ -340,7 +312,7 @@ func (s *Server) handleReconcile(w http.ResponseWriter, r *http.Request) error {
 		return syncpoint.Errorf(syncpoint.CodeInvalid, "biz %s is not a compact, persistent biz: reconcile needs one record per key; sync it from position 0 instead", b.Name)
 	}
 	ctx := r.Context()
-	if err := s.bindDevice(ctx, &id); err != nil {
+	if err := feed.BindDevice(ctx, s.store, &id, s.clock.Now()); err != nil {
 		return err
 	}
 	ch, err := scopeChannel(b, req.Scope, id)

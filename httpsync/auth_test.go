@@ -46,7 +46,8 @@ func codeOf(a answer) string {
 }
 
 // TestAuthorizationMatrix sends every form with what must be refused: a
-// token that is expired, forged or missing; another user's device; and
+// token that is expired, forged or missing; an opaque token that was
+// revoked or never minted; another user's device; and
 // checks each refusal's status and code, and that it carries no-store.
 func TestAuthorizationMatrix(t *testing.T) {
 	e := mustStart(t)
@@ -58,6 +59,12 @@ func TestAuthorizationMatrix(t *testing.T) {
 	cursor := owner.sync(nil).LastSynced
 	// d2 of u2 exists, so that u1 cannot take it over.
 	e.device("d2", e.token("u2")).sync(nil)
+	// The revoked token worked before it was revoked, so the 401s below
+	// come from the revocation and not from a token that never could work.
+	revokedID, revoked := e.opaque("u1")
+	e.device("d1", revoked).sync(nil)
+	e.revoke(revokedID)
+	unknown := strings.Repeat("Zq9", 21) + "A"
 
 	cases := []struct {
 		name   string
@@ -69,6 +76,8 @@ func TestAuthorizationMatrix(t *testing.T) {
 		{"forged token", e.device("d1", e.token("u1")[:40]+"x.y"), 401, "unauthorized"},
 		{"token of another secret", e.device("d1", strings.Replace(e.token("u1"), "e", "f", 1)), 401, "unauthorized"},
 		{"expired token", e.device("d1", e.tokenFor("u1", -time.Hour)), 401, "unauthorized"},
+		{"revoked opaque token", e.device("d1", revoked), 401, "unauthorized"},
+		{"unknown opaque token", e.device("d1", unknown), 401, "unauthorized"},
 		{"another user's device", e.device("d2", e.token("u1")), 403, "forbidden"},
 		{"no device", e.device("", e.token("u1")), 422, "invalid"},
 	}

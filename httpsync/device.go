@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -14,20 +13,20 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/feed"
 )
 
 // The headers and query parameters that name the device. EventSource and
 // some proxies cannot set headers, so the query parameters stand in.
 const (
-	headerDevice      = "X-Device-Id"
-	headerBaseDevice  = "X-Basecrm-Device-UUID"
-	headerPlatform    = "X-Device-Platform"
-	headerAppVersion  = "X-Device-App-Version"
-	queryDevice       = "device_id"
-	queryPlatform     = "platform"
-	queryAppVersion   = "app_version"
-	maxDeviceField    = 64
-	lastSeenPrecision = time.Minute
+	headerDevice     = "X-Device-Id"
+	headerBaseDevice = "X-Basecrm-Device-UUID"
+	headerPlatform   = "X-Device-Platform"
+	headerAppVersion = "X-Device-App-Version"
+	queryDevice      = "device_id"
+	queryPlatform    = "platform"
+	queryAppVersion  = "app_version"
+	maxDeviceField   = 64
 )
 
 // caller is a request's verified token and the device it names.
@@ -122,33 +121,10 @@ func clip(s string) string {
 	return s[:64] + "..."
 }
 
-// bind holds the device to the token's user as a socket hello does: a
-// device registered to another user is forbidden, a new one is registered,
-// and its last-seen time is kept. Platform and app version, when the
-// request gives neither, are those the device gave last.
+// bind holds the device to the token's user as a socket hello does (see
+// feed.BindDevice).
 func (h *Handler) bind(ctx context.Context, c *caller) error {
-	now := h.clock.Now()
-	d, err := h.store.Device(ctx, c.id.DeviceID)
-	switch {
-	case err == nil && d.UserID != c.id.UserID:
-		return syncpoint.Errorf(syncpoint.CodeForbidden, "device %s is registered to another user", c.id.DeviceID)
-	case err == nil:
-		if c.id.Platform == "" && c.id.AppVersion == "" {
-			c.id.Platform, c.id.AppVersion = d.Platform, d.AppVersion
-		}
-		// One write a minute is enough for "last seen"; a drain of many
-		// pages would otherwise write the device on every one.
-		if d.Platform == c.id.Platform && d.AppVersion == c.id.AppVersion && now.Sub(d.LastSeen) < lastSeenPrecision {
-			return nil
-		}
-	case !errors.Is(err, syncpoint.ErrNotFound):
-		return fmt.Errorf("load device: %w", err)
-	}
-	dev := syncpoint.Device{ID: c.id.DeviceID, UserID: c.id.UserID, Platform: c.id.Platform, AppVersion: c.id.AppVersion, LastSeen: now}
-	if err := h.store.SaveDevice(ctx, dev); err != nil {
-		return fmt.Errorf("save device: %w", err)
-	}
-	return nil
+	return feed.BindDevice(ctx, h.store, &c.id, h.clock.Now())
 }
 
 // tokenLimits holds what each token may still do: a request rate and its

@@ -122,6 +122,28 @@ func (e *env) tokenFor(user string, ttl time.Duration, groups ...string) string 
 	return tok
 }
 
+// opaque mints an opaque access token of user through POST /v1/tokens,
+// the way an operator does, and returns its id and its 64-character secret.
+func (e *env) opaque(user string, groups ...string) (id, token string) {
+	e.tb.Helper()
+	var m struct{ ID, Token string }
+	if err := e.api.Call(context.Background(), "POST", "/v1/tokens", map[string]any{"user": user, "groups": groups}, &m); err != nil {
+		e.tb.Fatalf("mint an opaque token: %v", err)
+	}
+	if len(m.Token) != 64 {
+		e.tb.Fatalf("minted token %q is not 64 characters", m.Token)
+	}
+	return m.ID, m.Token
+}
+
+// revoke revokes the opaque token id through DELETE /v1/tokens/{id}.
+func (e *env) revoke(id string) {
+	e.tb.Helper()
+	if err := e.api.Call(context.Background(), "DELETE", "/v1/tokens/"+id, nil, nil); err != nil {
+		e.tb.Fatalf("revoke %s: %v", id, err)
+	}
+}
+
 // publish publishes one entry and returns its seq.
 func (e *env) publish(r apiclient.PublishRequest) uint64 {
 	e.tb.Helper()

@@ -224,6 +224,21 @@ func TestV2DropIn(t *testing.T) {
 	}
 }
 
+// TestV2OpaqueToken: a CRM Sync API client holds a 64-character personal
+// access token; minted through POST /v1/tokens, it syncs over /v2 as is.
+func TestV2OpaqueToken(t *testing.T) {
+	e := mustStart(t)
+	e.publish(apiclient.PublishRequest{Biz: "notes", Users: []string{"u1"}, Op: "put", Key: "n1", Data: json.RawMessage(`{"title":"one"}`)})
+	_, tok := e.opaque("u1")
+	c := &crmClient{t: t, base: e.url, token: tok, device: "7d0c2a4e-3b1f-4c8e-9f6a-2e5d8b1c0a93"}
+	if got := c.sync(); len(got) != 1 || got["notes/n1"]["title"] != "one" {
+		t.Fatalf("a sync with an opaque token got %v", got)
+	}
+	if again := c.sync(); again != nil {
+		t.Fatalf("the acks of the opaque token's sync did not hold: a second sync got %v", again)
+	}
+}
+
 // TestV2RateLimited: a token over its rate gets a 429 in the /v2 shape.
 func TestV2RateLimited(t *testing.T) {
 	e := mustStart(t, func(c *server.Config) { c.SyncTokenRate = 0.001 })

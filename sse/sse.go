@@ -286,8 +286,8 @@ func (h *Handler) open(r *http.Request) (*stream, error) {
 	s, statuses, err := h.cfg.Feed.Open(r.Context(), feed.Request{
 		Claims:     claims,
 		DeviceID:   deviceID,
-		Platform:   param(r, "X-Platform", "platform"),
-		AppVersion: param(r, "X-App-Version", "app_version"),
+		Platform:   param(r, "X-Device-Platform", "platform"),
+		AppVersion: param(r, "X-Device-App-Version", "app_version"),
 		Bizzes:     names,
 		Positions:  positions,
 		FromStored: lastID == "",
