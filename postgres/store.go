@@ -351,8 +351,8 @@ func giveUp(err error) error {
 // fn must be safe to run again after it failed, even where the failure was
 // a lost answer to a COMMIT that did commit: every caller's is a read, or
 // a transaction whose second run leaves what the first left (upserts,
-// forward-only positions). Appends make sure of it in their own way (see
-// resolve). Each try runs apart from ctx's cancellation, under a deadline
+// forward-only positions). Writes whose second run would differ go
+// through once instead. Each try runs apart from ctx's cancellation, under a deadline
 // of its own, so that a write once begun is finished or rolled back, not
 // cut off between its COMMIT and the answer; ctx is checked between tries.
 func (s *Store) retry(ctx context.Context, what string, fn func(ctx context.Context) error) error {
