@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,7 @@ import (
 	"github.com/syncpoint/syncpoint/internal/clock"
 	"github.com/syncpoint/syncpoint/local"
 	"github.com/syncpoint/syncpoint/pebble"
+	"github.com/syncpoint/syncpoint/postgres"
 	"github.com/syncpoint/syncpoint/publish"
 	"github.com/syncpoint/syncpoint/records"
 	"github.com/syncpoint/syncpoint/sse"
@@ -81,7 +83,9 @@ type Config struct {
 	// TLSCheckInterval is how often the certificate files are checked for
 	// a change; 0 means DefaultTLSCheckInterval.
 	TLSCheckInterval time.Duration
-	// StoreURL is "" for the embedded store, or a postgres:// URL.
+	// StoreURL is "" for the embedded store, or a postgres:// (or
+	// postgresql://) URL for the PostgreSQL store, which several nodes
+	// share.
 	StoreURL string
 	// NATSURL is "" for a single node, or a nats:// URL for fan-out
 	// between nodes.
@@ -473,7 +477,16 @@ func (s *Server) openStore() (syncpoint.Store, error) {
 	}
 	switch u.Scheme {
 	case "postgres", "postgresql":
-		return nil, errors.New("server: the PostgreSQL store is not supported yet; leave --store empty for the embedded store")
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		st, err := postgres.Open(ctx, s.cfg.StoreURL, postgres.Options{Clock: s.clock, Logger: s.logger, Registerer: s.metrics})
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		// Host and database only: a password may be in the user info or in
+		// the query (password=…).
+		s.logger.Info("store: PostgreSQL", "host", u.Host, "database", strings.TrimPrefix(u.Path, "/"))
+		return st, nil
 	}
 	return nil, fmt.Errorf("server: store URL scheme %q: want postgres:// or nothing for the embedded store", u.Scheme)
 }

@@ -318,7 +318,8 @@ func TestNewRejects(t *testing.T) {
 		mod  func(*server.Config)
 		want string
 	}{
-		"postgres":           {func(c *server.Config) { c.StoreURL = "postgres://u:secret@127.0.0.1/db" }, "not supported yet"},
+		"postgres down":      {func(c *server.Config) { c.StoreURL = "postgres://u:secret@127.0.0.1:1/db?sslmode=disable" }, "store unavailable"},
+		"postgres bad url":   {func(c *server.Config) { c.StoreURL = "postgresql://u:secret@127.0.0.1/db?sslmode=bogus" }, "PostgreSQL connection string"},
 		"unknown url":        {func(c *server.Config) { c.StoreURL = "mysql://x" }, "mysql"},
 		"nats":               {func(c *server.Config) { c.NATSURL = "nats://127.0.0.1:4222" }, "not supported yet"},
 		"no api key":         {func(c *server.Config) { c.APIKey = "" }, "API key"},

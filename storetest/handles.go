@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +18,7 @@ import (
 // is what the other handle's later calls see.
 func testTwoHandles(t *testing.T, a syncpoint.Store, second func(testing.TB, syncpoint.Store) syncpoint.Store) {
 	if second == nil {
-		t.Skip("the backend gives one handle per process (no storetest.SecondHandle option): a second handle on one backend is a shared store's case, such as PostgreSQL's")
+		t.Skip(skipOneHandle)
 	}
 	b := second(t, a)
 	ctx := context.Background()
@@ -185,4 +187,190 @@ func testTwoHandles(t *testing.T, a syncpoint.Store, second func(testing.TB, syn
 	if r := mustAppend(t, a, msg(chatU1, `after`))[0]; r.Seq != appenders*calls+1 {
 		t.Fatalf("the first handle after the second closed: %+v", r)
 	}
+}
+
+const skipOneHandle = "the backend gives one handle per process (no storetest.SecondHandle option): a second handle on one backend is a shared store's case, such as PostgreSQL's"
+
+// testTwoHandlesTail appends to one channel through two handles at once,
+// in calls of one to three entries, while a reader on each handle tails
+// the channel: each reader gets every seq, once and in order, and never
+// steps past an entry that commits late; and every appender's entries keep
+// its order.
+func testTwoHandlesTail(t *testing.T, a syncpoint.Store, second func(testing.TB, syncpoint.Store) syncpoint.Store) {
+	if second == nil {
+		t.Skip(skipOneHandle)
+	}
+	b := second(t, a)
+	ctx := context.Background()
+	const appenders, calls = 6, 15
+	type tag struct{ G, I int }
+	total := 0
+	for c := range calls {
+		total += appenders * (1 + c%3)
+	}
+	var writers sync.WaitGroup
+	for g := range appenders {
+		s := a
+		if g%2 == 1 {
+			s = b
+		}
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			i := 0
+			for c := range calls {
+				var reqs []syncpoint.AppendRequest
+				for range 1 + c%3 {
+					data, _ := json.Marshal(tag{g, i})
+					reqs = append(reqs, msg(chatU1, string(data)))
+					i++
+				}
+				res, err := s.Append(ctx, reqs)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				for j := 1; j < len(res); j++ {
+					if res[j].Seq != res[j-1].Seq+1 {
+						t.Errorf("one call's entries got seqs %v: want them consecutive", resultSeqs(res))
+						return
+					}
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { writers.Wait(); close(done) }()
+
+	var readers sync.WaitGroup
+	for name, s := range map[string]syncpoint.Store{"first": a, "second": b} {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			var after uint64
+			last := map[int]int{}
+			for {
+				finished := false
+				select {
+				case <-done:
+					finished = true
+				default:
+				}
+				p, err := s.Read(ctx, chatU1, after, 7, time.Now())
+				if err != nil {
+					t.Errorf("%s reader: %v", name, err)
+					return
+				}
+				for _, e := range p.Entries {
+					if e.Seq != after+1 {
+						t.Errorf("%s reader after %d got seq %d: it stepped over an entry (info %d..%d)", name, after, e.Seq, p.Info.FirstSeq, p.Info.LastSeq)
+						return
+					}
+					var tg tag
+					if err := json.Unmarshal(e.Data, &tg); err != nil {
+						t.Error(err)
+						return
+					}
+					if prev, ok := last[tg.G]; ok && tg.I != prev+1 {
+						t.Errorf("%s reader: appender %d's entry %d came after its entry %d", name, tg.G, tg.I, prev)
+						return
+					}
+					last[tg.G] = tg.I
+					after = e.Seq
+				}
+				if p.Info.LastSeq < after {
+					t.Errorf("%s reader: page info says last seq %d, below the entry %d it returned", name, p.Info.LastSeq, after)
+					return
+				}
+				if len(p.Entries) == 0 {
+					if after < p.Info.LastSeq {
+						t.Errorf("%s reader after %d: no entries, yet the last seq is %d", name, after, p.Info.LastSeq)
+						return
+					}
+					if finished {
+						break
+					}
+					runtime.Gosched()
+				}
+			}
+			if after != uint64(total) {
+				t.Errorf("%s reader read up to %d, want %d", name, after, total)
+			}
+		}()
+	}
+	readers.Wait()
+}
+
+// testTwoHandlesSweep sweeps through two handles at once, while appenders
+// on both handles add entries that are due and entries that are not: each
+// due entry is removed and counted once, no other entry is touched, and
+// seqs stay gap-free.
+func testTwoHandlesSweep(t *testing.T, a syncpoint.Store, second func(testing.TB, syncpoint.Store) syncpoint.Store) {
+	if second == nil {
+		t.Skip(skipOneHandle)
+	}
+	b := second(t, a)
+	ctx := context.Background()
+	t1 := hourFromNow()
+	const appenders, calls = 4, 20
+	var writers sync.WaitGroup
+	for g := range appenders {
+		s := a
+		if g%2 == 1 {
+			s = b
+		}
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			for i := range calls {
+				reqs := []syncpoint.AppendRequest{expiring(msg(chatU1, `"due"`), t1), msg(chatU1, fmt.Sprintf(`"%d-%d"`, g, i)), expiring(msg(chatU2, `"due"`), t1)}
+				if _, err := s.Append(ctx, reqs); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { writers.Wait(); close(done) }()
+	var removed [2]int
+	var sweepers sync.WaitGroup
+	for i, s := range []syncpoint.Store{a, b} {
+		sweepers.Add(1)
+		go func() {
+			defer sweepers.Done()
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				n, err := s.Sweep(ctx, t1)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				removed[i] += n
+				runtime.Gosched()
+			}
+		}()
+	}
+	sweepers.Wait()
+	if t.Failed() {
+		return
+	}
+	total := removed[0] + removed[1] + mustSweep(t, b, t1)
+	if want := 2 * appenders * calls; total != want {
+		t.Fatalf("the sweeps of both handles removed %d entries in all, want %d: each due entry once", total, want)
+	}
+	p := mustRead(t, a, chatU1, 0, 0, time.Now())
+	if len(p.Entries) != appenders*calls || p.Info.LastSeq != 2*appenders*calls {
+		t.Fatalf("chatU1: %d entries left, info %+v; want the %d lasting ones and LastSeq %d", len(p.Entries), p.Info, appenders*calls, 2*appenders*calls)
+	}
+	for _, e := range p.Entries {
+		if string(e.Data) == `"due"` {
+			t.Fatalf("chatU1 entry %d is due and was left", e.Seq)
+		}
+	}
+	wantInfo(t, mustInfo(t, b, chatU2), appenders*calls+1, appenders*calls)
 }

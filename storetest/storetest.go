@@ -113,6 +113,8 @@ func Run(t *testing.T, open func(tb testing.TB) syncpoint.Store, opts ...Option)
 		{"CancelledContext", testCancelledContext},
 		{"Closed", testClosed},
 		{"TwoHandles", func(t *testing.T, s syncpoint.Store) { testTwoHandles(t, s, cfg.second) }},
+		{"TwoHandlesTailOneChannel", func(t *testing.T, s syncpoint.Store) { testTwoHandlesTail(t, s, cfg.second) }},
+		{"TwoHandlesSweep", func(t *testing.T, s syncpoint.Store) { testTwoHandlesSweep(t, s, cfg.second) }},
 	} {
 		if len(cfg.only) > 0 && !slices.Contains(cfg.only, tc.name) {
 			continue

@@ -299,13 +299,17 @@ func TestServeRejects(t *testing.T) {
 	}{
 		{[]string{"--config", "/nonexistent/syncpoint.yaml"}, "read config"},
 		{[]string{"--log-level", "loud"}, "log level"},
-		{[]string{"--store", "postgres://127.0.0.1/x"}, "not supported yet"},
+		{[]string{"--store", "postgres://u:s3cret@127.0.0.1:1/x?sslmode=disable"}, "store unavailable"}, // nothing listens on port 1
+		{[]string{"--store", "mysql://127.0.0.1/x"}, "mysql"},
 		{[]string{"--listen", "not-an-address"}, "listen"},
 	} {
 		e := newTestEnv(nil)
 		args := append([]string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--tcp-listen", ""}, tc.args...)
 		if code := run(t.Context(), e.env, args); code == 0 || !strings.Contains(e.err.String(), tc.want) {
 			t.Errorf("serve %v: exit %d, stderr %q; want it to mention %q", tc.args, code, e.err, tc.want)
+		}
+		if strings.Contains(e.err.String(), "s3cret") {
+			t.Errorf("serve %v: stderr shows the store URL's password: %q", tc.args, e.err)
 		}
 	}
 }
