@@ -35,7 +35,7 @@ func newBenchCmd(e env) *cobra.Command {
 	f := &benchFlags{}
 	cmd := &cobra.Command{
 		Use:   "bench SCENARIO [flags]",
-		Short: "Load-test a server: latency, fanout, idle, catchup, publish, upload, sse, httpsync",
+		Short: "Load-test a server: latency, fanout, idle, catchup, publish, upload, sse, longpoll, httpsync",
 		Long: `Run a load scenario against a syncpoint server and report what it measured.
 
 Devices are raw protocol clients (WebSocket by default, or TCP), one user
@@ -49,7 +49,7 @@ status 1 when anything failed. docs/benchmarks.md has the figures measured
 so far and the commands that produced them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return usagef("name a scenario: latency, fanout, idle, catchup, publish, upload, sse or httpsync (see %s --help)", cmd.CommandPath())
+			return usagef("name a scenario: latency, fanout, idle, catchup, publish, upload, sse, longpoll or httpsync (see %s --help)", cmd.CommandPath())
 		},
 	}
 	pf := cmd.PersistentFlags()
@@ -69,7 +69,7 @@ so far and the commands that produced them.`,
 	cmd.AddCommand(
 		benchLatencyCmd(e, f), benchFanoutCmd(e, f), benchIdleCmd(e, f),
 		benchCatchupCmd(e, f), benchPublishCmd(e, f), benchUploadCmd(e, f),
-		benchSSECmd(e, f), benchHTTPSyncCmd(e, f),
+		benchSSECmd(e, f), benchLongPollCmd(e, f), benchHTTPSyncCmd(e, f),
 	)
 	return cmd
 }
