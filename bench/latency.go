@@ -207,37 +207,11 @@ func Latency(ctx context.Context, cfg LatencyConfig) (*LatencyReport, error) {
 	}
 
 	setPhase("publishing")
-	cpu := r.markCPU(ctx)
-	start := r.clock.Now()
-	r.publishPaced(ctx, pacing{biz: biz, users: users, live: live, rate: cfg.Rate, duration: cfg.Duration, publishers: cfg.Publishers, size: cfg.Size},
-		logs, pubLat, &published)
-	pubTook := r.clock.Now().Sub(start)
-
-	setPhase("draining")
-	drained := func() bool {
-		for _, i := range live {
-			if devs[i].alive() && tracks[i].distinct.Load() < logs[i].n.Load() {
-				return false
-			}
-		}
-		return true
-	}
-	deadline := r.clock.Now().Add(cfg.Drain)
-	for !drained() && r.clock.Now().Before(deadline) && sleepFor(ctx, 5*time.Millisecond) {
-	}
-	took := r.clock.Now().Sub(start)
-	rep.CPU = r.since(ctx, cpu)
-	stopProgress()
-	closeAll(devs)
-
-	for _, i := range live {
-		rep.Delivery.add(tracks[i].tally(logs[i].list()))
-	}
-	rep.Published = published.Load()
-	rep.PublishRate = rate(rep.Published, pubTook)
-	rep.PublishLatency = pubLat.percentiles()
-	rep.Delivered = rep.Delivery.Received
-	rep.DeliveredRate = rate(rep.Delivered, took)
+	o := r.publishAndDrain(ctx, cfg.Paced, biz, users, live, func(i int) bool { return devs[i].alive() },
+		logs, tracks, pubLat, &published, func() { setPhase("draining") }, func() { stopProgress(); closeAll(devs) })
+	rep.CPU, rep.Delivery, rep.Published = o.cpu, o.delivery, o.published
+	rep.PublishRate, rep.PublishLatency = o.publishRate, o.publishLatency
+	rep.Delivered, rep.DeliveredRate = o.delivery.Received, o.deliveredRate
 	rep.Latency = lat.percentiles()
 	rep.Errors = r.errs.snapshot()
 	if ctx.Err() != nil {
@@ -317,4 +291,55 @@ func sleepFor(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// pacedOutcome is what the publish-and-drain phase of a paced scenario
+// measured.
+type pacedOutcome struct {
+	cpu            CPU
+	delivery       Delivery
+	published      int64
+	publishRate    float64
+	publishLatency Percentiles
+	deliveredRate  float64
+}
+
+// publishAndDrain is the measured phase of the paced scenarios: it
+// publishes to the live channels as cfg paces it, waits up to cfg.Drain
+// until every live device that is still alive has every entry of its
+// channel, then calls stop (which ends the progress line and closes the
+// devices) and tallies each live device's delivery. draining, when set, is
+// called as the wait begins.
+func (r *runner) publishAndDrain(ctx context.Context, cfg Paced, biz string, users []string, live []int, alive func(int) bool,
+	logs []pubLog, tracks []seqTrack, pubLat *recorder, published *atomic.Int64, draining, stop func()) pacedOutcome {
+	cpu := r.markCPU(ctx)
+	start := r.clock.Now()
+	r.publishPaced(ctx, pacing{biz: biz, users: users, live: live, rate: cfg.Rate, duration: cfg.Duration, publishers: cfg.Publishers, size: cfg.Size},
+		logs, pubLat, published)
+	pubTook := r.clock.Now().Sub(start)
+	if draining != nil {
+		draining()
+	}
+	drained := func() bool {
+		for _, i := range live {
+			if alive(i) && tracks[i].distinct.Load() < logs[i].n.Load() {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := r.clock.Now().Add(cfg.Drain)
+	for !drained() && r.clock.Now().Before(deadline) && sleepFor(ctx, 5*time.Millisecond) {
+	}
+	took := r.clock.Now().Sub(start)
+	out := pacedOutcome{cpu: r.since(ctx, cpu)}
+	stop()
+	for _, i := range live {
+		out.delivery.add(tracks[i].tally(logs[i].list()))
+	}
+	out.published = published.Load()
+	out.publishRate = rate(out.published, pubTook)
+	out.publishLatency = pubLat.percentiles()
+	out.deliveredRate = rate(out.delivery.Received, took)
+	return out
 }

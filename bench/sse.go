@@ -178,36 +178,11 @@ func SSE(ctx context.Context, cfg SSEConfig) (*SSEReport, error) {
 		return rep, nil
 	}
 
-	cpu := r.markCPU(ctx)
-	start := r.clock.Now()
-	r.publishPaced(ctx, pacing{biz: biz, users: users, live: live, rate: cfg.Rate, duration: cfg.Duration, publishers: cfg.Publishers, size: cfg.Size},
-		logs, pubLat, &published)
-	pubTook := r.clock.Now().Sub(start)
-	drained := func() bool {
-		for _, i := range live {
-			if alive(i) && tracks[i].distinct.Load() < logs[i].n.Load() {
-				return false
-			}
-		}
-		return true
-	}
-	deadline := r.clock.Now().Add(cfg.Drain)
-	for !drained() && r.clock.Now().Before(deadline) && sleepFor(ctx, 5*time.Millisecond) {
-	}
-	took := r.clock.Now().Sub(start)
-	rep.CPU = r.since(ctx, cpu)
-	stopProgress()
-	closeStreams(streams)
-	closeAll(socks)
-
-	for _, i := range live {
-		rep.Delivery.add(tracks[i].tally(logs[i].list()))
-	}
-	rep.Published = published.Load()
-	rep.PublishRate = rate(rep.Published, pubTook)
-	rep.PublishLatency = pubLat.percentiles()
-	rep.Delivered = rep.Delivery.Received
-	rep.DeliveredRate = rate(rep.Delivered, took)
+	o := r.publishAndDrain(ctx, cfg.Paced, biz, users, live, alive, logs, tracks, pubLat, &published, nil,
+		func() { stopProgress(); closeStreams(streams); closeAll(socks) })
+	rep.CPU, rep.Delivery, rep.Published = o.cpu, o.delivery, o.published
+	rep.PublishRate, rep.PublishLatency = o.publishRate, o.publishLatency
+	rep.Delivered, rep.DeliveredRate = o.delivery.Received, o.deliveredRate
 	rep.Latency = lat.percentiles()
 	if cfg.Compare {
 		p := sockLat.percentiles()
