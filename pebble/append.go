@@ -118,10 +118,10 @@ func (s *Store) appendOne(t *txn, st *chanState, r *syncpoint.AppendRequest, has
 			seq, deadline, was, err := decodeIdem(v)
 			if err == nil && t.now.Before(deadline) {
 				if len(was) > 0 && !bytes.Equal(was, hash) {
-					s.metrics.mismatches.Inc()
+					s.metrics.Mismatches.Inc()
 					return syncpoint.AppendResult{Seq: seq, Epoch: s.epoch(h.Epoch), Err: syncpoint.ErrIdempotencyMismatch}
 				}
-				s.metrics.duplicates.Inc()
+				s.metrics.Duplicates.Inc()
 				return syncpoint.AppendResult{Seq: seq, Epoch: s.epoch(h.Epoch), Duplicate: true}
 			}
 		}

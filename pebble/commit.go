@@ -381,10 +381,10 @@ func (s *Store) syncLoop() {
 		s.syncMu.Unlock()
 		s.wakeReaders()
 		if t.entries > 0 {
-			s.metrics.appends.Add(float64(t.entries))
-			s.metrics.batchEntries.Observe(float64(t.entries))
+			s.metrics.Appends.Add(float64(t.entries))
+			s.metrics.BatchEntries.Observe(float64(t.entries))
 		}
-		s.metrics.commitSecs.Observe(time.Since(t.start).Seconds())
+		s.metrics.CommitSeconds.Observe(time.Since(t.start).Seconds())
 		for _, o := range t.ops {
 			close(o.done)
 		}

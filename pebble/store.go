@@ -16,6 +16,7 @@ import (
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/internal/clock"
+	"github.com/syncpoint/syncpoint/internal/storemetrics"
 )
 
 // Defaults for Options.
@@ -73,7 +74,7 @@ type Store struct {
 	clock   clock.Clock
 	log     *slog.Logger
 	opts    Options
-	metrics *metrics
+	metrics *storemetrics.Metrics
 
 	// closeMu guards closed and the in-flight count, so Close can wait for
 	// every operation before it closes the database.
@@ -157,7 +158,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	// Pebble would open an unwritable directory and then retry its first
 	// flush for ever; a probe fails at once and says why.
 	if err := probeWritable(opts.FS, dir); err != nil {
-		m.unregister()
+		m.Unregister()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	po := &pebbledb.Options{
@@ -170,19 +171,19 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	db, err := s.openDB(dir, po)
 	if err != nil {
-		m.unregister()
+		m.Unregister()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s.db = db
 	if err := s.upgrade(); err != nil {
 		db.Close()
-		m.unregister()
+		m.Unregister()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	inc, _, err := s.get(incarnationKey)
 	if err != nil {
 		db.Close()
-		m.unregister()
+		m.Unregister()
 		return nil, fmt.Errorf("open store: read incarnation: %w", err)
 	}
 	s.inc = string(inc)
@@ -227,7 +228,7 @@ func (s *Store) Close() error {
 		s.ops.Wait()
 		s.queue.close()
 		<-s.done
-		s.metrics.unregister()
+		s.metrics.Unregister()
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close store: %w", err)
 		}

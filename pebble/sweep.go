@@ -33,7 +33,7 @@ func (s *Store) Sweep(ctx context.Context, now time.Time) (int, error) {
 			return total, fmt.Errorf("sweep: %w", err)
 		}
 		total += n
-		s.metrics.sweepRemoved.Add(float64(n))
+		s.metrics.SweepRemoved.Add(float64(n))
 		if !more {
 			return total, nil
 		}

@@ -174,13 +174,13 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
-		m.unregister()
+		m.Unregister()
 		return nil, fmt.Errorf("open store: %w", parseError(err))
 	}
 	commitPool, err := pgxpool.NewWithConfig(ctx, commitCfg)
 	if err != nil {
 		pool.Close()
-		m.unregister()
+		m.Unregister()
 		return nil, fmt.Errorf("open store: %w", parseError(err))
 	}
 	s := &Store{
@@ -196,7 +196,7 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		commitPool.Close()
-		m.unregister()
+		m.Unregister()
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	s.queue.init()
@@ -271,7 +271,7 @@ func (s *Store) Close() error {
 		s.workers.Wait()
 		s.pool.Close()
 		s.commitPool.Close()
-		s.metrics.unregister()
+		s.metrics.Unregister()
 	})
 	return nil
 }

@@ -31,7 +31,7 @@ func (s *Store) Sweep(ctx context.Context, now time.Time) (int, error) {
 	for {
 		n, more, err := s.sweepChunk(ctx, sw)
 		total += n
-		s.metrics.sweepRemoved.Add(float64(n))
+		s.metrics.SweepRemoved.Add(float64(n))
 		if err != nil {
 			return total, fmt.Errorf("sweep: %w", err)
 		}
