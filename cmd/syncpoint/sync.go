@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 
 	"github.com/spf13/cobra"
 
@@ -16,16 +15,8 @@ import (
 
 func newSyncCmd(e env) *cobra.Command {
 	var (
-		c          clientFlags
-		token      string
-		user       string
-		groups     []string
-		device     string
-		bizzes     []string
-		platform   string
-		appVersion string
-		statePath  string
-		logLevel   string
+		c clientFlags
+		d deviceFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "sync --device ID --biz a,b (--token T | --user ID)",
@@ -45,32 +36,12 @@ token secret: --token-secret, else DATA/secrets.json, else
 $SYNCPOINT_TOKEN_SECRET. A refused token or biz ends sync with exit 1.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bizzes = splitList(bizzes)
-			switch {
-			case device == "":
-				return usagef("--device is required")
-			case len(bizzes) == 0:
-				return usagef("--biz is required")
-			case token != "" && user != "":
-				return usagef("give --token or --user, not both")
-			case token == "" && user == "":
-				return usagef("no token: give --token, or --user to mint one")
+			if err := d.check(); err != nil {
+				return err
 			}
-			level, err := parseLogLevel(logLevel)
+			cfg, err := d.config(e)
 			if err != nil {
-				return usageError{err}
-			}
-			cfg := client.Config{
-				Token:      token,
-				DeviceID:   device,
-				Platform:   platform,
-				AppVersion: appVersion,
-				Bizzes:     bizzes,
-				DBPath:     statePath,
-				Logger:     slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})),
-			}
-			if cfg.DBPath == "" {
-				cfg.DBPath = device + ".syncpoint.db"
+				return err
 			}
 			if cfg.Server, err = c.serverURL(e); err != nil {
 				return err
@@ -80,10 +51,8 @@ $SYNCPOINT_TOKEN_SECRET. A refused token or biz ends sync with exit 1.`,
 					return err
 				}
 			}
-			if token == "" {
-				if cfg.Token, err = c.mintDeviceToken(e, user, groups, tailTokenTTL); err != nil {
-					return err
-				}
+			if err := d.mintToken(e, &c, &cfg); err != nil {
+				return err
 			}
 			return runSync(cmd, e, cfg)
 		},
@@ -91,15 +60,7 @@ $SYNCPOINT_TOKEN_SECRET. A refused token or biz ends sync with exit 1.`,
 	fl := cmd.Flags()
 	fl.StringVar(&c.server, "server", "", "server URL (default: from DATA/server.json, else $"+envServer+", else http://"+defaultListen+")")
 	c.addTLSCA(fl)
-	fl.StringVar(&token, "token", "", "device token")
-	fl.StringVar(&user, "user", "", "mint a token for this user instead of --token")
-	fl.StringSliceVar(&groups, "groups", nil, "groups the minted token grants, comma-separated")
-	fl.StringVar(&device, "device", "", "device id")
-	fl.StringSliceVar(&bizzes, "biz", nil, "bizzes to sync, comma-separated")
-	fl.StringVar(&platform, "platform", "", "platform the device reports (for entry conditions)")
-	fl.StringVar(&appVersion, "app-version", "", "app version the device reports (for entry conditions)")
-	fl.StringVar(&statePath, "state", "", "state file holding the sync points (default ./DEVICE.syncpoint.db)")
-	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
+	d.add(fl, "bizzes to sync, comma-separated")
 	c.addTokenSecret(fl)
 	c.addDataDir(fl, true)
 	return cmd

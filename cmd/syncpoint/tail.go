@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"os"
 	"time"
 
@@ -36,21 +35,13 @@ type tailLine struct {
 
 func newTailCmd(e env) *cobra.Command {
 	var (
-		c          clientFlags
-		tcpAddr    string
-		useTLS     bool
-		tlsCA      string
-		token      string
-		user       string
-		groups     []string
-		device     string
-		bizzes     []string
-		platform   string
-		appVersion string
-		statePath  string
-		count      int
-		encoding   string
-		logLevel   string
+		c        clientFlags
+		d        deviceFlags
+		tcpAddr  string
+		useTLS   bool
+		tlsCA    string
+		count    int
+		encoding string
 	)
 	cmd := &cobra.Command{
 		Use:   "tail --device ID --biz a,b (--token T | --user ID) [--count N]",
@@ -78,18 +69,12 @@ $SYNCPOINT_SERVER; or --tcp HOST:PORT for raw TCP, with TLS when --tls or
 else $SYNCPOINT_TOKEN_SECRET.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bizzes = splitList(bizzes)
+			if err := d.check(); err != nil {
+				return err
+			}
 			switch {
-			case device == "":
-				return usagef("--device is required")
-			case len(bizzes) == 0:
-				return usagef("--biz is required")
 			case count < 0:
 				return usagef("--count must not be negative")
-			case token != "" && user != "":
-				return usagef("give --token or --user, not both")
-			case token == "" && user == "":
-				return usagef("no token: give --token, or --user to mint one")
 			case tcpAddr != "" && c.server != "":
 				return usagef("give --server or --tcp, not both")
 			case tcpAddr != "" && encoding == client.EncodingJSON:
@@ -97,24 +82,11 @@ else $SYNCPOINT_TOKEN_SECRET.`,
 			case encoding != "" && encoding != client.EncodingJSON && encoding != client.EncodingProto:
 				return usagef("--encoding %q: want json or proto", encoding)
 			}
-			level, err := parseLogLevel(logLevel)
+			cfg, err := d.config(e)
 			if err != nil {
-				return usageError{err}
+				return err
 			}
-			cfg := client.Config{
-				TCP:        tcpAddr,
-				Encoding:   encoding,
-				Token:      token,
-				DeviceID:   device,
-				Platform:   platform,
-				AppVersion: appVersion,
-				Bizzes:     bizzes,
-				DBPath:     statePath,
-				Logger:     slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level})),
-			}
-			if cfg.DBPath == "" {
-				cfg.DBPath = device + ".syncpoint.db"
-			}
+			cfg.TCP, cfg.Encoding = tcpAddr, encoding
 			if tcpAddr == "" {
 				if cfg.Server, err = c.serverURL(e); err != nil {
 					return err
@@ -125,10 +97,8 @@ else $SYNCPOINT_TOKEN_SECRET.`,
 					return err
 				}
 			}
-			if token == "" {
-				if cfg.Token, err = c.mintDeviceToken(e, user, groups, tailTokenTTL); err != nil {
-					return err
-				}
+			if err := d.mintToken(e, &c, &cfg); err != nil {
+				return err
 			}
 			return runTail(cmd.Context(), e, cfg, count)
 		},
@@ -138,17 +108,9 @@ else $SYNCPOINT_TOKEN_SECRET.`,
 	fl.StringVar(&tcpAddr, "tcp", "", "connect over raw TCP to HOST:PORT instead of WebSocket")
 	fl.BoolVar(&useTLS, "tls", false, "use TLS on --tcp, trusting the system roots (implied by --tls-ca)")
 	fl.StringVar(&tlsCA, "tls-ca", "", "PEM file of the CA (or self-signed certificate) to trust for TLS")
-	fl.StringVar(&token, "token", "", "device token")
-	fl.StringVar(&user, "user", "", "mint a token for this user instead of --token")
-	fl.StringSliceVar(&groups, "groups", nil, "groups the minted token grants, comma-separated")
-	fl.StringVar(&device, "device", "", "device id")
-	fl.StringSliceVar(&bizzes, "biz", nil, "bizzes to subscribe to, comma-separated")
-	fl.StringVar(&platform, "platform", "", "platform the device reports (for entry conditions)")
-	fl.StringVar(&appVersion, "app-version", "", "app version the device reports (for entry conditions)")
-	fl.StringVar(&statePath, "state", "", "state file holding the sync points (default ./DEVICE.syncpoint.db)")
+	d.add(fl, "bizzes to subscribe to, comma-separated")
 	fl.IntVar(&count, "count", 0, "exit after this many entries (0: run until interrupted)")
 	fl.StringVar(&encoding, "encoding", "", "WebSocket encoding: json (default) or proto")
-	fl.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error (logs go to stderr)")
 	c.addTokenSecret(fl)
 	c.addDataDir(fl, true)
 	return cmd
