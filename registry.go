@@ -18,28 +18,78 @@ type Registry struct {
 	mu        sync.RWMutex
 	bizzes    map[string]Biz
 	onDelete  map[int]func(name string)
+	onChange  map[int]func(name string)
 	nextWatch int
 }
 
 // NewRegistry returns a registry over store.
 func NewRegistry(store Store) *Registry {
-	return &Registry{store: store, bizzes: make(map[string]Biz), onDelete: make(map[int]func(string))}
+	return &Registry{store: store, bizzes: make(map[string]Biz), onDelete: make(map[int]func(string)), onChange: make(map[int]func(string))}
 }
 
 // OnDelete has fn called with a biz's name each time Delete removes one,
 // after the registry no longer serves it, on the goroutine of Delete; fn
 // must not block. The returned function stops the calls.
-func (r *Registry) OnDelete(fn func(name string)) (stop func()) {
+func (r *Registry) OnDelete(fn func(name string)) (stop func()) { return r.watch(r.onDelete, fn) }
+
+// OnChange has fn called with a biz's name each time Put or Delete changes
+// it on this node, after the registry serves the change, so a cluster can
+// tell the other nodes to Refresh. Refresh does not call it.
+func (r *Registry) OnChange(fn func(name string)) (stop func()) { return r.watch(r.onChange, fn) }
+
+func (r *Registry) watch(m map[int]func(string), fn func(string)) func() {
 	r.mu.Lock()
 	id := r.nextWatch
 	r.nextWatch++
-	r.onDelete[id] = fn
+	m[id] = fn
 	r.mu.Unlock()
 	return func() {
 		r.mu.Lock()
-		delete(r.onDelete, id)
+		delete(m, id)
 		r.mu.Unlock()
 	}
+}
+
+// watchers returns the functions of m, copied under the lock so that they
+// can be called outside it: a watcher may read the registry.
+func (r *Registry) watchers(m map[int]func(string)) []func(string) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]func(string), 0, len(m))
+	for _, fn := range m {
+		out = append(out, fn)
+	}
+	return out
+}
+
+// Refresh reads the stored bizzes again, for a node of a cluster told that
+// another node changed one: changed and new bizzes are served from now on,
+// and one no longer stored is dropped, with the OnDelete watchers told, as
+// a local Delete would.
+func (r *Registry) Refresh(ctx context.Context) error {
+	stored, err := r.store.Bizzes(ctx)
+	if err != nil {
+		return fmt.Errorf("refresh bizzes: %w", err)
+	}
+	fresh := make(map[string]Biz, len(stored))
+	for _, b := range stored {
+		fresh[b.Name] = b
+	}
+	var gone []string
+	r.mu.Lock()
+	for name := range r.bizzes {
+		if _, ok := fresh[name]; !ok {
+			gone = append(gone, name)
+		}
+	}
+	r.bizzes = fresh
+	r.mu.Unlock()
+	for _, name := range gone {
+		for _, fn := range r.watchers(r.onDelete) {
+			fn(name)
+		}
+	}
+	return nil
 }
 
 // Load reads the stored bizzes, then saves each of fromConfig over them: the
@@ -107,6 +157,9 @@ func (r *Registry) Put(ctx context.Context, b Biz) error {
 	r.mu.Lock()
 	r.bizzes[b.Name] = b
 	r.mu.Unlock()
+	for _, fn := range r.watchers(r.onChange) {
+		fn(b.Name)
+	}
 	return nil
 }
 
@@ -123,13 +176,11 @@ func (r *Registry) Delete(ctx context.Context, name string) error {
 	}
 	r.mu.Lock()
 	delete(r.bizzes, name)
-	watchers := make([]func(string), 0, len(r.onDelete))
-	for _, fn := range r.onDelete {
-		watchers = append(watchers, fn)
-	}
 	r.mu.Unlock()
-	// Outside the lock: a watcher may read the registry.
-	for _, fn := range watchers {
+	for _, fn := range r.watchers(r.onDelete) {
+		fn(name)
+	}
+	for _, fn := range r.watchers(r.onChange) {
 		fn(name)
 	}
 	return nil

@@ -446,3 +446,15 @@ func (f *Feed) Confirm(ctx context.Context, id syncpoint.Identity, points []Chan
 func single(b syncpoint.Biz) bool { return b.Target == syncpoint.TargetUser && !b.MultiDevice }
 
 var errRevoked = syncpoint.Errorf(syncpoint.CodeUnauthorized, "the token was revoked")
+
+// Watched lists the channels that watching streams read, for the check of
+// channel heads that finds entries a broker lost.
+func (f *Feed) Watched() []syncpoint.Channel {
+	f.watchMu.RLock()
+	defer f.watchMu.RUnlock()
+	out := make([]syncpoint.Channel, 0, len(f.watchers))
+	for ch := range f.watchers {
+		out = append(out, ch)
+	}
+	return out
+}

@@ -78,8 +78,15 @@ type Config struct {
 	// Feed is shared with the other surfaces; its owner runs and closes it.
 	// Nil: the hub makes its own over Store and Registry, with
 	// FlushInterval, and runs it.
-	Feed       *feed.Feed
-	Records    RecordWriter // nil: writes are refused
+	Feed    *feed.Feed
+	Records RecordWriter // nil: writes are refused
+	// Node names this node in a cluster. Broker, when set, carries this
+	// hub's presence events to the other nodes; Directory, when set, is the
+	// cluster's list of sessions, which decides who receives multi_device:
+	// false channels. Both nil: one node, decided in memory.
+	Node       string
+	Broker     syncpoint.Broker
+	Directory  syncpoint.Directory
 	Clock      clock.Clock
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -332,6 +339,9 @@ func (h *Hub) unregister(s *session) {
 	h.metrics.sessions.Set(float64(len(h.devices)))
 	h.mu.Unlock()
 	s.stream.Close()
+	if s.unlisted.CompareAndSwap(false, true) {
+		h.left(s)
+	}
 }
 
 func (h *Hub) unindexLocked(s *session) {
@@ -349,7 +359,9 @@ func (h *Hub) unindexLocked(s *session) {
 	}
 	for _, cs := range s.order {
 		h.removeLocked(cs.cur.Channel, s)
-		if cs.cur.Single {
+		// In a cluster the newest session may be on another node: left
+		// asks the directory instead.
+		if cs.cur.Single && !h.clustered() {
 			h.activateLocked(cs.cur.Channel)
 		}
 	}

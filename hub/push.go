@@ -86,6 +86,10 @@ func (s *session) fill() (*pushBuilder, error) {
 			}
 			c.Behind = true
 		}
+		if cs.headSeq > c.Seq {
+			c.Behind = true // another node stored entries this one was not told of
+		}
+		cs.headSeq = 0
 		c.Off = !cs.active
 	}
 	s.mu.Unlock()

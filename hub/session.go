@@ -49,6 +49,7 @@ type session struct {
 	base     context.Context
 	notify   chan struct{}
 	lastRecv atomic.Int64 // unix nanoseconds of the last frame from the device
+	unlisted atomic.Bool  // the cluster was told the session ended
 
 	mu          sync.Mutex
 	queue       []*syncpoint.Entry
@@ -71,6 +72,7 @@ type chanState struct {
 	activateFrom syncpoint.Position
 	pushed       syncpoint.Position // what the device has been sent
 	acked        uint64
+	headSeq      uint64 // the channel's log reaches this far (Nudge): read from the store up to it
 }
 
 // Peer says where a connection comes from, for the session's log lines.
@@ -249,6 +251,7 @@ func (h *Hub) handshake(ctx context.Context, conn Conn, peer Peer, hello *wire.H
 		s.cancel()
 		return nil, fmt.Errorf("write welcome: %w", err)
 	}
+	h.joined(s)
 	return s, nil
 }
 

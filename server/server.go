@@ -88,8 +88,15 @@ type Config struct {
 	// share.
 	StoreURL string
 	// NATSURL is "" for a single node, or a nats:// URL for fan-out
-	// between nodes.
+	// between nodes, which then share StoreURL's PostgreSQL store.
 	NATSURL string
+	// NodeID names this node in its log lines, its metrics and the
+	// cluster's directory; "" means the host name and a random suffix.
+	NodeID string
+	// HeadCheckInterval is how often a node of a cluster checks the heads
+	// of its devices' channels against the store, to find entries whose
+	// broker message was lost; 0 means DefaultHeadCheckInterval.
+	HeadCheckInterval time.Duration
 	// APIKey guards the business API; TokenSecret verifies device tokens
 	// (HS256). Both are required.
 	APIKey      string
@@ -158,13 +165,19 @@ type Server struct {
 	store    syncpoint.Store
 	broker   syncpoint.Broker
 	registry *syncpoint.Registry
-	pub      *publish.Publisher
-	api      *httpapi.Server
-	feed     *feed.Feed
-	hub      *hub.Hub
-	events   *sse.Handler
-	records  *records.Service
-	sync     *httpsync.Handler
+	// The cluster's shared facts (local.* on one node) and the repair
+	// loops' wake-ups.
+	directory syncpoint.Directory
+	leases    syncpoint.Leases
+	headCheck chan struct{}
+	bizCheck  chan struct{}
+	pub       *publish.Publisher
+	api       *httpapi.Server
+	feed      *feed.Feed
+	hub       *hub.Hub
+	events    *sse.Handler
+	records   *records.Service
+	sync      *httpsync.Handler
 
 	// jwt verifies device JWTs and opaque verifies opaque access tokens;
 	// tokens verifies either kind, and every device surface takes it, so
@@ -230,6 +243,13 @@ func New(cfg Config) (_ *Server, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.NodeID == "" {
+		cfg.NodeID = defaultNodeID()
+	}
+	cfg.Logger = cfg.Logger.With("node", cfg.NodeID)
+	if cfg.HeadCheckInterval <= 0 {
+		cfg.HeadCheckInterval = DefaultHeadCheckInterval
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
@@ -243,13 +263,15 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, errors.New("server: the HTTP sync settings must not be negative")
 	}
 	s := &Server{
-		cfg:     cfg,
-		logger:  cfg.Logger,
-		clock:   cfg.Clock,
-		metrics: prometheus.NewRegistry(),
-		mux:     http.NewServeMux(),
-		closing: make(chan struct{}),
-		runDone: make(chan struct{}),
+		cfg:       cfg,
+		logger:    cfg.Logger,
+		clock:     cfg.Clock,
+		metrics:   prometheus.NewRegistry(),
+		mux:       http.NewServeMux(),
+		closing:   make(chan struct{}),
+		runDone:   make(chan struct{}),
+		headCheck: make(chan struct{}, 1),
+		bizCheck:  make(chan struct{}, 1),
 	}
 	defer func() {
 		if err != nil {
@@ -298,6 +320,7 @@ func New(cfg Config) (_ *Server, err error) {
 	if s.broker, err = s.openBroker(); err != nil {
 		return nil, err
 	}
+	s.setUpCluster()
 	s.opaque = auth.NewOpaque(auth.OpaqueConfig{Store: s.store, Clock: s.clock})
 	s.tokens = auth.Tokens{JWT: s.jwt, Opaque: s.opaque}
 	s.registry = syncpoint.NewRegistry(s.store)
@@ -323,7 +346,11 @@ func New(cfg Config) (_ *Server, err error) {
 		Logger:     s.logger,
 		Registerer: s.metrics,
 	})
-	s.runners = append(s.runners, s.records.Run)
+	s.runners = append(s.runners, func(ctx context.Context) error {
+		// At least once and in order across a node's death: one node
+		// delivers at a time, from the cursor in the store.
+		return s.leases.Run(ctx, "notify", func(ctx context.Context) { s.records.Run(ctx) })
+	})
 	// One feed for every device surface, so sync points, user positions and
 	// revocations are shared between them.
 	s.feed = feed.New(feed.Config{
@@ -341,7 +368,7 @@ func New(cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("server: subscribe feed: %w", err)
 	}
 	s.closers = append(s.closers, closerFunc(func() error { unsubscribeFeed(); return nil }))
-	s.hub = hub.New(hub.Config{
+	hubCfg := hub.Config{
 		Store:             s.store,
 		Registry:          s.registry,
 		Verifier:          s.tokens,
@@ -352,13 +379,28 @@ func New(cfg Config) (_ *Server, err error) {
 		Registerer:        s.metrics,
 		HeartbeatInterval: cfg.HeartbeatInterval,
 		QueueLimit:        cfg.SendQueue,
-	})
+		Node:              cfg.NodeID,
+	}
+	if s.clustered() {
+		hubCfg.Broker, hubCfg.Directory = s.broker, s.directory
+	}
+	s.hub = hub.New(hubCfg)
 	unsubscribe, err := s.broker.Subscribe(s.hub.Deliver)
 	if err != nil {
 		return nil, fmt.Errorf("server: subscribe hub: %w", err)
 	}
 	s.closers = append(s.closers, closerFunc(func() error { unsubscribe(); return nil }))
 	s.runners = append(s.runners, s.hub.Run)
+	stopListen, err := s.broker.Listen(s.handleEvent)
+	if err != nil {
+		return nil, fmt.Errorf("server: listen for cluster events: %w", err)
+	}
+	s.closers = append(s.closers, closerFunc(func() error { stopListen(); return nil }))
+	if s.clustered() {
+		stopBiz := s.registry.OnChange(func(name string) { s.announce(syncpoint.Event{Kind: syncpoint.EventBiz, Biz: name}) })
+		s.closers = append(s.closers, closerFunc(func() error { stopBiz(); return nil }))
+	}
+	s.runners = append(s.runners, s.clusterLoop)
 	s.sync = httpsync.New(httpsync.Config{
 		Store:               s.store,
 		Registry:            s.registry,
@@ -406,8 +448,8 @@ func New(cfg Config) (_ *Server, err error) {
 		RateBurst:      cfg.RateBurst,
 		MaxBodyBytes:   cfg.MaxBodyBytes,
 		BodyTimeout:    cfg.BodyTimeout,
-		Presence:       presence{s.hub, s.events},
-		OnChannelReset: s.hub.ResetChannel,
+		Presence:       presence{s.hub, s.events, s.directory},
+		OnChannelReset: s.resetChannel,
 		OnTokenRevoked: s.revokeToken,
 		DeviceTokens:   s.tokens,
 		Ready:          s.ready,
@@ -547,6 +589,11 @@ func (s *Server) ready(ctx context.Context) error {
 	if err := s.store.Health(ctx); err != nil {
 		return syncpoint.Errorf(syncpoint.CodeUnavailable, "the store cannot take writes")
 	}
+	if h, ok := s.broker.(interface{ Health(context.Context) error }); ok {
+		if err := h.Health(ctx); err != nil {
+			return syncpoint.Errorf(syncpoint.CodeUnavailable, "the broker is not connected: %v", err)
+		}
+	}
 	return nil
 }
 
@@ -597,7 +644,7 @@ func (s *Server) Run(ctx context.Context) error {
 			}
 		})
 	}
-	wg.Go(func() { s.sweepLoop(ctx) })
+	wg.Go(func() { s.leases.Run(ctx, "sweep", s.sweepLoop) })
 	for _, run := range s.runners {
 		wg.Go(func() {
 			if err := run(ctx); err != nil && ctx.Err() == nil {
@@ -679,13 +726,13 @@ func (s *Server) PprofAddr() string {
 
 // revokeToken makes a revocation take effect at once on this node: the
 // verifier's cache forgets the token, and every session and event stream
-// opened with it closes with 4001. Other nodes learn of it through the
-// cluster's broker (a control event, issue 10) and do the same; until then
-// they refuse the token once their cache entry expires
-// (auth.DefaultOpaqueCacheTTL), but keep its open sessions.
+// opened with it closes with 4001. Other nodes hear of it as an
+// EventRevoke and do the same; should that event be lost, they refuse the
+// token once their cache entry expires (auth.DefaultOpaqueCacheTTL).
 func (s *Server) revokeToken(tokenID string) {
 	s.opaque.Forget(tokenID)
 	s.feed.Revoke(tokenID)
+	s.announce(syncpoint.Event{Kind: syncpoint.EventRevoke, TokenID: tokenID})
 }
 
 // Hub returns the device session hub.
@@ -709,14 +756,22 @@ func eventIDKey(cfg Config) []byte {
 	return m.Sum(nil)
 }
 
-// presence is online on any device surface of this node.
+// presence is online on any device surface of this node, or with a
+// session on another node of the cluster.
 type presence struct {
-	hub    *hub.Hub
-	events *sse.Handler
+	hub       *hub.Hub
+	events    *sse.Handler
+	directory syncpoint.Directory
 }
 
 func (p presence) Online(deviceID string) bool {
-	return p.hub.Online(deviceID) || p.events.Online(deviceID)
+	if p.hub.Online(deviceID) || p.events.Online(deviceID) {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	list, err := p.directory.Device(ctx, deviceID)
+	return err == nil && len(list) > 0
 }
 
 type closerFunc func() error
