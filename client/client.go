@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/syncpoint/syncpoint"
@@ -60,6 +61,11 @@ type Config struct {
 	// TCP is "host:port" of the raw TCP listener (length-prefixed
 	// protobuf), used instead of Server; TLS when TLS is set.
 	TCP string
+	// Fallbacks are more addresses of the same kind as Server (or TCP):
+	// the other nodes of a cluster. A connection that cannot be made, or
+	// that the node ends by shutting down, moves the client on to the
+	// next address; the device resumes there from its sync points.
+	Fallbacks []string
 	// TLS configures TLS for TCP and for an https Server; nil means plain
 	// TCP, and the system roots for https.
 	TLS *tls.Config
@@ -293,8 +299,11 @@ type Client struct {
 	db    *sql.DB
 	log   *slog.Logger
 	clock clock.Clock
-	// wsURL is Config.Server turned into the WebSocket URL.
-	wsURL string
+	// addrs are Server (or TCP) and the Fallbacks; wsURLs the WebSocket
+	// URL of each Server; cur is the index of the one in use.
+	addrs  []string
+	wsURLs []string
+	cur    atomic.Int32
 	// kick tells a running session that the outbox has something new.
 	kick chan struct{}
 	// hooks are set by tests only.
@@ -325,12 +334,15 @@ func Open(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("client: %w", err)
 	}
 	c := &Client{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, serverLast: make(map[string]uint64), kick: make(chan struct{}, 1)}
+	c.addrs = append([]string{cfg.Server + cfg.TCP}, cfg.Fallbacks...)
 	if cfg.Server != "" {
-		u, err := wsURL(cfg.Server)
-		if err != nil {
-			return nil, fmt.Errorf("client: %w", err)
+		for _, a := range c.addrs {
+			u, err := wsURL(a)
+			if err != nil {
+				return nil, fmt.Errorf("client: %w", err)
+			}
+			c.wsURLs = append(c.wsURLs, u)
 		}
-		c.wsURL = u
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -541,3 +541,30 @@ func BenchmarkBacklogSync(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*backlog)/b.Elapsed().Seconds(), "entries/s")
 }
+
+// A client given several servers moves on from one it cannot reach, over
+// WebSocket and over TCP, and syncs from the next.
+func TestFallbackServers(t *testing.T) {
+	n := MustStartNode(t)
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close() // nothing listens there now: every dial is refused
+	for _, tr := range []string{"ws", "tcp"} {
+		t.Run(tr, func(t *testing.T) {
+			s := newSink()
+			cfg := n.config(t, s, "fallback-"+tr, "chat")
+			if tr == "ws" {
+				cfg.Server, cfg.Fallbacks = "http://"+deadAddr, []string{n.url()}
+			} else {
+				cfg.Server, cfg.TCP, cfg.Fallbacks = "", deadAddr, []string{n.tcpAddr}
+			}
+			r := MustRunClient(t, cfg)
+			waitFor(t, "connected to the fallback", func() bool { return r.State() == client.Connected })
+			n.publish("chat", u1, `{"via":"`+tr+`"}`)
+			waitFor(t, "the entry", func() bool { return s.count() >= 1 })
+		})
+	}
+}

@@ -70,11 +70,31 @@ func wsURL(server string) (string, error) {
 }
 
 func (c *Client) dial(ctx context.Context) (conn, error) {
+	var cn conn
+	var err error
 	if c.cfg.TCP != "" {
-		return c.dialTCP(ctx)
+		cn, err = c.dialTCP(ctx)
+	} else {
+		cn, err = c.dialWS(ctx)
 	}
-	return c.dialWS(ctx)
+	if err != nil {
+		c.failover()
+	}
+	return cn, err
 }
+
+// failover moves on to the next address, for the next connection: the
+// node this one names is gone or going.
+func (c *Client) failover() {
+	if n := len(c.addrs); n > 1 {
+		next := (int(c.cur.Load()) + 1) % n
+		c.cur.Store(int32(next))
+		c.log.Info("client: moving to the next server", "addr", c.addrs[next])
+	}
+}
+
+// server returns the base URL (or TCP address) in use.
+func (c *Client) server() string { return c.addrs[c.cur.Load()] }
 
 func (c *Client) dialTCP(ctx context.Context) (conn, error) {
 	d := &net.Dialer{KeepAlive: 30 * time.Second}
@@ -82,12 +102,12 @@ func (c *Client) dialTCP(ctx context.Context) (conn, error) {
 	var err error
 	if c.cfg.TLS != nil {
 		td := &tls.Dialer{NetDialer: d, Config: c.cfg.TLS}
-		nc, err = td.DialContext(ctx, "tcp", c.cfg.TCP)
+		nc, err = td.DialContext(ctx, "tcp", c.server())
 	} else {
-		nc, err = d.DialContext(ctx, "tcp", c.cfg.TCP)
+		nc, err = d.DialContext(ctx, "tcp", c.server())
 	}
 	if err != nil {
-		return nil, fmt.Errorf("dial tcp %s: %w", c.cfg.TCP, err)
+		return nil, fmt.Errorf("dial tcp %s: %w", c.server(), err)
 	}
 	return &tcpConn{nc: nc, c: wire.NewTCPConn(nc, c.cfg.MaxFrameBytes)}, nil
 }
@@ -101,16 +121,17 @@ func (c *Client) dialWS(ctx context.Context) (conn, error) {
 	if c.cfg.TLS != nil {
 		opts.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: c.cfg.TLS, Proxy: http.ProxyFromEnvironment}}
 	}
-	wc, resp, err := websocket.Dial(ctx, c.wsURL, opts)
+	wsURL := c.wsURLs[c.cur.Load()]
+	wc, resp, err := websocket.Dial(ctx, wsURL, opts)
 	if err != nil {
 		if resp != nil {
-			return nil, &upgradeError{status: resp.StatusCode, err: fmt.Errorf("dial %s: HTTP %d: %w", c.wsURL, resp.StatusCode, err)}
+			return nil, &upgradeError{status: resp.StatusCode, err: fmt.Errorf("dial %s: HTTP %d: %w", wsURL, resp.StatusCode, err)}
 		}
-		return nil, fmt.Errorf("dial %s: %w", c.wsURL, err)
+		return nil, fmt.Errorf("dial %s: %w", wsURL, err)
 	}
 	if got := wc.Subprotocol(); got != "" && got != sub {
 		wc.CloseNow()
-		return nil, fmt.Errorf("dial %s: the server chose subprotocol %q, not %q", c.wsURL, got, sub)
+		return nil, fmt.Errorf("dial %s: the server chose subprotocol %q, not %q", wsURL, got, sub)
 	}
 	return &wsConn{wsconn.New(wc, codec, int64(c.cfg.MaxFrameBytes))}, nil
 }

@@ -356,7 +356,7 @@ func (c *Client) postReconcile(ctx context.Context, body *reconcileBody, token s
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: %w", err)
 	}
-	u, err := url.JoinPath(c.cfg.Server, "/v1/sync/reconcile")
+	u, err := url.JoinPath(c.server(), "/v1/sync/reconcile")
 	if err != nil {
 		return nil, fmt.Errorf("reconcile: server URL: %w", err)
 	}

@@ -178,6 +178,9 @@ func (c *Client) classify(err error, welcomed bool) outcome {
 	var ce *closedError
 	if errors.As(err, &ce) {
 		code := ce.e.Code
+		if code == wire.CloseGoingAway {
+			c.failover() // the node is shutting down: try another while it does
+		}
 		if code.Action() != wire.Stop {
 			return out
 		}

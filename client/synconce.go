@@ -74,7 +74,7 @@ func (c *Client) SyncOnce(ctx context.Context) error {
 		}
 		token = t
 	}
-	h := &httpSync{c: c, token: token, base: strings.TrimRight(c.cfg.Server, "/"),
+	h := &httpSync{c: c, token: token, base: strings.TrimRight(c.server(), "/"),
 		http: &http.Client{Timeout: syncRequestTimeout, Transport: &http.Transport{TLSClientConfig: c.cfg.TLS, Proxy: http.ProxyFromEnvironment, ForceAttemptHTTP2: true}}}
 	defer h.http.CloseIdleConnections()
 	if err := c.deliverNotices(ctx); err != nil {

@@ -89,6 +89,29 @@ func (c *clientFlags) serverURL(e env) (string, error) {
 	if s == "" {
 		s = "http://" + defaultListen
 	}
+	return normalizeServer(s)
+}
+
+// serverURLs is serverURL for a device, whose --server may list several
+// nodes of a cluster, comma-separated: the SDK moves on to the next when
+// one cannot be reached.
+func (c *clientFlags) serverURLs(e env) (first string, more []string, err error) {
+	list := splitList([]string{c.server})
+	if len(list) < 2 {
+		first, err = c.serverURL(e)
+		return first, nil, err
+	}
+	for _, s := range list {
+		u, err := normalizeServer(s)
+		if err != nil {
+			return "", nil, err
+		}
+		more = append(more, u)
+	}
+	return more[0], more[1:], nil
+}
+
+func normalizeServer(s string) (string, error) {
 	if !strings.Contains(s, "://") {
 		s = "http://" + s
 	}

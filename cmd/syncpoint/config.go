@@ -30,6 +30,7 @@ type fileConfig struct {
 	TCPListen         *string             `yaml:"tcp_listen"`
 	Store             *string             `yaml:"store"`
 	NATS              *string             `yaml:"nats"`
+	NodeID            *string             `yaml:"node_id"`
 	TLSCert           *string             `yaml:"tls_cert"`
 	TLSKey            *string             `yaml:"tls_key"`
 	PlainHTTP         *bool               `yaml:"plain_http"`

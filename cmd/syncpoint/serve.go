@@ -25,7 +25,7 @@ type serveFlags struct {
 	data, listen, tcpListen, config string
 	store, nats, tlsCert, tlsKey    string
 	apiKey, tokenSecret, logLevel   string
-	tokenPublicKey, pprof           string
+	tokenPublicKey, pprof, nodeID   string
 	plainHTTP                       bool
 	rateLimit                       float64
 	rateBurst                       int
@@ -65,7 +65,8 @@ once.`,
 	fl.StringVar(&f.tcpListen, "tcp-listen", defaultTCPListen, `raw TCP address for device connections ("" disables it)`)
 	fl.StringVar(&f.config, "config", "", "YAML config file (default ./syncpoint.yaml when it exists)")
 	fl.StringVar(&f.store, "store", "", `store: "" for the embedded store in DATA/store, or a postgres:// URL`)
-	fl.StringVar(&f.nats, "nats", "", "nats:// URL for fan-out between nodes")
+	fl.StringVar(&f.nats, "nats", "", "nats:// URL for fan-out between nodes; with --store postgres://, this node joins that cluster")
+	fl.StringVar(&f.nodeID, "node-id", "", "this node's id in logs, metrics and the cluster (default: host name and a random suffix)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate file (chain); with --tls-key, both listeners speak TLS; reloaded on SIGHUP and when it changes")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file for --tls-cert")
 	fl.BoolVar(&f.plainHTTP, "plain-http", false, "with --tls-cert, keep --listen plain HTTP (a TLS-terminating proxy in front of it); TCP still speaks TLS")
@@ -133,6 +134,7 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 		PlainHTTP:         f.plainHTTP,
 		StoreURL:          f.store,
 		NATSURL:           f.nats,
+		NodeID:            f.nodeID,
 		APIKey:            sec.APIKey,
 		TokenSecret:       sec.TokenSecret,
 		TokenPublicKey:    publicKey,
@@ -234,6 +236,7 @@ func (f *serveFlags) apply(cmd *cobra.Command, c *Config) {
 	str("tcp-listen", &f.tcpListen, fc.TCPListen)
 	str("store", &f.store, fc.Store)
 	str("nats", &f.nats, fc.NATS)
+	str("node-id", &f.nodeID, fc.NodeID)
 	str("tls-cert", &f.tlsCert, fc.TLSCert)
 	str("tls-key", &f.tlsKey, fc.TLSKey)
 	str("log-level", &f.logLevel, fc.LogLevel)

@@ -43,7 +43,7 @@ $SYNCPOINT_TOKEN_SECRET. A refused token or biz ends sync with exit 1.`,
 			if err != nil {
 				return err
 			}
-			if cfg.Server, err = c.serverURL(e); err != nil {
+			if cfg.Server, cfg.Fallbacks, err = c.serverURLs(e); err != nil {
 				return err
 			}
 			if c.tlsCA != "" {
@@ -58,7 +58,7 @@ $SYNCPOINT_TOKEN_SECRET. A refused token or biz ends sync with exit 1.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&c.server, "server", "", "server URL (default: from DATA/server.json, else $"+envServer+", else http://"+defaultListen+")")
+	fl.StringVar(&c.server, "server", "", "server URL; several, comma-separated, are the nodes of a cluster, tried in turn (default: from DATA/server.json, else $"+envServer+", else http://"+defaultListen+")")
 	c.addTLSCA(fl)
 	d.add(fl, "bizzes to sync, comma-separated")
 	c.addTokenSecret(fl)

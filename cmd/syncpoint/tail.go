@@ -86,11 +86,12 @@ else $SYNCPOINT_TOKEN_SECRET.`,
 			if err != nil {
 				return err
 			}
-			cfg.TCP, cfg.Encoding = tcpAddr, encoding
-			if tcpAddr == "" {
-				if cfg.Server, err = c.serverURL(e); err != nil {
-					return err
-				}
+			cfg.Encoding = encoding
+			if tcpAddr != "" {
+				tcps := splitList([]string{tcpAddr})
+				cfg.TCP, cfg.Fallbacks = tcps[0], tcps[1:]
+			} else if cfg.Server, cfg.Fallbacks, err = c.serverURLs(e); err != nil {
+				return err
 			}
 			if tlsCA != "" || useTLS {
 				if cfg.TLS, err = tailTLS(tlsCA); err != nil {
@@ -104,8 +105,8 @@ else $SYNCPOINT_TOKEN_SECRET.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&c.server, "server", "", "server URL for WebSocket (default: from DATA/server.json, else $"+envServer+", else http://"+defaultListen+")")
-	fl.StringVar(&tcpAddr, "tcp", "", "connect over raw TCP to HOST:PORT instead of WebSocket")
+	fl.StringVar(&c.server, "server", "", "server URL for WebSocket; several, comma-separated, are the nodes of a cluster, tried in turn (default: from DATA/server.json, else $"+envServer+", else http://"+defaultListen+")")
+	fl.StringVar(&tcpAddr, "tcp", "", "connect over raw TCP to HOST:PORT instead of WebSocket (several, comma-separated, tried in turn)")
 	fl.BoolVar(&useTLS, "tls", false, "use TLS on --tcp, trusting the system roots (implied by --tls-ca)")
 	fl.StringVar(&tlsCA, "tls-ca", "", "PEM file of the CA (or self-signed certificate) to trust for TLS")
 	d.add(fl, "bizzes to subscribe to, comma-separated")
