@@ -90,6 +90,9 @@ type Config struct {
 	// NATSURL is "" for a single node, or a nats:// URL for fan-out
 	// between nodes, which then share StoreURL's PostgreSQL store.
 	NATSURL string
+	// Cluster names the cluster: the prefix of its NATS subjects, so that
+	// several clusters can share one NATS; "" means "syncpoint".
+	Cluster string
 	// NodeID names this node in its log lines, its metrics and the
 	// cluster's directory; "" means the host name and a random suffix.
 	NodeID string

@@ -31,6 +31,7 @@ type fileConfig struct {
 	Store             *string             `yaml:"store"`
 	NATS              *string             `yaml:"nats"`
 	NodeID            *string             `yaml:"node_id"`
+	Cluster           *string             `yaml:"cluster"`
 	TLSCert           *string             `yaml:"tls_cert"`
 	TLSKey            *string             `yaml:"tls_key"`
 	PlainHTTP         *bool               `yaml:"plain_http"`

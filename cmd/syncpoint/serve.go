@@ -26,6 +26,7 @@ type serveFlags struct {
 	store, nats, tlsCert, tlsKey    string
 	apiKey, tokenSecret, logLevel   string
 	tokenPublicKey, pprof, nodeID   string
+	cluster                         string
 	plainHTTP                       bool
 	rateLimit                       float64
 	rateBurst                       int
@@ -66,6 +67,7 @@ once.`,
 	fl.StringVar(&f.config, "config", "", "YAML config file (default ./syncpoint.yaml when it exists)")
 	fl.StringVar(&f.store, "store", "", `store: "" for the embedded store in DATA/store, or a postgres:// URL`)
 	fl.StringVar(&f.nats, "nats", "", "nats:// URL for fan-out between nodes; with --store postgres://, this node joins that cluster")
+	fl.StringVar(&f.cluster, "cluster", "syncpoint", "the cluster's name: the prefix of its NATS subjects, so several clusters can share one NATS")
 	fl.StringVar(&f.nodeID, "node-id", "", "this node's id in logs, metrics and the cluster (default: host name and a random suffix)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate file (chain); with --tls-key, both listeners speak TLS; reloaded on SIGHUP and when it changes")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file for --tls-cert")
@@ -135,6 +137,7 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 		StoreURL:          f.store,
 		NATSURL:           f.nats,
 		NodeID:            f.nodeID,
+		Cluster:           f.cluster,
 		APIKey:            sec.APIKey,
 		TokenSecret:       sec.TokenSecret,
 		TokenPublicKey:    publicKey,
@@ -237,6 +240,7 @@ func (f *serveFlags) apply(cmd *cobra.Command, c *Config) {
 	str("store", &f.store, fc.Store)
 	str("nats", &f.nats, fc.NATS)
 	str("node-id", &f.nodeID, fc.NodeID)
+	str("cluster", &f.cluster, fc.Cluster)
 	str("tls-cert", &f.tlsCert, fc.TLSCert)
 	str("tls-key", &f.tlsKey, fc.TLSKey)
 	str("log-level", &f.logLevel, fc.LogLevel)
