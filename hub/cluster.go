@@ -110,7 +110,9 @@ func (h *Hub) resolveUser(userID string) {
 		}
 	}
 	if !h.anyLocalWinner(userID, winners) {
-		h.deactivateLosers(userID, winners, nil)
+		if h.deactivateLosers(userID, winners, nil) > 0 {
+			h.handedOver(ctx, userID)
+		}
 		return
 	}
 	points, err := h.cfg.Store.UserPositions(ctx, userID)
@@ -122,7 +124,16 @@ func (h *Hub) resolveUser(userID string) {
 	for _, p := range points {
 		stored[p.Channel] = p.Position
 	}
-	h.deactivateLosers(userID, winners, stored)
+	if h.deactivateLosers(userID, winners, stored) > 0 {
+		h.handedOver(ctx, userID)
+	}
+}
+
+// handedOver stores the user positions this node's losing sessions reached
+// and tells the winner's node, which moves its session on to them.
+func (h *Hub) handedOver(ctx context.Context, userID string) {
+	h.feed.Flush(ctx)
+	h.announce(syncpoint.Event{Kind: syncpoint.EventDisconnect, UserID: userID})
 }
 
 func (h *Hub) anyLocalWinner(userID string, winners map[syncpoint.Channel]string) bool {
@@ -139,8 +150,9 @@ func (h *Hub) anyLocalWinner(userID string, winners map[syncpoint.Channel]string
 }
 
 // deactivateLosers applies the winners to this node's sessions of the
-// user; stored is nil when no local session wins.
-func (h *Hub) deactivateLosers(userID string, winners map[syncpoint.Channel]string, stored map[syncpoint.Channel]syncpoint.Position) {
+// user, and returns how many channels it took from one; stored is nil when
+// no local session wins.
+func (h *Hub) deactivateLosers(userID string, winners map[syncpoint.Channel]string, stored map[syncpoint.Channel]syncpoint.Position) (lost int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, s := range h.users[userID] {
@@ -163,9 +175,11 @@ func (h *Hub) deactivateLosers(userID string, winners map[syncpoint.Channel]stri
 			case active:
 				s.setActive(ch, false, syncpoint.Position{})
 				h.removeLocked(ch, s)
+				lost++
 			}
 		}
 	}
+	return lost
 }
 
 // Presences lists this node's sessions, for the directory's Beat.

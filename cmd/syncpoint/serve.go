@@ -27,6 +27,7 @@ type serveFlags struct {
 	apiKey, tokenSecret, logLevel   string
 	tokenPublicKey, pprof, nodeID   string
 	cluster                         string
+	headCheck                       time.Duration
 	plainHTTP                       bool
 	rateLimit                       float64
 	rateBurst                       int
@@ -68,6 +69,7 @@ once.`,
 	fl.StringVar(&f.store, "store", "", `store: "" for the embedded store in DATA/store, or a postgres:// URL`)
 	fl.StringVar(&f.nats, "nats", "", "nats:// URL for fan-out between nodes; with --store postgres://, this node joins that cluster")
 	fl.StringVar(&f.cluster, "cluster", "syncpoint", "the cluster's name: the prefix of its NATS subjects, so several clusters can share one NATS")
+	fl.DurationVar(&f.headCheck, "head-check-interval", server.DefaultHeadCheckInterval, "in a cluster, how often a node checks its devices' channels against the store for entries whose NATS message was lost")
 	fl.StringVar(&f.nodeID, "node-id", "", "this node's id in logs, metrics and the cluster (default: host name and a random suffix)")
 	fl.StringVar(&f.tlsCert, "tls-cert", "", "PEM certificate file (chain); with --tls-key, both listeners speak TLS; reloaded on SIGHUP and when it changes")
 	fl.StringVar(&f.tlsKey, "tls-key", "", "PEM private key file for --tls-cert")
@@ -138,6 +140,7 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 		NATSURL:           f.nats,
 		NodeID:            f.nodeID,
 		Cluster:           f.cluster,
+		HeadCheckInterval: f.headCheck,
 		APIKey:            sec.APIKey,
 		TokenSecret:       sec.TokenSecret,
 		TokenPublicKey:    publicKey,
