@@ -225,7 +225,7 @@ type Server struct {
 // opened is closed again.
 func New(cfg Config) (_ *Server, err error) {
 	// Zero means the default; a negative value is a mistake, not a default.
-	if cfg.SendQueue < 0 || cfg.MaxFrameBytes < 0 || min(cfg.HeartbeatInterval, cfg.ShutdownTimeout, cfg.SweepInterval, cfg.ReadHeaderTimeout, cfg.IdleTimeout, cfg.BodyTimeout) < 0 {
+	if cfg.SendQueue < 0 || cfg.MaxFrameBytes < 0 || min(cfg.HeartbeatInterval, cfg.ShutdownTimeout, cfg.SweepInterval, cfg.ReadHeaderTimeout, cfg.IdleTimeout, cfg.BodyTimeout, cfg.HeadCheckInterval) < 0 {
 		return nil, errors.New("server: no size, interval or timeout may be negative")
 	}
 	if cfg.Listen == "" {
