@@ -111,7 +111,10 @@ type outage struct {
 	last  time.Time // the latest failure
 }
 
-var _ syncpoint.Store = (*Store)(nil)
+var (
+	_ syncpoint.Store      = (*Store)(nil)
+	_ syncpoint.HeadReader = (*Store)(nil)
+)
 
 // Open connects to the database the URL names (a postgres:// or
 // postgresql:// URL, or a key=value connection string), brings its schema
