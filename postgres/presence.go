@@ -149,14 +149,13 @@ func (d *Directory) Beat(ctx context.Context, node string, sessions []syncpoint.
 		cols.connected = append(cols.connected, row.connected)
 		cols.singles = append(cols.singles, row.singles)
 	}
-	if cols.session == nil {
-		cols.session = []string{} // an empty array, not NULL, for <> ALL
-	}
 	now := d.s.clock.Now()
 	return d.s.exec(ctx, "beat "+node, func(b *pgx.Batch) {
 		b.Queue(`INSERT INTO presence_nodes (node, last_beat) VALUES ($1, $2)
 			ON CONFLICT (node) DO UPDATE SET last_beat = excluded.last_beat`, node, now)
-		b.Queue(`DELETE FROM presence WHERE node = $1 AND session <> ALL($2::text[])`, node, cols.session)
+		// An anti-join: once planned generically, "session <> ALL($2)"
+		// compares every row with every element.
+		b.Queue(`DELETE FROM presence p WHERE p.node = $1 AND NOT EXISTS (SELECT FROM unnest($2::text[]) AS s WHERE s = p.session)`, node, cols.session)
 		if len(cols.session) > 0 {
 			b.Queue(`INSERT INTO presence (session, node, device_id, user_id, transport, connected_at, singles)
 				SELECT s, $1, d, u, t, c, j::jsonb

@@ -38,7 +38,9 @@ func testHeads(t *testing.T, s syncpoint.Store) {
 		t.Fatalf("%d infos for %d channels", len(infos), len(ask))
 	}
 	chat := mustInfo(t, s, chatU1)
-	unknown := func(ch syncpoint.Channel) syncpoint.ChannelInfo { return syncpoint.ChannelInfo{Channel: ch, FirstSeq: 1} }
+	unknown := func(ch syncpoint.Channel) syncpoint.ChannelInfo {
+		return syncpoint.ChannelInfo{Channel: ch, FirstSeq: 1}
+	}
 	for i, want := range []syncpoint.ChannelInfo{unknown(never), chat, reset, chat, unknown(cfgAll)} {
 		if infos[i] != want {
 			t.Errorf("heads[%d] (%s): %+v, want %+v", i, ask[i], infos[i], want)
