@@ -36,7 +36,6 @@ const startTimeout = 60 * time.Second
 // from the test's goroutine: they fail the test with t.Fatal.
 type Server struct {
 	tb   testing.TB
-	bin  string // the directory of initdb and postgres
 	dir  string // owned by the server's user: data/, the socket, the log
 	port int
 	run  func(name string, args ...string) *exec.Cmd
@@ -57,7 +56,7 @@ func Start(tb testing.TB) *Server {
 	if bin == "" {
 		tb.Skip("pgtest: no PostgreSQL server binaries in /usr/lib/postgresql/*/bin (apt-get install postgresql)")
 	}
-	s := &Server{tb: tb, bin: bin}
+	s := &Server{tb: tb}
 	var uid, gid int
 	root := os.Geteuid() == 0
 	if root {
@@ -242,9 +241,9 @@ func (s *Server) Stop() {
 	}
 }
 
-// Kill crashes the server: the postmaster and every process of it get
-// SIGKILL at once, as in an out-of-memory kill, so the next Start runs
-// crash recovery. It returns once they are all gone.
+// Kill crashes the server: the postmaster gets SIGKILL, and so does every
+// process of it at once after, so the next Start runs crash recovery. It
+// returns once they are all gone.
 func (s *Server) Kill() {
 	s.tb.Helper()
 	s.mu.Lock()
