@@ -260,3 +260,16 @@ type Store interface {
 	// Close finishes in-flight appends and releases the store.
 	Close() error
 }
+
+// HeadReader is a Store that reads many channels' heads in one call. The
+// hub uses it to find the entries a broker lost: after an EventLost it
+// checks every channel it has readers for against the store, and reads
+// what they are behind.
+type HeadReader interface {
+	// Heads returns the info of each channel, in the order asked, as
+	// Channel would (the channels need not be distinct). A channel never
+	// created gets the info of Read's unknown channel: an empty epoch,
+	// FirstSeq 1 and LastSeq 0. Errors: a *Error with CodeInvalid when a
+	// channel is malformed.
+	Heads(ctx context.Context, chans []Channel) ([]ChannelInfo, error)
+}

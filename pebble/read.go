@@ -177,6 +177,38 @@ func (s *Store) Channel(ctx context.Context, ch syncpoint.Channel) (syncpoint.Ch
 	}
 }
 
+// Heads implements syncpoint.HeadReader: each channel as Channel reads
+// it, from memory where the channel is cached.
+func (s *Store) Heads(ctx context.Context, chans []syncpoint.Channel) ([]syncpoint.ChannelInfo, error) {
+	for _, ch := range chans {
+		if err := ch.Validate(); err != nil {
+			return nil, fmt.Errorf("heads: %w", err)
+		}
+	}
+	if err := s.start(ctx); err != nil {
+		return nil, fmt.Errorf("heads: %w", err)
+	}
+	defer s.leave()
+	out := make([]syncpoint.ChannelInfo, len(chans))
+	for i, ch := range chans {
+		for {
+			v, err := s.begin(ctx, ch)
+			if err != nil {
+				return nil, fmt.Errorf("heads: channel %s: %w", ch, err)
+			}
+			if v.d.Epoch == "" {
+				out[i] = syncpoint.ChannelInfo{Channel: ch, FirstSeq: 1}
+				break
+			}
+			if first, ok := s.finish(v); ok {
+				out[i] = s.info(v, first)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
 // Entry implements syncpoint.Store. An entry that expired but was not yet
 // swept is still returned.
 func (s *Store) Entry(ctx context.Context, ch syncpoint.Channel, seq uint64) (syncpoint.Entry, error) {

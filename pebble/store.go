@@ -105,7 +105,10 @@ type Store struct {
 	lastOps atomic.Int64 // ops in the last synced batch
 }
 
-var _ syncpoint.Store = (*Store)(nil)
+var (
+	_ syncpoint.Store      = (*Store)(nil)
+	_ syncpoint.HeadReader = (*Store)(nil)
+)
 
 // Open opens or creates the store in dir.
 func Open(dir string, opts Options) (*Store, error) {

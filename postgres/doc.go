@@ -24,6 +24,12 @@
 //	devices, bizzes, blobs
 //	access_tokens     id → the SHA-256 of the secret (unique), user,
 //	                    groups, label, times
+//	presence_nodes    node → last_beat, indexed, so that beats find the
+//	                    long-dead nodes cheaply
+//	presence          session → node, device, user, transport,
+//	                    connected_at, singles (a jsonb array of
+//	                    "biz/target"), join order; indexed by device, by
+//	                    user (oldest first) and by node
 //
 // # Gap-free seqs
 //
@@ -105,6 +111,18 @@
 // heads before it deletes and deletes only what is still due, so sweeps on
 // several nodes and appends run safely side by side. MaxBacklog trimming
 // and compaction delete by primary key within the append's transaction.
+//
+// # Cluster
+//
+// Store.Directory is the cluster's syncpoint.Directory: a session is
+// listed from its Join until its Leave, while its node's last beat is
+// within Options.PresenceGrace; a Beat replaces the node's sessions in
+// one transaction and deletes the nodes silent for ten grace periods.
+// Store.Heads reads the heads of many channels in one statement, for a
+// node that may have missed broker messages. Store.Leases is the
+// cluster's syncpoint.Leases, on session-level advisory locks, each held
+// on a connection taken out of the pool for as long as it is held; the
+// Leases doc says how a lost connection hands a lease over.
 //
 // # Epochs
 //

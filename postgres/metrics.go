@@ -15,6 +15,7 @@ type metrics struct {
 	batchCalls prometheus.Histogram
 	retries    prometheus.Counter
 	inDoubt    *prometheus.CounterVec
+	leases     *prometheus.GaugeVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -32,9 +33,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "syncpoint_store_commits_in_doubt_total",
 			Help: "Transactions whose answer to COMMIT was lost, by what the database said became of them.",
 		}, []string{"outcome"}),
+		leases: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "syncpoint_leases_held",
+			Help: "Leases this node holds, by name.",
+		}, []string{"name"}),
 	}
 	common, err := storemetrics.New(reg, "Entries per group-commit transaction.",
-		"Time from a batch's first statement to its commit, retries included.", m.batchCalls, m.retries, m.inDoubt)
+		"Time from a batch's first statement to its commit, retries included.", m.batchCalls, m.retries, m.inDoubt, m.leases)
 	if err != nil {
 		return nil, err
 	}

@@ -172,6 +172,54 @@ func (s *Store) Channel(ctx context.Context, ch syncpoint.Channel) (syncpoint.Ch
 	return info, nil
 }
 
+// Heads implements syncpoint.HeadReader in one statement, so from one
+// snapshot, through the channels' unique name index.
+func (s *Store) Heads(ctx context.Context, chans []syncpoint.Channel) ([]syncpoint.ChannelInfo, error) {
+	names := make([]string, len(chans))
+	for i, ch := range chans {
+		if err := ch.Validate(); err != nil {
+			return nil, fmt.Errorf("heads: %w", err)
+		}
+		names[i] = ch.String()
+	}
+	out := make([]syncpoint.ChannelInfo, len(chans))
+	for i, ch := range chans {
+		out[i] = syncpoint.ChannelInfo{Channel: ch, FirstSeq: 1}
+	}
+	if len(chans) == 0 {
+		return out, nil
+	}
+	err := s.read(ctx, fmt.Sprintf("heads of %d channels", len(chans)), func(ctx context.Context) error {
+		rows, err := s.pool.Query(ctx, `SELECT name, epoch, first_seq, last_seq FROM channels WHERE name = ANY($1) AND epoch IS NOT NULL`, names)
+		if err != nil {
+			return err
+		}
+		heads := make(map[string]syncpoint.ChannelInfo, len(chans))
+		var name, epoch string
+		var first, last int64
+		_, err = pgx.ForEachRow(rows, []any{&name, &epoch, &first, &last}, func() error {
+			heads[name] = syncpoint.ChannelInfo{Epoch: epoch, FirstSeq: uint64(first), LastSeq: uint64(last)}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for i, ch := range chans {
+			info, ok := heads[names[i]]
+			if !ok {
+				info = syncpoint.ChannelInfo{FirstSeq: 1}
+			}
+			info.Channel = ch
+			out[i] = info
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Entry implements syncpoint.Store. An entry that expired but was not yet
 // swept is still returned.
 func (s *Store) Entry(ctx context.Context, ch syncpoint.Channel, seq uint64) (syncpoint.Entry, error) {

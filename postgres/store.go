@@ -35,6 +35,8 @@ const (
 	DefaultReadLimit      = 1000
 	MaxReadLimit          = 10000
 	DefaultSweepChunk     = 1000
+	DefaultLeaseRetry     = 2 * time.Second
+	DefaultLeaseCheck     = time.Second
 )
 
 // Options configures a Store. Zero fields take the Default* values.
@@ -71,6 +73,16 @@ type Options struct {
 	// SweepChunk is how many rows one sweep transaction deletes, so that a
 	// large sweep holds no channel's head for long.
 	SweepChunk int
+
+	// PresenceGrace is how long the Directory keeps listing the sessions
+	// of a node that stopped beating; 0: syncpoint.DefaultPresenceGrace.
+	PresenceGrace time.Duration
+	// LeaseRetry is how often Leases tries to take a lease another node
+	// holds, and the pause before a job that returned early runs again.
+	LeaseRetry time.Duration
+	// LeaseCheck is how often a lease's holder checks its connection, and
+	// how long the check may take; see Leases.
+	LeaseCheck time.Duration
 }
 
 // Store is the PostgreSQL syncpoint.Store. Create it with Open.
@@ -111,7 +123,10 @@ type outage struct {
 	last  time.Time // the latest failure
 }
 
-var _ syncpoint.Store = (*Store)(nil)
+var (
+	_ syncpoint.Store      = (*Store)(nil)
+	_ syncpoint.HeadReader = (*Store)(nil)
+)
 
 // Open connects to the database the URL names (a postgres:// or
 // postgresql:// URL, or a key=value connection string), brings its schema
@@ -146,6 +161,15 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 	}
 	if opts.SweepChunk <= 0 {
 		opts.SweepChunk = DefaultSweepChunk
+	}
+	if opts.PresenceGrace <= 0 {
+		opts.PresenceGrace = syncpoint.DefaultPresenceGrace
+	}
+	if opts.LeaseRetry <= 0 {
+		opts.LeaseRetry = DefaultLeaseRetry
+	}
+	if opts.LeaseCheck <= 0 {
+		opts.LeaseCheck = DefaultLeaseCheck
 	}
 	cfg, err := pgxpool.ParseConfig(connString)
 	if err != nil {

@@ -91,6 +91,7 @@ func Run(t *testing.T, open func(tb testing.TB) syncpoint.Store, opts ...Option)
 		{"Paging", testPaging},
 		{"EntryAndKeyEntry", testEntryAndKeyEntry},
 		{"ResetChannel", testResetChannel},
+		{"Heads", testHeads},
 		{"ReadsDuringTrimming", testReadsDuringTrimming},
 		{"ReadsDuringResets", testReadsDuringResets},
 		{"SyncPoints", testSyncPoints},
