@@ -399,7 +399,11 @@ func (b *failingBroker) Publish(ctx context.Context, entries []syncpoint.Entry) 
 	return fmt.Errorf("broker down")
 }
 func (b *failingBroker) Subscribe(fn func([]syncpoint.Entry)) (func(), error) { return func() {}, nil }
-func (b *failingBroker) Close() error                                         { return nil }
+func (b *failingBroker) Announce(ctx context.Context, ev syncpoint.Event) error {
+	return fmt.Errorf("broker down")
+}
+func (b *failingBroker) Listen(fn func(syncpoint.Event)) (func(), error) { return func() {}, nil }
+func (b *failingBroker) Close() error                                    { return nil }
 
 func TestPublishBrokerDown(t *testing.T) {
 	b := &failingBroker{}

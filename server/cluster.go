@@ -12,6 +12,7 @@ import (
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/local"
+	"github.com/syncpoint/syncpoint/postgres"
 )
 
 // Defaults for the cluster's background work.
@@ -27,13 +28,6 @@ const (
 	// lost.
 	bizRefresh = 30 * time.Second
 )
-
-// clusterStore is a store that several nodes share, with the cluster's
-// presence directory and run-once leases in it.
-type clusterStore interface {
-	Directory() syncpoint.Directory
-	Leases() syncpoint.Leases
-}
 
 // defaultNodeID names a node that was given no id: the host name and a
 // random suffix, so two processes on one machine differ.
@@ -58,8 +52,8 @@ func (s *Server) clustered() bool {
 // info metric. One node keeps both in memory.
 func (s *Server) setUpCluster() {
 	s.directory, s.leases = local.NewDirectory(), syncpoint.Leases(local.Leases{})
-	if cs, ok := s.store.(clusterStore); ok && s.clustered() {
-		s.directory, s.leases = cs.Directory(), cs.Leases()
+	if pg, ok := s.store.(*postgres.Store); ok && s.clustered() {
+		s.directory, s.leases = pg.Directory(), pg.Leases()
 	}
 	info := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "syncpoint_node_info",
@@ -220,7 +214,7 @@ func (c *headChecker) check(ctx context.Context) {
 }
 
 func (c *headChecker) heads(ctx context.Context, chans []syncpoint.Channel) ([]syncpoint.ChannelInfo, error) {
-	if hr, ok := c.s.store.(headReader); ok {
+	if hr, ok := c.s.store.(syncpoint.HeadReader); ok {
 		return hr.Heads(ctx, chans)
 	}
 	out := make([]syncpoint.ChannelInfo, 0, len(chans))
@@ -233,9 +227,4 @@ func (c *headChecker) heads(ctx context.Context, chans []syncpoint.Channel) ([]s
 		out = append(out, info)
 	}
 	return out, nil
-}
-
-// headReader is a store that reads many channel heads in one call.
-type headReader interface {
-	Heads(ctx context.Context, chans []syncpoint.Channel) ([]syncpoint.ChannelInfo, error)
 }
