@@ -146,6 +146,8 @@ func TestReconnectDelayBacksOff(t *testing.T) {
 	}
 }
 
+// Seeds beyond these, grown by short campaigns, live in
+// testdata/fuzz/FuzzDecodeMessage.
 func FuzzDecodeMessage(f *testing.F) {
 	h := header{kind: kindEntries, flags: flagFirst | flagLast, node: "node-a", instance: 7, seq: 1}
 	f.Add(appendEntries(appendHeader(nil, h), sampleEntries()))
