@@ -41,6 +41,7 @@ import (
 	"github.com/syncpoint/syncpoint/hub"
 	"github.com/syncpoint/syncpoint/internal/clock"
 	"github.com/syncpoint/syncpoint/local"
+	"github.com/syncpoint/syncpoint/nats"
 	"github.com/syncpoint/syncpoint/pebble"
 	"github.com/syncpoint/syncpoint/postgres"
 	"github.com/syncpoint/syncpoint/publish"
@@ -536,12 +537,27 @@ func (s *Server) openStore() (syncpoint.Store, error) {
 	return nil, fmt.Errorf("server: store URL scheme %q: want postgres:// or nothing for the embedded store", u.Scheme)
 }
 
-// openBroker returns the in-process broker for a single node.
+// openBroker returns the in-process broker for a single node, or the NATS
+// broker of a cluster, whose nodes must share a PostgreSQL store.
 func (s *Server) openBroker() (syncpoint.Broker, error) {
-	if s.cfg.NATSURL != "" {
-		return nil, errors.New("server: NATS fan-out is not supported yet; leave --nats empty for a single node")
+	if s.cfg.NATSURL == "" {
+		return local.New(), nil
 	}
-	return local.New(), nil
+	if _, ok := s.store.(*postgres.Store); !ok {
+		return nil, errors.New("server: a cluster (--nats) needs a store its nodes share: give --store postgres://…")
+	}
+	u, err := url.Parse(s.cfg.NATSURL)
+	if err != nil {
+		return nil, fmt.Errorf("server: NATS URL: %w", redactURLError(err))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	b, err := nats.Open(ctx, s.cfg.NATSURL, nats.Options{Node: s.cfg.NodeID, Subject: s.cfg.Cluster, Logger: s.logger, Registerer: s.metrics})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s.logger.Info("broker: NATS", "host", u.Host, "cluster", s.cfg.Cluster)
+	return b, nil
 }
 
 // redactURLError keeps a password in a store URL out of error messages.
