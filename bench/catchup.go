@@ -71,8 +71,8 @@ func (r *CatchupReport) WriteText(w io.Writer) error {
 	t.figure("welcome", "%s after the hello", ms(r.WelcomeMillis))
 	t.figure("catch-up", "%d entries in %.3fs, %s (%d pushes)", r.Received, r.CatchupSeconds, perSecond(r.CatchupRate), r.Pushes)
 	t.info("delivery", "%s", r.Delivery)
-	t.info("setup cpu", "%s", r.SetupCPU.perUnit(r.Published, "entry"))
-	t.info("catch-up cpu", "%s", r.CatchupCPU.perUnit(r.Received, "entry"))
+	t.cpu("setup cpu", r.SetupCPU, r.Published, "entry")
+	t.cpu("catch-up cpu", r.CatchupCPU, r.Received, "entry")
 	t.errors(r.Errors)
 	return t.err
 }
@@ -142,7 +142,7 @@ func Catchup(ctx context.Context, cfg CatchupConfig) (*CatchupReport, error) {
 				for k := from; k < to; k++ {
 					b.add(apiclient.PublishRequest{Biz: biz, Users: users}, int64(r.now()), uint64(k), cfg.Size)
 				}
-				res, err := r.publishBatch(ctx, b.batch(), to-from)
+				res, err := r.publishBatch(ctx, int64(j), b.batch(), to-from)
 				if err != nil {
 					if ctx.Err() == nil {
 						r.errs.add(errPublish, int64(to-from), err)
@@ -183,7 +183,7 @@ func Catchup(ctx context.Context, cfg CatchupConfig) (*CatchupReport, error) {
 	devs := make([]*device, 1)
 	cpu = r.markCPU(ctx)
 	dctx, cancel := context.WithTimeout(ctx, r.t.Timeout)
-	conn, err := r.dial(dctx)
+	conn, err := r.dial(dctx, 0)
 	cancel()
 	if err != nil {
 		r.errs.add(errConnect, 1, fmt.Errorf("dial: %w", err))

@@ -27,10 +27,11 @@ type frameConn interface {
 	Close(code wire.CloseCode, reason string) error
 }
 
-// dial opens a device connection over the configured transport.
-func (r *runner) dial(ctx context.Context) (frameConn, error) {
+// dial opens device i's connection over the configured transport, to the
+// server the placement gives it.
+func (r *runner) dial(ctx context.Context, i int) (frameConn, error) {
 	if r.t.Transport == TransportTCP {
-		nc, err := r.dialContext(ctx, "tcp", r.t.TCP)
+		nc, err := r.dialContext(ctx, "tcp", r.deviceTCP(i))
 		if err != nil {
 			return nil, err
 		}
@@ -40,7 +41,7 @@ func (r *runner) dial(ctx context.Context) (frameConn, error) {
 	if r.t.Encoding == EncodingProto {
 		sub, codec = wire.SubprotocolProto, wire.Proto
 	}
-	u := "ws" + strings.TrimPrefix(r.t.Server, "http") + "/v1/connect"
+	u := "ws" + strings.TrimPrefix(r.deviceServer(i), "http") + "/v1/connect"
 	c, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{
 		HTTPClient:      r.dialWS,
 		Subprotocols:    []string{sub},
@@ -242,7 +243,7 @@ func (r *runner) connect(ctx context.Context, i int, s devSpec, setup func(*devi
 		return nil, err
 	}
 	dctx, cancel := context.WithTimeout(ctx, r.t.Timeout)
-	conn, err := r.dial(dctx)
+	conn, err := r.dial(dctx, i)
 	cancel()
 	if err != nil {
 		return nil, fmt.Errorf("device %s: dial: %w", s.id, err)

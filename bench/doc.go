@@ -21,6 +21,15 @@
 //     optionally beside as many socket devices in the same run, with the
 //     server's CPU time per delivered entry.
 //
+// A Target may list the nodes of a cluster. Device i connects to node
+// i mod N, and publish requests go round robin over the nodes: Fanout's
+// entries and Publish's requests in turn, the setup batches of Catchup and
+// HTTPSync in turn, and the paced entries of Latency, SSE and LongPoll
+// rotated so that each channel's entries go through every node. With
+// CrossNode the devices are on the second node onwards and every publish
+// goes to the first, so each delivery crosses between nodes. The server CPU
+// figures are the sum over the nodes, with each node's part beside.
+//
 // A figure is never reported for work that failed. Every report counts its
 // errors (connect failures, failed publishes, protocol errors, unexpected
 // closes) and its delivery failures (lost, duplicated and reordered

@@ -39,6 +39,7 @@ type FanoutReport struct {
 	Transport      string  `json:"transport"`
 	Encoding       string  `json:"encoding"`
 	Devices        int     `json:"devices"`
+	CrossNode      bool    `json:"cross_node,omitempty"`
 	Connected      int     `json:"connected"`
 	ConnectSeconds float64 `json:"connect_s"`
 	Entries        int     `json:"entries"`
@@ -75,14 +76,14 @@ func (r *FanoutReport) WriteText(w io.Writer) error {
 	if r.Published != r.Complete && t.mark == "" {
 		t.mark = "  [FAILED: some entries did not reach every device in time]"
 	}
-	t.head("fanout: %d devices (%s/%s), %d global entries of %d B, biz %s, run %s",
-		r.Devices, r.Transport, r.Encoding, r.Entries, r.Size, r.Biz, r.RunID)
+	t.head("fanout: %d devices (%s/%s)%s, %d global entries of %d B, biz %s, run %s",
+		r.Devices, r.Transport, r.Encoding, crossNodeText(r.CrossNode), r.Entries, r.Size, r.Biz, r.RunID)
 	t.info("connected", "%d of %d in %.2fs", r.Connected, r.Devices, r.ConnectSeconds)
 	t.info("published", "%d entries; %d reached every device", r.Published, r.Complete)
 	t.figure("last device", "%s", r.LastDevice)
 	t.figure("per device", "%s", r.PerDevice)
 	t.info("delivery", "%s", r.Delivery)
-	t.info("cpu", "%s", r.CPU.perUnit(r.Delivery.Received, "delivery"))
+	t.cpu("cpu", r.CPU, r.Delivery.Received, "delivery")
 	t.errors(errs)
 	return t.err
 }
@@ -134,7 +135,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutReport, error) {
 	n, m := cfg.Devices, cfg.Entries
 	rep := &FanoutReport{
 		Scenario: "fanout", RunID: r.t.RunID, Biz: biz, Transport: r.t.Transport, Encoding: r.t.Encoding,
-		Devices: n, Entries: m, Size: cfg.Size,
+		Devices: n, CrossNode: r.t.CrossNode, Entries: m, Size: cfg.Size,
 	}
 	tracks := make([]seqTrack, n)
 	for i := range tracks {
@@ -189,7 +190,7 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutReport, error) {
 	for k := 0; k < m && rep.Connected > 0 && ctx.Err() == nil; k++ {
 		sent := r.now()
 		b.add(apiclient.PublishRequest{Biz: biz, Global: true}, int64(sent), uint64(k), cfg.Size)
-		res, err := r.publish(ctx, b.one())
+		res, err := r.publish(ctx, int64(k), b.one())
 		if err != nil {
 			if ctx.Err() == nil {
 				r.errs.add(errPublish, 1, err)

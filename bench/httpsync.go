@@ -105,9 +105,9 @@ func (r *HTTPSyncReport) WriteText(w io.Writer) error {
 		t.figure(d.name, "%d items in %.3fs, %s, %d requests", d.d.Delivery.Received, d.d.Seconds, perSecond(d.d.Rate), d.d.Requests)
 		t.figure(d.name+" requests", "%s", d.d.Latency)
 		t.info(d.name+" delivery", "%s", d.d.Delivery)
-		t.info(d.name+" cpu", "%s", d.d.CPU.perUnit(d.d.Delivery.Received, "item"))
+		t.cpu(d.name+" cpu", d.d.CPU, d.d.Delivery.Received, "item")
 	}
-	t.info("setup cpu", "%s", r.SetupCPU.perUnit(r.Published, "entry"))
+	t.cpu("setup cpu", r.SetupCPU, r.Published, "entry")
 	t.errors(r.Errors)
 	return t.err
 }
@@ -224,7 +224,7 @@ func (r *runner) publishBacklogs(ctx context.Context, biz string, users []string
 					owner = append(owner, u)
 					b.add(apiclient.PublishRequest{Biz: biz, Users: users[u : u+1]}, int64(r.now()), uint64(k), size)
 				}
-				res, err := r.publishBatch(ctx, b.batch(), to-from)
+				res, err := r.publishBatch(ctx, int64(j), b.batch(), to-from)
 				if err != nil {
 					if ctx.Err() == nil {
 						r.errs.add(errPublish, int64(to-from), err)
@@ -248,6 +248,7 @@ func (r *runner) publishBacklogs(ctx context.Context, biz string, users []string
 type httpDevice struct {
 	r      *runner
 	client *http.Client
+	base   string // the HTTP base URL of its server
 	id     string
 	token  string
 	lat    *recorder
@@ -271,7 +272,7 @@ func (r *runner) drain(ctx context.Context, client *http.Client, tag string, cfg
 			r.errs.add(errConnect, 1, err)
 			continue
 		}
-		devs[i] = &httpDevice{r: r, client: client, id: r.deviceID(tag + strconv.Itoa(i)), token: tok, lat: lat, idx: i, reqs: &reqs}
+		devs[i] = &httpDevice{r: r, client: client, base: r.deviceServer(i), id: r.deviceID(tag + strconv.Itoa(i)), token: tok, lat: lat, idx: i, reqs: &reqs}
 	}
 	cpu := r.markCPU(ctx)
 	start := r.clock.Now()
@@ -308,7 +309,7 @@ func (d *httpDevice) call(ctx context.Context, method, path string, body []byte)
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, d.r.t.Server+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, d.base+path, rd)
 	if err != nil {
 		return 0, nil, err
 	}

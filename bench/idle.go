@@ -42,6 +42,8 @@ type IdleConfig struct {
 
 // IdleMemory is the server's memory before the devices connected and while
 // they were held, from its /metrics, and the difference per connection.
+// With several servers each reading is their sum, and a collection is one
+// on every server.
 type IdleMemory struct {
 	// BaselineAfterGC and HeldAfterGC tell whether the readings were taken
 	// just after a collection (with WaitGC), so they hold no garbage.
@@ -91,7 +93,7 @@ type IdleReport struct {
 	// StillConnected is how many were up at the end of the hold.
 	StillConnected int `json:"still_connected"`
 	// ServerSessions is the server's syncpoint_sessions at the end of the
-	// hold, or -1 when it does not export it.
+	// hold (summed over the servers), or -1 when it does not export it.
 	ServerSessions float64    `json:"server_sessions"`
 	Memory         IdleMemory `json:"memory"`
 	// CPU covers the connecting.
@@ -123,7 +125,7 @@ func (r *IdleReport) WriteText(w io.Writer) error {
 	t.figure("live heap/conn", "%s (heap objects %s -> %s)", bytesText(m.HeapAllocPerConn), bytesText(m.HeapAllocBefore), bytesText(m.HeapAllocAfter))
 	t.figure("rss/conn", "%s (RSS %s -> %s)", bytesText(m.RSSPerConn), bytesText(m.RSSBefore), bytesText(m.RSSAfter))
 	t.figure("goroutines/conn", "%.2f (%.0f -> %.0f)", m.GoroutinesPerConn, m.GoroutinesBefore, m.GoroutinesAfter)
-	t.info("connect cpu", "%s", r.CPU.perUnit(int64(r.Connected), "connection"))
+	t.cpu("connect cpu", r.CPU, int64(r.Connected), "connection")
 	t.errors(r.Errors)
 	return t.err
 }
@@ -164,18 +166,19 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	})
 	defer stopProgress()
 
-	before, err := r.scrapeMetrics(ctx)
+	baseline, err := r.scrapeAll(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("idle: %w", err)
 	}
 	if cfg.WaitGC {
 		phase.Store("waiting for a server GC")
-		s, ok, err := r.waitGC(ctx, before[metricLastGC], cfg.GCWait)
+		s, ok, err := r.waitGC(ctx, lastGCs(baseline), cfg.GCWait)
 		if err != nil {
 			return nil, fmt.Errorf("idle: %w", err)
 		}
-		before, rep.Memory.BaselineAfterGC = s, ok
+		baseline, rep.Memory.BaselineAfterGC = s, ok
 	}
+	before := sumMetrics(baseline)
 
 	phase.Store("connecting")
 	took := newRecorder()
@@ -198,21 +201,22 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	phase.Store("holding")
 	holdStart := r.clock.Now()
 	after, minHeap := map[string]float64(nil), -1.0
-	var sinceGC float64
+	var sinceGC []float64
 	for first := true; ; first = false {
-		s, err := r.scrapeMetrics(ctx)
+		ss, err := r.scrapeAll(ctx)
 		switch {
 		case err != nil && ctx.Err() == nil:
 			r.errs.add(errProtocol, 1, err)
 		case err == nil && first:
-			sinceGC = s[metricLastGC]
+			sinceGC = lastGCs(ss)
 			fallthrough
 		case err == nil && !rep.Memory.HeldAfterGC:
+			s := sumMetrics(ss)
 			after = s
 			if h := s[metricHeapInuse]; minHeap < 0 || h < minHeap {
 				minHeap = h
 			}
-			if cfg.WaitGC && !first && s[metricLastGC] > sinceGC {
+			if cfg.WaitGC && !first && collectedSince(ss, sinceGC) {
 				rep.Memory.HeldAfterGC = true
 			}
 		}
@@ -263,22 +267,46 @@ func Idle(ctx context.Context, cfg IdleConfig) (*IdleReport, error) {
 	return rep, nil
 }
 
-// waitGC reads the server's metrics every second until they show a
-// collection after since (a go_memstats_last_gc_time_seconds value), for
-// at most limit. It returns the last reading, and whether it follows such
-// a collection.
-func (r *runner) waitGC(ctx context.Context, since float64, limit time.Duration) (map[string]float64, bool, error) {
+// waitGC reads the servers' metrics every second until every one shows a
+// collection after its since (go_memstats_last_gc_time_seconds values),
+// for at most limit. It returns the last readings, and whether they follow
+// such collections.
+func (r *runner) waitGC(ctx context.Context, since []float64, limit time.Duration) ([]map[string]float64, bool, error) {
 	deadline := r.clock.Now().Add(limit)
 	for {
-		s, err := r.scrapeMetrics(ctx)
+		ss, err := r.scrapeAll(ctx)
 		if err != nil {
 			return nil, false, err
 		}
-		if s[metricLastGC] > since {
-			return s, true, nil
+		if collectedSince(ss, since) {
+			return ss, true, nil
 		}
 		if !r.clock.Now().Before(deadline) || !sleepFor(ctx, idleEvery) {
-			return s, false, ctx.Err()
+			return ss, false, ctx.Err()
 		}
 	}
+}
+
+// lastGCs is each server's time of its last collection.
+func lastGCs(ss []map[string]float64) []float64 {
+	out := make([]float64, len(ss))
+	for i, s := range ss {
+		out[i] = s[metricLastGC]
+	}
+	return out
+}
+
+// collectedSince reports whether every server collected after its since;
+// a server with no since (its first reading failed) counts any collection.
+func collectedSince(ss []map[string]float64, since []float64) bool {
+	for i, s := range ss {
+		var after float64
+		if i < len(since) {
+			after = since[i]
+		}
+		if s[metricLastGC] <= after {
+			return false
+		}
+	}
+	return true
 }

@@ -77,6 +77,7 @@ type LatencyReport struct {
 	Transport       string      `json:"transport"`
 	Encoding        string      `json:"encoding"`
 	Devices         int         `json:"devices"`
+	CrossNode       bool        `json:"cross_node,omitempty"` // devices on other servers than the publishes
 	Connected       int         `json:"connected"`
 	ConnectSeconds  float64     `json:"connect_s"`
 	TargetRate      float64     `json:"target_rate"`
@@ -100,8 +101,8 @@ func (r *LatencyReport) Failures() int64 { return r.Errors.Total() + r.Delivery.
 // WriteText implements Report.
 func (r *LatencyReport) WriteText(w io.Writer) error {
 	t := newTextReport(w, r.Errors, &r.Delivery)
-	t.head("latency: %d devices (%s/%s), %s entries of %d B for %s, biz %s, run %s",
-		r.Devices, r.Transport, r.Encoding, perSecond(r.TargetRate), r.Size, durText(r.DurationSeconds), r.Biz, r.RunID)
+	t.head("latency: %d devices (%s/%s)%s, %s entries of %d B for %s, biz %s, run %s",
+		r.Devices, r.Transport, r.Encoding, crossNodeText(r.CrossNode), perSecond(r.TargetRate), r.Size, durText(r.DurationSeconds), r.Biz, r.RunID)
 	t.info("connected", "%d of %d in %.2fs", r.Connected, r.Devices, r.ConnectSeconds)
 	behind := ""
 	if r.PublishRate < 0.95*r.TargetRate {
@@ -112,7 +113,7 @@ func (r *LatencyReport) WriteText(w io.Writer) error {
 	t.figure("delivered", "%d entries, %s", r.Delivered, perSecond(r.DeliveredRate))
 	t.figure("latency", "%s", r.Latency)
 	t.info("delivery", "%s", r.Delivery)
-	t.info("cpu", "%s", r.CPU.perUnit(r.Published, "entry"))
+	t.cpu("cpu", r.CPU, r.Published, "entry")
 	t.errors(r.Errors)
 	return t.err
 }
@@ -138,7 +139,7 @@ func Latency(ctx context.Context, cfg LatencyConfig) (*LatencyReport, error) {
 	n := cfg.Devices
 	rep := &LatencyReport{
 		Scenario: "latency", RunID: r.t.RunID, Biz: biz, Transport: r.t.Transport, Encoding: r.t.Encoding,
-		Devices: n, TargetRate: cfg.Rate, DurationSeconds: seconds(cfg.Duration), Size: cfg.Size,
+		Devices: n, CrossNode: r.t.CrossNode, TargetRate: cfg.Rate, DurationSeconds: seconds(cfg.Duration), Size: cfg.Size,
 	}
 
 	users := make([]string, n)
@@ -253,7 +254,7 @@ func (r *runner) publishPaced(ctx context.Context, p pacing, logs []pubLog, pubL
 				ch := p.live[int(k%int64(len(p.live)))]
 				sent := r.now()
 				b.add(apiclient.PublishRequest{Biz: p.biz, Users: p.users[ch : ch+1]}, int64(sent), uint64(k), p.size)
-				res, err := r.publish(ctx, b.one())
+				res, err := r.publish(ctx, rotate(k, len(p.live)), b.one())
 				took := r.now() - sent
 				if err != nil {
 					if ctx.Err() == nil {
@@ -269,6 +270,13 @@ func (r *runner) publishPaced(ctx context.Context, p pacing, logs []pubLog, pubL
 	}
 	wg.Wait()
 }
+
+// rotate is the publish request number of entry k of a round robin over n
+// channels: its channel's place in the round plus the round. Publishing k
+// itself to server k mod N would, whenever N divides n, send every entry of
+// a channel through one server, the one its device is on; rotated, each
+// channel's entries go through every server in turn and the load stays even.
+func rotate(k int64, n int) int64 { return k%int64(n) + k/int64(n) }
 
 // sleepUntil waits until t by the runner's clock; false when ctx ended.
 func sleepUntil(ctx context.Context, r *runner, t time.Time) bool {

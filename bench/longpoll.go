@@ -38,6 +38,7 @@ type LongPollReport struct {
 	RunID           string      `json:"run_id"`
 	Biz             string      `json:"biz"`
 	Devices         int         `json:"devices"`
+	CrossNode       bool        `json:"cross_node,omitempty"`
 	Connected       int         `json:"connected"` // devices that drained to the head
 	ConnectSeconds  float64     `json:"connect_s"`
 	WaitSeconds     float64     `json:"wait_s"`
@@ -68,8 +69,8 @@ func (r *LongPollReport) Failures() int64 { return r.Errors.Total() + r.Delivery
 // WriteText implements Report.
 func (r *LongPollReport) WriteText(w io.Writer) error {
 	t := newTextReport(w, r.Errors, &r.Delivery)
-	t.head("longpoll: %d devices long-polling with a wait of %s, %s entries of %d B for %s, biz %s, run %s",
-		r.Devices, durText(r.WaitSeconds), perSecond(r.TargetRate), r.Size, durText(r.DurationSeconds), r.Biz, r.RunID)
+	t.head("longpoll: %d devices long-polling with a wait of %s%s, %s entries of %d B for %s, biz %s, run %s",
+		r.Devices, durText(r.WaitSeconds), crossNodeText(r.CrossNode), perSecond(r.TargetRate), r.Size, durText(r.DurationSeconds), r.Biz, r.RunID)
 	t.info("connected", "%d of %d in %.2fs", r.Connected, r.Devices, r.ConnectSeconds)
 	t.figure("published", "%d entries, %s (target %s)", r.Published, perSecond(r.PublishRate), perSecond(r.TargetRate))
 	t.figure("publish latency", "%s", r.PublishLatency)
@@ -79,7 +80,7 @@ func (r *LongPollReport) WriteText(w io.Writer) error {
 		t.figure(r.Socket+" latency", "%s (%d devices beside)", *r.SocketLatency, r.SocketDevices)
 	}
 	t.info("delivery", "%s", r.Delivery)
-	t.info("cpu", "%s", r.CPU.perUnit(r.Delivered, "delivered entry"))
+	t.cpu("cpu", r.CPU, r.Delivered, "delivered entry")
 	t.errors(r.Errors)
 	return t.err
 }
@@ -110,7 +111,7 @@ func LongPoll(ctx context.Context, cfg LongPollConfig) (*LongPollReport, error) 
 	if cfg.Compare {
 		total = 2 * n
 	}
-	rep := &LongPollReport{Scenario: "longpoll", RunID: r.t.RunID, Biz: biz, Devices: n, WaitSeconds: seconds(cfg.Wait),
+	rep := &LongPollReport{Scenario: "longpoll", RunID: r.t.RunID, Biz: biz, Devices: n, CrossNode: r.t.CrossNode, WaitSeconds: seconds(cfg.Wait),
 		TargetRate: cfg.Rate, DurationSeconds: seconds(cfg.Duration), Size: cfg.Size}
 
 	// Channels 0..n-1 are the long-polls', n..2n-1 the sockets'.
@@ -256,7 +257,7 @@ func (r *runner) startPolls(ctx, pollCtx context.Context, client *http.Client, n
 				r.errs.add(errConnect, 1, err)
 				return
 			}
-			d := &httpDevice{r: r, client: client, id: r.deviceID(strconv.Itoa(i)), token: tok, lat: calls, idx: i, reqs: reqs}
+			d := &httpDevice{r: r, client: client, base: r.deviceServer(i), id: r.deviceID(strconv.Itoa(i)), token: tok, lat: calls, idx: i, reqs: reqs}
 			cursor := ""
 			for more := true; more; {
 				if cursor, more, err = r.poll(ctx, d, i, biz, cursor, 0, onEntry); err != nil {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/syncpoint/syncpoint/apiclient"
 )
@@ -28,10 +29,11 @@ const (
 // maxMetricsBytes bounds what is read of /metrics.
 const maxMetricsBytes = 16 << 20
 
-// scrapeMetrics reads the server's /metrics and returns the samples without
-// labels (the process-wide gauges).
-func (r *runner) scrapeMetrics(ctx context.Context) (map[string]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.t.Server+"/metrics", nil)
+// scrapeMetrics reads the /metrics of server i (an index into
+// Target.Servers) and returns the samples without labels (the
+// process-wide gauges).
+func (r *runner) scrapeMetrics(ctx context.Context, i int) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, r.t.Servers[i]+"/metrics", nil)
 	if err != nil {
 		return nil, fmt.Errorf("scrape metrics: %w", err)
 	}
@@ -49,6 +51,41 @@ func (r *runner) scrapeMetrics(ctx context.Context) (map[string]float64, error) 
 		return nil, fmt.Errorf("scrape metrics: %w", err)
 	}
 	return parseMetrics(body), nil
+}
+
+// scrapeAll reads every server's /metrics at once, so that the readings
+// of a cluster are taken at about the same moment. The error is the first
+// server's that failed; a failed server's samples are nil.
+func (r *runner) scrapeAll(ctx context.Context) ([]map[string]float64, error) {
+	out := make([]map[string]float64, len(r.t.Servers))
+	errs := make([]error, len(r.t.Servers))
+	var wg sync.WaitGroup
+	for i := range r.t.Servers {
+		wg.Go(func() { out[i], errs[i] = r.scrapeMetrics(ctx, i) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			if len(errs) > 1 {
+				err = fmt.Errorf("server %d (%s): %w", i+1, r.t.Servers[i], err)
+			}
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// sumMetrics adds up the servers' samples name by name: the memory and the
+// sessions of a cluster. Only amounts mean anything summed; the idle
+// scenario reads the times of the last collections from each server.
+func sumMetrics(ms []map[string]float64) map[string]float64 {
+	out := make(map[string]float64)
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] += v
+		}
+	}
+	return out
 }
 
 // parseMetrics reads the unlabelled samples of the Prometheus text format:

@@ -65,7 +65,7 @@ func (r *PublishReport) WriteText(w io.Writer) error {
 	t.figure("entries", "%d durable, %s", r.Entries, perSecond(r.EntryRate))
 	t.figure("requests", "%d, %s", r.Requests, perSecond(r.RequestRate))
 	t.figure("latency", "%s", r.Latency)
-	t.info("cpu", "%s", r.CPU.perUnit(r.Entries, "entry"))
+	t.cpu("cpu", r.CPU, r.Entries, "entry")
 	t.errors(r.Errors)
 	return t.err
 }
@@ -129,11 +129,12 @@ func Publish(ctx context.Context, cfg PublishConfig) (*PublishReport, error) {
 			var b stamped
 			for ctx.Err() == nil && r.clock.Now().Before(end) {
 				k := next.Add(uint64(cfg.Batch)) - uint64(cfg.Batch)
+				req := int64(k / uint64(cfg.Batch)) // requests go round robin over the servers
 				sent := r.now()
 				var ok int64
 				if cfg.Batch == 1 {
 					b.add(item(k), int64(r.now()), k, cfg.Size)
-					if _, err := r.publish(ctx, b.one()); err != nil {
+					if _, err := r.publish(ctx, req, b.one()); err != nil {
 						if ctx.Err() == nil {
 							r.errs.add(errPublish, 1, err)
 						}
@@ -144,7 +145,7 @@ func Publish(ctx context.Context, cfg PublishConfig) (*PublishReport, error) {
 					for i := range uint64(cfg.Batch) {
 						b.add(item(k+i), int64(r.now()), k+i, cfg.Size)
 					}
-					res, err := r.publishBatch(ctx, b.batch(), cfg.Batch)
+					res, err := r.publishBatch(ctx, req, b.batch(), cfg.Batch)
 					if err != nil {
 						if ctx.Err() == nil {
 							r.errs.add(errPublish, int64(cfg.Batch), err)

@@ -70,12 +70,36 @@ func (t *textReport) info(label, format string, args ...any) {
 	t.printf("  %-16s %s\n", label, fmt.Sprintf(format, args...))
 }
 
+// cpu writes a CPU line: the servers' time, per unit of work over n units,
+// and, with several servers, each one's part on a line of its own.
+func (t *textReport) cpu(label string, c CPU, n int64, unit string) {
+	t.info(label, "%s", c.perUnit(n, unit))
+	for _, s := range c.Servers {
+		switch {
+		case s.Seconds < 0:
+			t.printf("    %s  unknown\n", s.Server)
+		case c.Server > 0:
+			t.printf("    %s  %.2f s (%.0f%%)\n", s.Server, s.Seconds, 100*s.Seconds/c.Server)
+		default:
+			t.printf("    %s  %.2f s\n", s.Server, s.Seconds)
+		}
+	}
+}
+
 // errors writes the error counts and samples.
 func (t *textReport) errors(e Errors) {
 	t.info("errors", "%s", e.String())
 	for _, s := range e.Samples {
 		t.printf("    %s\n", s)
 	}
+}
+
+// crossNodeText is what a report's first line says of a cross-node run.
+func crossNodeText(cross bool) string {
+	if cross {
+		return " on other servers than the publishes"
+	}
+	return ""
 }
 
 // perSecond formats a rate.

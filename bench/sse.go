@@ -32,6 +32,7 @@ type SSEReport struct {
 	RunID           string      `json:"run_id"`
 	Biz             string      `json:"biz"`
 	Devices         int         `json:"devices"`
+	CrossNode       bool        `json:"cross_node,omitempty"`
 	Connected       int         `json:"connected"`
 	ConnectSeconds  float64     `json:"connect_s"`
 	TargetRate      float64     `json:"target_rate"`
@@ -60,8 +61,8 @@ func (r *SSEReport) Failures() int64 { return r.Errors.Total() + r.Delivery.Fail
 // WriteText implements Report.
 func (r *SSEReport) WriteText(w io.Writer) error {
 	t := newTextReport(w, r.Errors, &r.Delivery)
-	t.head("sse: %d devices on event streams, %s entries of %d B for %s, biz %s, run %s",
-		r.Devices, perSecond(r.TargetRate), r.Size, durText(r.DurationSeconds), r.Biz, r.RunID)
+	t.head("sse: %d devices on event streams%s, %s entries of %d B for %s, biz %s, run %s",
+		r.Devices, crossNodeText(r.CrossNode), perSecond(r.TargetRate), r.Size, durText(r.DurationSeconds), r.Biz, r.RunID)
 	t.info("connected", "%d of %d in %.2fs", r.Connected, r.Devices, r.ConnectSeconds)
 	t.figure("published", "%d entries, %s (target %s)", r.Published, perSecond(r.PublishRate), perSecond(r.TargetRate))
 	t.figure("publish latency", "%s", r.PublishLatency)
@@ -71,7 +72,7 @@ func (r *SSEReport) WriteText(w io.Writer) error {
 		t.figure(r.Socket+" latency", "%s (%d devices beside)", *r.SocketLatency, r.SocketDevices)
 	}
 	t.info("delivery", "%s", r.Delivery)
-	t.info("cpu", "%s", r.CPU.perUnit(r.Delivered, "delivered entry"))
+	t.cpu("cpu", r.CPU, r.Delivered, "delivered entry")
 	t.errors(r.Errors)
 	return t.err
 }
@@ -98,7 +99,7 @@ func SSE(ctx context.Context, cfg SSEConfig) (*SSEReport, error) {
 	if cfg.Compare {
 		total = 2 * n
 	}
-	rep := &SSEReport{Scenario: "sse", RunID: r.t.RunID, Biz: biz, Devices: n, TargetRate: cfg.Rate, DurationSeconds: seconds(cfg.Duration), Size: cfg.Size}
+	rep := &SSEReport{Scenario: "sse", RunID: r.t.RunID, Biz: biz, Devices: n, CrossNode: r.t.CrossNode, TargetRate: cfg.Rate, DurationSeconds: seconds(cfg.Duration), Size: cfg.Size}
 
 	// Channels 0..n-1 are the streams', n..2n-1 the sockets'.
 	users := make([]string, total)
@@ -249,7 +250,7 @@ func (r *runner) openStream(ctx context.Context, client *http.Client, i int, biz
 		return nil, err
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	req, err := http.NewRequestWithContext(sctx, http.MethodGet, r.t.Server+"/v1/events?"+url.Values{"biz": {biz}}.Encode(), nil)
+	req, err := http.NewRequestWithContext(sctx, http.MethodGet, r.deviceServer(i)+"/v1/events?"+url.Values{"biz": {biz}}.Encode(), nil)
 	if err != nil {
 		cancel()
 		return nil, err

@@ -60,7 +60,7 @@ func (r *UploadReport) WriteText(w io.Writer) error {
 	t.info("connected", "%d of %d", r.Connected, r.Devices)
 	t.figure("saved", "%d records in %d writes, %s", r.Saved, r.Writes, perSecond(r.SavedRate))
 	t.figure("write latency", "%s", r.Latency)
-	t.info("cpu", "%s", r.CPU.perUnit(r.Saved, "record"))
+	t.cpu("cpu", r.CPU, r.Saved, "record")
 	t.errors(r.Errors)
 	return t.err
 }

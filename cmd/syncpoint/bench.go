@@ -28,6 +28,7 @@ type benchFlags struct {
 	runID              string
 	connectConcurrency int
 	timeout            time.Duration
+	crossNode          bool
 	json               bool
 }
 
@@ -43,6 +44,13 @@ each; entries are published through the business API. The server, API key
 and token secret come from --server/--api-key/--token-secret, else from the
 data dir of a server on this machine (--data), else from the environment.
 
+Against a cluster, --server lists its nodes, comma-separated (and --tcp their
+TCP listeners, in the same order); they share one API key and token secret.
+Device i connects to node i mod N and publish requests go round robin over
+the nodes; with --cross-node the devices are on the second node onwards and
+every publish goes to the first, so each delivery crosses between nodes. The
+server CPU figures are the sum over the nodes, each node's listed below.
+
 Every report counts its errors and lost, duplicated and reordered entries;
 a figure is never reported for work that failed, and the command exits with
 status 1 when anything failed. docs/benchmarks.md has the figures measured
@@ -56,7 +64,9 @@ so far and the commands that produced them.`,
 	f.c.addServer(pf)
 	f.c.addTokenSecret(pf)
 	f.c.addDataDir(pf, true)
-	pf.StringVar(&f.tcp, "tcp", "", "host:port of the raw TCP listener (default: from DATA/server.json)")
+	pf.Lookup("server").Usage = "server URL, or the nodes of a cluster comma-separated (default: from DATA/server.json, else $" + envServer + ", else http://" + defaultListen + ")"
+	pf.StringVar(&f.tcp, "tcp", "", "host:port of the raw TCP listener, or one per --server node comma-separated (default: from DATA/server.json)")
+	pf.BoolVar(&f.crossNode, "cross-node", false, "connect the devices to the second --server node onwards and publish to the first only")
 	pf.StringVar(&f.transport, "transport", bench.TransportWS, "device transport: ws or tcp")
 	pf.StringVar(&f.encoding, "encoding", "", "WebSocket encoding: json or proto (default json; tcp is always proto)")
 	pf.StringVar(&f.biz, "biz", "", "biz to use (default: bench; bench-global for fanout, bench-records for upload)")
@@ -75,11 +85,11 @@ so far and the commands that produced them.`,
 }
 
 // target resolves the shared flags; devices asks for the token secret and,
-// with --transport tcp, the TCP address.
+// with --transport tcp, the TCP address of each server.
 func (f *benchFlags) target(e env, devices bool) (bench.Target, error) {
 	t := bench.Target{
-		Transport: f.transport, Encoding: f.encoding, Biz: f.biz, CreateBiz: f.createBiz,
-		RunID: f.runID, ConnectConcurrency: f.connectConcurrency, Timeout: f.timeout, TCP: f.tcp,
+		Transport: f.transport, Encoding: f.encoding, Biz: f.biz, CreateBiz: f.createBiz, CrossNode: f.crossNode,
+		RunID: f.runID, ConnectConcurrency: f.connectConcurrency, Timeout: f.timeout, TCPs: splitList([]string{f.tcp}),
 	}
 	switch f.transport {
 	case bench.TransportWS:
@@ -106,8 +116,13 @@ func (f *benchFlags) target(e env, devices bool) (bench.Target, error) {
 		return t, usageError{err}
 	}
 	t.SourceIPs = ips
-	if t.Server, err = f.c.serverURL(e); err != nil {
+	first, more, err := f.c.serverURLs(e)
+	if err != nil {
 		return t, err
+	}
+	t.Servers = append([]string{first}, more...)
+	if f.crossNode && len(t.Servers) < 2 {
+		return t, usagef("--cross-node needs at least two --server nodes")
 	}
 	if t.APIKey, err = f.c.resolveAPIKey(e); err != nil {
 		return t, err
@@ -116,7 +131,10 @@ func (f *benchFlags) target(e env, devices bool) (bench.Target, error) {
 		if t.TokenSecret, err = f.c.resolveTokenSecret(e); err != nil {
 			return t, err
 		}
-		if t.TCP == "" && f.transport == bench.TransportTCP {
+		if len(t.TCPs) == 0 && f.transport == bench.TransportTCP {
+			if len(t.Servers) > 1 {
+				return t, usagef("--transport tcp with %d --server nodes needs --tcp with one address for each", len(t.Servers))
+			}
 			si, err := readServerInfo(f.c.dataDir)
 			if err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return t, err
@@ -124,7 +142,10 @@ func (f *benchFlags) target(e env, devices bool) (bench.Target, error) {
 			if si.TCP == "" {
 				return t, usagef("--transport tcp needs --tcp, or a data dir whose server.json names the TCP listener")
 			}
-			t.TCP = si.TCP
+			t.TCPs = []string{si.TCP}
+		}
+		if f.transport == bench.TransportTCP && len(t.TCPs) != len(t.Servers) {
+			return t, usagef("%d --server nodes but %d --tcp addresses; give one for each node", len(t.Servers), len(t.TCPs))
 		}
 	}
 	if isTerminal(e.stderr) {

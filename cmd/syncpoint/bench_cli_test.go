@@ -77,6 +77,26 @@ func TestBenchLatencyCommand(t *testing.T) {
 	}
 }
 
+// --server takes several nodes; here two URLs of one node, so that the
+// devices on the second get what is published to the first.
+func TestBenchCrossNodeCommand(t *testing.T) {
+	url := MustRunServer(t, "k1")
+	other := "http://localhost" + url[strings.LastIndex(url, ":"):]
+	e := newTestEnv(nil)
+	code := run(t.Context(), e.env, []string{"bench", "latency", "--server", url + "," + other, "--api-key", "k1",
+		"--token-secret", "0123456789abcdef0123", "--cross-node", "--devices", "4", "--rate", "100", "--duration", "300ms"})
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, e.err, e.out)
+	}
+	out := e.out.String()
+	for _, want := range []string{"latency: 4 devices (ws/json) on other servers than the publishes", "connected        4 of 4",
+		"lost 0, duplicated 0, reordered 0", "cpu              servers ", "\n    " + url + "  ", "\n    " + other + "  ", "errors           none"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestBenchCommandErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -90,6 +110,10 @@ func TestBenchCommandErrors(t *testing.T) {
 		{[]string{"bench", "publish", "--run-id", "a b"}, "--run-id"},
 		{[]string{"bench", "publish", "--batch", "1001"}, "at most 1000"},
 		{[]string{"bench", "latency", "--transport", "tcp", "--data", "/nonexistent", "--api-key", "k", "--token-secret", "0123456789abcdef0123"}, "--tcp"},
+		{[]string{"bench", "latency", "--server", "http://a:1", "--cross-node"}, "--cross-node"},
+		{[]string{"bench", "latency", "--server", "http://a:1,http://b:1", "--transport", "tcp", "--api-key", "k", "--token-secret", "0123456789abcdef0123"}, "--tcp"},
+		{[]string{"bench", "latency", "--server", "http://a:1,http://b:1", "--tcp", "a:2,b:2,c:2", "--transport", "tcp", "--api-key", "k", "--token-secret", "0123456789abcdef0123"}, "2 --server nodes but 3 --tcp"},
+		{[]string{"bench", "publish", "--server", "http://a:1,ftp://b"}, "want a URL"},
 	} {
 		e := newTestEnv(nil)
 		if code := run(t.Context(), e.env, tc.args); code != 2 || !strings.Contains(e.err.String(), tc.want) {
