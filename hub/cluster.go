@@ -31,6 +31,52 @@ func (h *Hub) joined(s *session) {
 	h.announce(syncpoint.Event{Kind: syncpoint.EventConnect, DeviceID: s.id.DeviceID, UserID: s.id.UserID, Session: s.sessionID, At: s.started})
 }
 
+// handoverTimeout is how long a new session waits for another node to
+// hand over a multi_device: false channel before it takes it anyway: that
+// node may be dead, or its event lost.
+const handoverTimeout = 2 * time.Second
+
+// awaitHandover marks the multi_device: false channels of a new session
+// that a session on another node reads: those start inactive, and the
+// other node, told of this session, stores the user's position and says
+// so (left, handedOver), whereupon resolveUser activates them from it.
+// Without that, the new device would start from a user position up to a
+// flush interval old and get again what the old device already had.
+func (h *Hub) awaitHandover(ctx context.Context, s *session) {
+	if !h.clustered() || !s.hasSingles() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, clusterTimeout)
+	defer cancel()
+	list, err := h.cfg.Directory.User(ctx, s.id.UserID)
+	if err != nil {
+		h.log.Warn("directory: user sessions; taking the channels at once", s.logAttrs(slog.Any("err", err))...)
+		return
+	}
+	remote := make(map[syncpoint.Channel]bool)
+	for _, p := range list {
+		if p.Node != h.cfg.Node && p.DeviceID != s.id.DeviceID {
+			for _, ch := range p.Singles {
+				remote[ch] = true
+			}
+		}
+	}
+	waiting := false
+	for _, cs := range s.order {
+		if cs.cur.Single && remote[cs.cur.Channel] {
+			cs.handover, waiting = true, true
+		}
+	}
+	if waiting {
+		userID := s.id.UserID
+		time.AfterFunc(handoverTimeout, func() {
+			if !s.isDead() {
+				h.resolveUser(userID)
+			}
+		})
+	}
+}
+
 // left unlists an ended session and tells the other nodes, so that the
 // newest remaining session of the user, wherever it is, takes over its
 // multi_device: false channels. The user positions this node holds are

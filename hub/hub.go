@@ -320,6 +320,10 @@ func (h *Hub) register(s *session) error {
 	for _, cs := range s.order {
 		if cs.cur.Single {
 			h.activateLocked(cs.cur.Channel)
+			if cs.handover {
+				s.setActive(cs.cur.Channel, false, syncpoint.Position{})
+				h.removeLocked(cs.cur.Channel, s)
+			}
 			continue
 		}
 		h.addLocked(cs.cur.Channel, s)

@@ -73,6 +73,9 @@ type chanState struct {
 	pushed       syncpoint.Position // what the device has been sent
 	acked        uint64
 	headSeq      uint64 // the channel's log reaches this far (Nudge): read from the store up to it
+	// handover: a multi_device: false channel that a session on another
+	// node holds; this one takes it once that node stored its position.
+	handover bool
 }
 
 // Peer says where a connection comes from, for the session's log lines.
@@ -230,6 +233,7 @@ func (h *Hub) handshake(ctx context.Context, conn Conn, peer Peer, hello *wire.H
 	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.started = now
 	s.lastRecv.Store(now.UnixNano())
+	h.awaitHandover(ctx, s)
 	// Index before reading channel info, so an entry stored in between is
 	// queued rather than missed.
 	if err := h.register(s); err != nil {

@@ -146,8 +146,7 @@ func (c *cluster) start(i int) {
 	c.t.Helper()
 	env := []string{envAPIKey + "=" + c.secrets.APIKey, envTokenSecret + "=" + c.secrets.TokenSecret}
 	c.nodes[i] = MustStartServe(c.t, c.dirs[i], c.config, env,
-		"--store", c.store, "--nats", c.nats, "--cluster", c.prefix, "--node-id", fmt.Sprintf("node%d", i),
-		"--log-level", "warn")
+		"--store", c.store, "--nats", c.nats, "--cluster", c.prefix, "--node-id", fmt.Sprintf("node%d", i))
 }
 
 func (c *cluster) url(i int) string { return c.nodes[i].url() }
