@@ -401,8 +401,9 @@ export class HttpSession {
   private ctrl = abortController();
   private welcomed = false;
   private epochs = new Map<string, string>();
-  private kick: (() => void) | null = null;
   private timers: Timer[] = [];
+  private idleTimer: Timer = null;
+  private wakeUploader: (() => void) | null = null;
 
   constructor(private readonly host: SessionHost) {}
 
@@ -431,6 +432,8 @@ export class HttpSession {
     this.done = true;
     this.host.onKick(null);
     for (const t of this.timers) cancel(t);
+    cancel(this.idleTimer);
+    this.wakeUploader?.();
     try {
       this.ctrl.abort();
     } catch {
@@ -449,7 +452,6 @@ export class HttpSession {
     }
     if (this.done) return;
     this.welcomed = true;
-    host.connected("http");
     host.changed();
     await host.engine.deliverNotices();
     if (host.opts.retryWs) this.timers.push(after(host.opts.wsRetryMs, () => this.finish({ welcomed: true, opened: true, again: true, retryWs: true })));
@@ -521,20 +523,20 @@ export class HttpSession {
     const resp = await host.fetch!(host.http.url("/v1/events" + q), { method: "GET", headers, signal: this.ctrl.signal });
     await DeviceHTTP.check(resp);
     if (!resp.body) throw new Error("the SSE answer has no body to stream");
+    if (this.done) return;
+    host.connected("http");
     const reader = resp.body.getReader();
     const dec = textDecoder();
     const parser = new SSEParser();
     let last = Date.now();
     const idle = () => {
-      this.timers.push(
-        after(host.opts.sseIdleTimeoutMs / 3, () => {
-          if (this.done) return;
-          if (Date.now() - last > host.opts.sseIdleTimeoutMs) {
-            this.finish({ welcomed: true, opened: true, err: new Error("the event stream went silent") });
-            reader.cancel().catch(() => {});
-          } else idle();
-        }),
-      );
+      this.idleTimer = after(host.opts.sseIdleTimeoutMs / 3, () => {
+        if (this.done) return;
+        if (Date.now() - last > host.opts.sseIdleTimeoutMs) {
+          this.finish({ welcomed: true, opened: true, err: new Error("the event stream went silent") });
+          reader.cancel().catch(() => {});
+        } else idle();
+      });
     };
     idle();
     for (;;) {
@@ -609,14 +611,18 @@ export class HttpSession {
       const w = queued.shift() ?? (await host.engine.nextWrite(busy, () => host.newWriteId()));
       if (this.done) return;
       if (!w) {
+        // Wait for a new change (or look again in a minute).
         await new Promise<void>((resolve) => {
-          this.kick = resolve;
+          const t = after(60_000, () => resolve());
           host.onKick(() => {
-            const k = this.kick;
-            this.kick = null;
-            k?.();
+            host.onKick(null);
+            cancel(t);
+            resolve();
           });
-          this.timers.push(after(60_000, () => resolve()));
+          this.wakeUploader = () => {
+            cancel(t);
+            resolve();
+          };
         });
         continue;
       }

@@ -60,3 +60,138 @@ describe("WebSocket", () => {
     await c.close();
   });
 });
+
+describe("exactly once across reloads and restarts", () => {
+  it("a reload (a new client on the same storage) resumes without repeats", async () => {
+    const user = uid("u");
+    const storage = new MemoryStorage();
+    const device = uid("dev");
+    const seen: number[] = [];
+    const mk = () =>
+      SyncpointClient.open(
+        config(user, {
+          storage,
+          deviceId: device,
+          webSocket: wsFactory(),
+          onEntries: (entries) => {
+            for (const e of entries) seen.push(e.seq);
+          },
+        }),
+      );
+    let c = await mk();
+    c.start();
+    for (let i = 1; i <= 20; i++) await publish(srv, { biz: "chat", users: [user], data: { i } });
+    await waitFor(() => seen.length >= 20, "20 entries");
+    await c.close();
+    for (let i = 21; i <= 30; i++) await publish(srv, { biz: "chat", users: [user], data: { i } });
+    c = await mk();
+    c.start();
+    await waitFor(() => seen.length >= 30, "30 entries");
+    await new Promise((r) => setTimeout(r, 200));
+    expect(seen).toEqual(Array.from({ length: 30 }, (_, i) => i + 1));
+    await c.close();
+  });
+
+  it("a commit that fails is applied again, and its effects land once", async () => {
+    const user = uid("u");
+    const inner = new MemoryStorage();
+    let failures = 2;
+    // Fails the commits that store positions (a push) twice: as a crash
+    // in the middle of an apply would.
+    const storage = Object.assign(Object.create(inner), {
+      commit: async (ops: Parameters<MemoryStorage["commit"]>[0]) => {
+        if (failures > 0 && ops.some((o) => o.store === "positions")) {
+          failures--;
+          throw new Error("disk full");
+        }
+        return inner.commit(ops);
+      },
+    }) as MemoryStorage;
+    const calls: number[] = [];
+    const c = await SyncpointClient.open(
+      config(user, {
+        storage,
+        webSocket: wsFactory(),
+        onEntries: async (entries, tx) => {
+          for (const e of entries) {
+            calls.push(e.seq);
+            const n = ((await tx.get("count")) as number | undefined) ?? 0;
+            tx.put("count", n + 1);
+          }
+        },
+      }),
+    );
+    for (let i = 1; i <= 5; i++) await publish(srv, { biz: "chat", users: [user], data: { i } });
+    c.start();
+    await waitFor(() => c.positions()[`chat/user:${user}`]?.seq === 5, "position 5");
+    expect(calls.length).toBeGreaterThan(5); // the failed applies called the handler too
+    expect(await c.appGet("count")).toBe(5); // but only the committed one counts
+    await c.close();
+  });
+
+  it("keeps order and exactly-once across a server crash", async () => {
+    const own = await startServer();
+    await putBiz(own, "chat", { target: "user" });
+    const user = uid("u");
+    const seen: number[] = [];
+    const c = await SyncpointClient.open({
+      ...config(user),
+      server: own.url,
+      webSocket: wsFactory(),
+      onEntries: (entries) => {
+        for (const e of entries) seen.push(e.seq);
+      },
+    });
+    c.start();
+    for (let i = 1; i <= 10; i++) await publish(own, { biz: "chat", users: [user], data: { i } });
+    await waitFor(() => seen.length >= 10, "10 entries");
+    const again = await restartServer(own);
+    for (let i = 11; i <= 20; i++) await publish(again, { biz: "chat", users: [user], data: { i } });
+    await waitFor(() => seen.length >= 20, "20 entries");
+    expect(seen).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    await c.close();
+    await stopServer(again);
+  });
+});
+
+describe("close codes", () => {
+  it("stops on a forbidden biz (4003)", async () => {
+    const c = await SyncpointClient.open(config(uid("u"), { bizzes: ["nope"], webSocket: wsFactory() }));
+    c.start();
+    await waitFor(() => c.state.get() === "stopped", "stopped");
+    expect(c.lastError.get()?.code).toBe(4003);
+    await c.close();
+  });
+
+  it("stops on a bad token (4001) and reconnects with a fresh one after expiry", async () => {
+    const bad = await SyncpointClient.open(config(uid("u"), { token: "not-a-token", webSocket: wsFactory() }));
+    bad.start();
+    await waitFor(() => bad.state.get() === "stopped", "stopped");
+    expect(bad.lastError.get()?.code).toBe(4001);
+    await bad.close();
+
+    // A token that expires mid-session: the server closes with 4001 (30 s
+    // leeway), so here the token is revoked instead, and the callback gives a new one.
+    const user = uid("u");
+    const minted = await api(srv, "POST", "/v1/tokens", { user, ttl: "1h" });
+    expect(minted.status).toBe(201);
+    const reasons: string[] = [];
+    const ws = wsFactory();
+    const c = await SyncpointClient.open(
+      config(user, {
+        webSocket: ws,
+        token: async ({ reason }) => {
+          reasons.push(reason);
+          return reasons.length === 1 ? minted.body.token : mintToken(user);
+        },
+      }),
+    );
+    c.start();
+    await waitFor(() => c.state.get() === "connected", "connected");
+    expect((await api(srv, "DELETE", `/v1/tokens/${minted.body.id}`)).status).toBe(204);
+    await waitFor(() => reasons.includes("unauthorized") && c.state.get() === "connected", "reconnected with a new token");
+    await publish(srv, { biz: "chat", users: [user], data: { after: true } });
+    await waitFor(() => c.positions()[`chat/user:${user}`]?.seq === 1, "entry after the new token");
+    await c.close();
+  });
+});
