@@ -151,6 +151,7 @@ export class WsSession {
     } catch (e) {
       return { welcomed: false, opened: false, err: e };
     }
+    if (this.done) return { welcomed: false, opened: false, stopped: true };
     const url = host.server.replace(/^http/, "ws").replace(/\/+$/, "") + "/v1/connect";
     return new Promise<Outcome>((resolve) => {
       this.resolve = resolve;
@@ -607,19 +608,22 @@ export class HttpSession {
     const queued = host.engine.assigned();
     const busy = new Set<string>();
     let attempt = 0;
+    let dirty = false;
+    host.onKick(() => {
+      dirty = true;
+      this.wakeUploader?.();
+    });
     while (!this.done) {
+      dirty = false;
       const w = queued.shift() ?? (await host.engine.nextWrite(busy, () => host.newWriteId()));
       if (this.done) return;
       if (!w) {
+        if (dirty) continue;
         // Wait for a new change (or look again in a minute).
         await new Promise<void>((resolve) => {
           const t = after(60_000, () => resolve());
-          host.onKick(() => {
-            host.onKick(null);
-            cancel(t);
-            resolve();
-          });
           this.wakeUploader = () => {
+            this.wakeUploader = null;
             cancel(t);
             resolve();
           };

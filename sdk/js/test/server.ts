@@ -14,6 +14,7 @@ export interface Server {
   url: string;
   port: number;
   dataDir: string;
+  args?: string[];
   proc: ChildProcess;
   stderr: () => string;
 }
@@ -23,13 +24,13 @@ function sleep(ms: number): Promise<void> {
 }
 
 /** Starts `syncpoint serve` on dataDir (a new temp dir when absent), on port (0: any). */
-export async function startServer(opts: { dataDir?: string; port?: number } = {}): Promise<Server> {
+export async function startServer(opts: { dataDir?: string; port?: number; args?: string[] } = {}): Promise<Server> {
   const bin = process.env.SYNCPOINT_BIN;
   if (!bin) throw new Error("SYNCPOINT_BIN is not set: run through vitest (test/global-setup.ts builds it)");
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "syncpoint-data-"));
   rmSync(join(dataDir, "server.json"), { force: true });
   const env = { ...process.env, SYNCPOINT_API_KEY: API_KEY, SYNCPOINT_TOKEN_SECRET: TOKEN_SECRET };
-  const proc = spawn(bin, ["serve", "--data", dataDir, "--listen", `127.0.0.1:${opts.port ?? 0}`, "--tcp-listen", "", "--config", "", "--log-level", "warn"], {
+  const proc = spawn(bin, ["serve", "--data", dataDir, "--listen", `127.0.0.1:${opts.port ?? 0}`, "--tcp-listen", "", "--config", "", "--log-level", "warn", ...(opts.args ?? [])], {
     env,
     stdio: ["ignore", "ignore", "pipe"],
   });
@@ -44,7 +45,7 @@ export async function startServer(opts: { dataDir?: string; port?: number } = {}
         const port = Number(new URL(si.url).port);
         // The listener is up once healthz answers.
         const r = await fetch(si.url + "/healthz").catch(() => null);
-        if (r?.ok) return { url: si.url, port, dataDir, proc, stderr: () => err };
+        if (r?.ok) return { url: si.url, port, dataDir, args: opts.args, proc, stderr: () => err };
       }
     } catch {
       // not yet
@@ -67,7 +68,7 @@ export async function restartServer(s: Server, signal: NodeJS.Signals = "SIGKILL
   await stopServer(s, signal);
   for (let i = 0; ; i++) {
     try {
-      return await startServer({ dataDir: s.dataDir, port: s.port });
+      return await startServer({ dataDir: s.dataDir, port: s.port, args: s.args });
     } catch (e) {
       if (i >= 20) throw e;
       await sleep(100); // the port may not be free yet

@@ -195,3 +195,66 @@ describe("close codes", () => {
     await c.close();
   });
 });
+
+describe("heartbeats and acks", () => {
+  it("answers pings, and reconnects when the server goes silent", async () => {
+    const own = await startServer({ args: ["--heartbeat-interval", "150ms"] });
+    await putBiz(own, "chat", { target: "user" });
+    const user = uid("u");
+    const ws = wsFactory();
+    let deaf: unknown = null; // the socket that hears nothing any more
+    const factory = ((url: string, protocols: string[]) => {
+      const sock = ws(url, protocols);
+      const wire = sock as unknown as { onmessage: ((ev: { data: unknown }) => void) | null };
+      let handler: ((ev: { data: unknown }) => void) | null = null;
+      Object.defineProperty(wire, "onmessage", {
+        get: () => handler,
+        set: (h) => {
+          handler = h;
+          (sock as unknown as { addEventListener(t: string, f: (ev: { data: unknown }) => void): void }).addEventListener("message", (ev) => {
+            if (deaf !== sock && handler) handler(ev);
+          });
+        },
+      });
+      return sock;
+    }) as typeof ws;
+    const c = await SyncpointClient.open({ ...config(user), server: own.url, webSocket: factory });
+    c.start();
+    await waitFor(() => c.state.get() === "connected", "connected");
+    await new Promise((r) => setTimeout(r, 1000)); // 6 heartbeat intervals: pongs keep it open
+    expect(ws.opened).toBe(1);
+    deaf = ws.sockets[0]; // a half-open connection: nothing arrives any more
+    await waitFor(() => ws.opened >= 2, "a reconnect after 3 silent intervals", 5000);
+    await waitFor(() => c.state.get() === "connected", "connected again");
+    await c.close();
+    await stopServer(own);
+  });
+
+  it("coalesces acks by time and count, and the server keeps the sync point", async () => {
+    const user = uid("u");
+    const ws = wsFactory();
+    let acks = 0;
+    const factory = ((url: string, protocols: string[]) => {
+      const sock = ws(url, protocols);
+      const send = sock.send.bind(sock);
+      sock.send = (text: string) => {
+        if (text.startsWith('{"ack"')) acks++;
+        send(text);
+      };
+      return sock;
+    }) as typeof ws;
+    const device = uid("dev");
+    const c = await SyncpointClient.open(config(user, { deviceId: device, webSocket: factory, ackIntervalMs: 300, ackEntries: 1000 }));
+    c.start();
+    await waitFor(() => c.state.get() === "connected", "connected");
+    await api(srv, "POST", "/v1/publish/batch", { publishes: Array.from({ length: 100 }, (_, i) => ({ biz: "chat", users: [user], data: { i } })) });
+    await waitFor(() => c.positions()[`chat/user:${user}`]?.seq === 100, "100 entries");
+    await waitFor(() => acks >= 1, "an ack");
+    expect(acks).toBeLessThanOrEqual(3);
+    await waitFor(async () => {
+      const d = await api(srv, "GET", `/v1/devices/${device}`);
+      return d.body?.channels?.some((p: { channel: string; seq: number }) => p.channel === `chat/user:${user}` && p.seq === 100);
+    }, "the server's sync point at 100");
+    await c.close();
+  });
+});
