@@ -145,12 +145,15 @@ describe("exactly once across reloads and restarts", () => {
     c.start();
     for (let i = 1; i <= 10; i++) await publish(own, { biz: "chat", users: [user], data: { i } });
     await waitFor(() => seen.length >= 10, "10 entries");
-    const again = await restartServer(own);
+    const again = await restartServer(own); // kill -9
     for (let i = 11; i <= 20; i++) await publish(again, { biz: "chat", users: [user], data: { i } });
     await waitFor(() => seen.length >= 20, "20 entries");
-    expect(seen).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
+    const third = await restartServer(again, "SIGTERM"); // a clean shutdown: close 3000, going away
+    for (let i = 21; i <= 25; i++) await publish(third, { biz: "chat", users: [user], data: { i } });
+    await waitFor(() => seen.length >= 25, "25 entries");
+    expect(seen).toEqual(Array.from({ length: 25 }, (_, i) => i + 1));
     await c.close();
-    await stopServer(again);
+    await stopServer(third);
   });
 });
 
@@ -255,6 +258,28 @@ describe("heartbeats and acks", () => {
       const d = await api(srv, "GET", `/v1/devices/${device}`);
       return d.body?.channels?.some((p: { channel: string; seq: number }) => p.channel === `chat/user:${user}` && p.seq === 100);
     }, "the server's sync point at 100");
+    await c.close();
+  });
+});
+
+describe("gaps", () => {
+  it("tells of entries trimmed before the device got them, and goes on after them", async () => {
+    await putBiz(srv, "feed", { target: "user", max_backlog: 3 });
+    const user = uid("u");
+    const gaps: Array<[string, number]> = [];
+    const seen: number[] = [];
+    const c = await SyncpointClient.open(
+      config(user, { bizzes: ["feed"], webSocket: wsFactory(), onGap: (ch, first) => void gaps.push([ch, first]), onEntries: (es) => void seen.push(...es.map((e) => e.seq)) }),
+    );
+    await publish(srv, { biz: "feed", users: [user], data: { i: 1 } });
+    c.start();
+    await waitFor(() => seen.length === 1, "one");
+    await c.stop();
+    for (let i = 2; i <= 10; i++) await publish(srv, { biz: "feed", users: [user], data: { i } });
+    c.start();
+    await waitFor(() => gaps.length === 1 && seen.length === 4, "a gap, then the kept entries");
+    expect(gaps[0]).toEqual([`feed/user:${user}`, 8]);
+    expect(seen).toEqual([1, 8, 9, 10]);
     await c.close();
   });
 });
