@@ -131,6 +131,7 @@ export class WsSession {
   private connectTimer: Timer = null;
   private watchTimer: Timer = null;
   private ob: OutboxState | null = null;
+  private token = "";
 
   constructor(private readonly host: SessionHost) {}
 
@@ -147,7 +148,7 @@ export class WsSession {
     if (!host.webSocket) return { welcomed: false, opened: false, err: new Error("no WebSocket on this platform: pass config.webSocket") };
     let token: string;
     try {
-      token = await host.token();
+      token = this.token = await host.token();
     } catch (e) {
       return { welcomed: false, opened: false, err: e };
     }
@@ -256,7 +257,7 @@ export class WsSession {
     this.connectTimer = null;
     // A reset or gap of a compact biz is reconciled by manifest rather than
     // resynced: the session ends first, and starts over from the new positions.
-    const token = await host.token();
+    const token = this.token;
     const again = await host.engine.reconcileStatuses(w.channels, (body) => host.http.reconcile(body, token), () => this.goodbye());
     if (again) {
       this.finish({ welcomed: true, opened: true, again: true });
