@@ -1,7 +1,7 @@
 // Starts the real syncpoint binary and talks to its business API.
 import { spawn, type ChildProcess } from "node:child_process";
 import { createHmac, randomUUID } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import WebSocket from "ws";
@@ -27,13 +27,21 @@ function sleep(ms: number): Promise<void> {
 export async function startServer(opts: { dataDir?: string; port?: number; args?: string[] } = {}): Promise<Server> {
   const bin = process.env.SYNCPOINT_BIN;
   if (!bin) throw new Error("SYNCPOINT_BIN is not set: run through vitest (test/global-setup.ts builds it)");
-  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), "syncpoint-data-"));
+  // Under the run's root, which the global teardown removes.
+  const dataDir = opts.dataDir ?? mkdtempSync(join(process.env.SYNCPOINT_TEST_ROOT ?? tmpdir(), "data-"));
   rmSync(join(dataDir, "server.json"), { force: true });
   const env = { ...process.env, SYNCPOINT_API_KEY: API_KEY, SYNCPOINT_TOKEN_SECRET: TOKEN_SECRET };
   const proc = spawn(bin, ["serve", "--data", dataDir, "--listen", `127.0.0.1:${opts.port ?? 0}`, "--tcp-listen", "", "--config", "", "--log-level", "warn", ...(opts.args ?? [])], {
     env,
     stdio: ["ignore", "ignore", "pipe"],
   });
+  // The teardown kills what a failed test left running.
+  const root = process.env.SYNCPOINT_TEST_ROOT;
+  if (root && proc.pid) {
+    const pidFile = join(root, "pids", String(proc.pid));
+    writeFileSync(pidFile, "");
+    proc.once("exit", () => rmSync(pidFile, { force: true }));
+  }
   let err = "";
   proc.stderr!.on("data", (b: Buffer) => (err += b.toString()));
   const deadline = Date.now() + 20_000;
