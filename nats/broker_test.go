@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"reflect"
 	"strconv"
 	"strings"
@@ -23,9 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/internal/natstest"
 )
-
-const natsServerBin = "/usr/sbin/nats-server"
 
 // testNATS returns the address of the shared test server, or skips.
 func testNATS(tb testing.TB) string {
@@ -434,10 +432,15 @@ func TestOpenRefuses(t *testing.T) {
 		}
 	}
 	// Nothing listens on the port: Open fails rather than waiting.
-	port := freePort(t)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	if _, err := Open(ctx, "nats://127.0.0.1:"+port, Options{Node: "a"}); err == nil {
+	if _, err := Open(ctx, "nats://"+addr, Options{Node: "a"}); err == nil {
 		t.Fatal("opened with no server")
 	}
 }
@@ -451,70 +454,14 @@ func TestMetricsRegisterOnce(t *testing.T) {
 	}
 }
 
-// natsServer is a private nats-server process on a fixed port, so a test
-// can kill it and start it again where the brokers look for it.
-type natsServer struct {
-	tb   testing.TB
-	port string
-	cmd  *exec.Cmd
-}
-
-func startNATSServer(tb testing.TB) *natsServer {
-	tb.Helper()
-	if _, err := os.Stat(natsServerBin); err != nil {
-		tb.Skipf("%s is not installed (%v); install nats-server to run the restart test", natsServerBin, err)
-	}
-	s := &natsServer{tb: tb, port: freePort(tb)}
-	s.start()
-	tb.Cleanup(s.stop)
-	return s
-}
-
-func (s *natsServer) url() string { return "nats://127.0.0.1:" + s.port }
-
-func (s *natsServer) start() {
-	s.tb.Helper()
-	s.cmd = exec.Command(natsServerBin, "-a", "127.0.0.1", "-p", s.port)
-	if err := s.cmd.Start(); err != nil {
-		s.tb.Fatal(err)
-	}
-	eventually(s.tb, 10*time.Second, "nats-server accepts connections", func() bool {
-		c, err := net.DialTimeout("tcp", "127.0.0.1:"+s.port, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
-}
-
-func (s *natsServer) stop() {
-	if s.cmd == nil {
-		return
-	}
-	s.cmd.Process.Kill()
-	s.cmd.Wait()
-	s.cmd = nil
-}
-
-// freePort finds a port nothing listens on, by asking the kernel for one.
-func freePort(tb testing.TB) string {
-	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-}
-
 func TestReconnectAfterServerRestart(t *testing.T) {
-	srv := startNATSServer(t)
+	srv := natstest.Start(t)
 	opts := func(node string) Options {
 		return Options{Node: node, Subject: testPrefix(), ReconnectWait: 20 * time.Millisecond, MaxReconnectWait: 200 * time.Millisecond, Registerer: prometheus.NewRegistry()}
 	}
 	oa, ob := opts("a"), opts("b")
 	ob.Subject = oa.Subject
-	a, b := MustOpen(t, srv.url(), oa), MustOpen(t, srv.url(), ob)
+	a, b := MustOpen(t, srv.URL(), oa), MustOpen(t, srv.URL(), ob)
 	ra, rb := record(t, a), record(t, b)
 	ch := syncpoint.Channel{Biz: "chat", Target: syncpoint.UserTarget("u1")}
 	ctx := context.Background()
@@ -522,7 +469,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 	mustPublish(t, a, entry(ch, 1, `1`))
 	eventually(t, 10*time.Second, "the first batch arrived", func() bool { return len(rb.Batches()) == 1 })
 
-	srv.stop()
+	srv.Stop()
 	eventually(t, 10*time.Second, "both brokers are unhealthy", func() bool {
 		return a.Health(ctx) != nil && b.Health(ctx) != nil
 	})
@@ -538,7 +485,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 		t.Fatalf("node a's own subscriber has %d batches, want 2: local delivery needs no NATS", n)
 	}
 
-	srv.start()
+	srv.Start()
 	eventually(t, 20*time.Second, "both brokers reconnected and made EventLost", func() bool {
 		return a.Health(ctx) == nil && b.Health(ctx) == nil && ra.lost() >= 1 && rb.lost() >= 1
 	})
