@@ -128,34 +128,14 @@ func (s *Server) clusterLoop(ctx context.Context) error {
 	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	heads := newHeadChecker(s)
+	wg.Go(func() { every(ctx, s.cfg.HeadCheckInterval, s.headCheck, heads.check) })
 	wg.Go(func() {
-		heads := newHeadChecker(s)
-		t := time.NewTicker(s.cfg.HeadCheckInterval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			case <-s.headCheck:
-			}
-			heads.check(ctx)
-		}
-	})
-	wg.Go(func() {
-		t := time.NewTicker(bizRefresh)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			case <-s.bizCheck:
-			}
+		every(ctx, bizRefresh, s.bizCheck, func(ctx context.Context) {
 			if err := s.registry.Refresh(ctx); err != nil && ctx.Err() == nil {
 				s.logger.Warn("cluster: refresh bizzes", "err", err)
 			}
-		}
+		})
 	})
 	t := time.NewTicker(presenceBeat)
 	defer t.Stop()
@@ -227,4 +207,20 @@ func (c *headChecker) heads(ctx context.Context, chans []syncpoint.Channel) ([]s
 		out = append(out, info)
 	}
 	return out, nil
+}
+
+// every calls fn each interval, and at once when wake fires (nil: never),
+// until ctx ends.
+func every(ctx context.Context, interval time.Duration, wake <-chan struct{}, fn func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-wake:
+		}
+		fn(ctx)
+	}
 }

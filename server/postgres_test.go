@@ -1,59 +1,16 @@
 package server_test
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/http"
-	"net/url"
-	"os"
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/syncpoint/syncpoint/internal/pgtest"
 )
 
-// postgresStoreURL returns a store URL for a schema of the test's own in
-// SYNCPOINT_TEST_POSTGRES's database, dropped when the test ends; without
-// that variable the test is skipped.
-func postgresStoreURL(tb testing.TB) string {
-	tb.Helper()
-	base := os.Getenv("SYNCPOINT_TEST_POSTGRES")
-	if base == "" {
-		tb.Skip("SYNCPOINT_TEST_POSTGRES is not set: set it to a PostgreSQL URL (postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the server on the PostgreSQL store")
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "sp_test_" + hex.EncodeToString(b[:])
-	exec := func(sql string) error {
-		ctx := context.Background()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec("CREATE SCHEMA " + schema); err != nil {
-		tb.Fatalf("create schema: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			tb.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	q.Set("pool_max_conns", "4") // engineers' tests share one server
-	u.RawQuery = q.Encode()
-	return u.String()
-}
+// postgresStoreURL is a store URL for a schema of the test's own.
+func postgresStoreURL(tb testing.TB) string { return pgtest.Schema(tb, 4) }
 
 // TestPostgresStore serves from the PostgreSQL store: publishes are read
 // back, the node is ready and counts its appends, and a second node on

@@ -798,27 +798,20 @@ type closerFunc func() error
 func (f closerFunc) Close() error { return f() }
 
 // sweepLoop deletes expired entries every SweepInterval.
-func (s *Server) sweepLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.SweepInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+func (s *Server) sweepLoop(ctx context.Context) { every(ctx, s.cfg.SweepInterval, nil, s.sweep) }
+
+func (s *Server) sweep(ctx context.Context) {
+	s.sweeps.Inc()
+	n, err := s.store.Sweep(ctx, s.clock.Now())
+	if err != nil {
+		if ctx.Err() == nil {
+			s.sweepErrors.Inc()
+			s.logger.Error("server: sweep failed", "err", err)
 		}
-		s.sweeps.Inc()
-		n, err := s.store.Sweep(ctx, s.clock.Now())
-		if err != nil {
-			if ctx.Err() == nil {
-				s.sweepErrors.Inc()
-				s.logger.Error("server: sweep failed", "err", err)
-			}
-			continue
-		}
-		if n > 0 {
-			s.logger.Debug("server: swept expired entries", "count", n)
-		}
+		return
+	}
+	if n > 0 {
+		s.logger.Debug("server: swept expired entries", "count", n)
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -19,8 +18,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/syncpoint/syncpoint/apiclient"
 	"github.com/syncpoint/syncpoint/auth"
@@ -68,7 +65,7 @@ func startCluster(t *testing.T, n int) *cluster {
 	if natsURL == "" {
 		t.Skip("SYNCPOINT_TEST_NATS is not set: set it to a NATS URL (nats://127.0.0.1:4222) to run the cluster tests")
 	}
-	c := newCluster(t, clusterSchemaURL(t), natsURL)
+	c := newCluster(t, pgtest.Schema(t, 6), natsURL)
 	for range n {
 		c.add()
 	}
@@ -91,45 +88,6 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-// clusterSchemaURL is a store URL for a schema of the test's own, dropped
-// at cleanup; it skips without SYNCPOINT_TEST_POSTGRES.
-func clusterSchemaURL(tb testing.TB) string {
-	tb.Helper()
-	base := os.Getenv("SYNCPOINT_TEST_POSTGRES")
-	if base == "" {
-		tb.Skip("SYNCPOINT_TEST_POSTGRES is not set: set it to a PostgreSQL URL (postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the cluster tests")
-	}
-	schema := "sp_cluster_" + randomHex(6)
-	exec := func(sql string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec("CREATE SCHEMA " + schema); err != nil {
-		tb.Fatalf("create schema: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			tb.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	q.Set("pool_max_conns", "6")
-	u.RawQuery = q.Encode()
-	return u.String()
 }
 
 // add starts one more node and returns its index.
@@ -631,7 +589,7 @@ func TestClusterNodeLoss(t *testing.T) {
 func TestClusterNATSRestart(t *testing.T) {
 	skipIfShort(t)
 	nsrv := natstest.Start(t)
-	c := newCluster(t, clusterSchemaURL(t), nsrv.URL())
+	c := newCluster(t, pgtest.Schema(t, 6), nsrv.URL())
 	c.add()
 	c.add()
 	d := c.connect("nr", "q1", []string{c.url(0)}, "chat")
