@@ -71,7 +71,7 @@ func (h *Hub) awaitHandover(ctx context.Context, s *session) {
 		userID := s.id.UserID
 		time.AfterFunc(handoverTimeout, func() {
 			if !s.isDead() {
-				h.resolveUser(userID)
+				h.background(func() { h.resolveUser(userID) })
 			}
 		})
 	}
@@ -127,12 +127,23 @@ func (h *Hub) HandleEvent(ev syncpoint.Event) {
 		if old != nil && old.sessionID != ev.Session && !old.started.After(ev.At) {
 			go old.kill(wire.CloseNormal, "replaced by a newer connection of this device")
 		}
-		h.wg.Go(func() { h.resolveUser(ev.UserID) })
+		h.background(func() { h.resolveUser(ev.UserID) })
 	case syncpoint.EventDisconnect:
-		h.wg.Go(func() { h.resolveUser(ev.UserID) })
+		h.background(func() { h.resolveUser(ev.UserID) })
 	case syncpoint.EventHead:
 		h.Nudge(syncpoint.ChannelInfo{Channel: ev.Channel, Epoch: ev.Epoch, LastSeq: ev.Seq})
 	}
+}
+
+// background runs fn on its own goroutine unless the hub is closed; Close
+// waits for it.
+func (h *Hub) background(fn func()) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	if h.closed {
+		return
+	}
+	h.bg.Go(fn)
 }
 
 // resolveUser gives each multi_device: false channel of the user that this

@@ -146,6 +146,7 @@ type Hub struct {
 	closed   bool
 
 	wg        sync.WaitGroup
+	bg        sync.WaitGroup // cluster work started by events (background)
 	stop      chan struct{}
 	stopWatch func() // stops the registry's delete notices
 }
@@ -207,6 +208,7 @@ func (h *Hub) Close() error {
 		s.kill(wire.CloseGoingAway, "the server is shutting down")
 	}
 	h.wg.Wait()
+	h.bg.Wait()
 	close(h.stop)
 	if h.ownFeed {
 		return h.feed.Close()
