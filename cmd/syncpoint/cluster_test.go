@@ -313,6 +313,18 @@ func TestClusterDelivery(t *testing.T) {
 		c.mustPublish(2, "news", "global", fmt.Sprintf(`{"k":%d}`, k))
 		c.mustPublish(2, "chat", fmt.Sprintf("user:u%d", k%3), fmt.Sprintf(`{"k":%d}`, k))
 	}
+	for i := range 3 {
+		var metrics string
+		resp, err := c.http.Get(c.url(i) + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			metrics = string(b)
+		}
+		if want := fmt.Sprintf(`syncpoint_node_info{node="node%d"} 1`, i); !strings.Contains(metrics, want) {
+			t.Errorf("node %d's metrics lack %s", i, want)
+		}
+	}
 	for i, d := range devs {
 		c.waitSeqs(d, "news/global", seqRange(1, n))
 		c.waitSeqs(d, "chat/user:u"+fmt.Sprint(i), seqRange(1, uint64(countMod(n, i))))
@@ -603,6 +615,7 @@ func TestClusterNATSRestart(t *testing.T) {
 	publishN(20)
 	c.waitSeqs(d, "chat/user:q1", seqRange(1, next))
 	nsrv.Stop()
+	waitFor(t, "node 0 reports the broker on /readyz", func() bool { return !c.ready(0) })
 	publishN(20) // NATS is down: node 0 hears of none of these from it
 	c.waitSeqs(d, "chat/user:q1", seqRange(1, next))
 	nsrv.Start()
