@@ -230,7 +230,7 @@ func TestPubSubTwoServers(t *testing.T) {
 }
 
 // Acks held back by an interval go out as one, with the latest position.
-func TestDeviceAckInterval(t *testing.T) {
+func TestBenchDeviceAckInterval(t *testing.T) {
 	r := &runner{t: Target{AckInterval: 100 * time.Millisecond, Timeout: time.Second}, clock: clock.Real{}, errs: newErrCounter()}
 	conn := &recordConn{}
 	d := &device{r: r, id: "d", conn: conn}
