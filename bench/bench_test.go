@@ -8,12 +8,16 @@ import (
 	"io"
 	"net/http"
 	"runtime"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/internal/clock"
 	"github.com/syncpoint/syncpoint/server"
+	"github.com/syncpoint/syncpoint/wire"
 )
 
 const (
@@ -116,6 +120,168 @@ func TestFanout(t *testing.T) {
 			t.Fatalf("run %d: samples %d last-device, %d per-device", i, rep.LastDevice.Count, rep.PerDevice.Count)
 		}
 	}
+}
+
+// A pipelined fanout publishes without waiting, back to back or at a rate,
+// and every entry still reaches every device once and in order.
+func TestFanoutPipeline(t *testing.T) {
+	target := MustRunServer(t)
+	for i, rate := range []float64{0, 500} {
+		rep, err := Fanout(t.Context(), FanoutConfig{Target: target, Devices: 10, Entries: 50, Pipeline: true, Rate: rate})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkClean(t, rep, rep.Errors)
+		if rep.Connected != 10 || rep.Published != 50 || rep.Complete != 50 || !rep.Pipeline || rep.TargetRate != rate {
+			t.Fatalf("run %d: connected %d, published %d, complete %d, pipeline %v at %v", i, rep.Connected, rep.Published, rep.Complete, rep.Pipeline, rep.TargetRate)
+		}
+		if d := rep.Delivery; d.Expected != 500 || d.Received != 500 || d.Unexpected != 0 {
+			t.Fatalf("run %d: delivery %+v", i, d)
+		}
+		if rep.LastDevice.Count != 50 || rep.PerDevice.Count != 500 || rep.CompleteRate <= 0 || rep.DeliveredRate <= 0 || rep.PublishRate <= 0 {
+			t.Fatalf("run %d: samples %d last-device, %d per-device; rates %v complete, %v delivered, %v published",
+				i, rep.LastDevice.Count, rep.PerDevice.Count, rep.CompleteRate, rep.DeliveredRate, rep.PublishRate)
+		}
+		// Fifty entries at 500/s take at least 98 ms to publish.
+		if rate > 0 && rep.PublishRate > 1.05*rate {
+			t.Fatalf("run %d: published at %v/s; want at most %v/s", i, rep.PublishRate, rate)
+		}
+		var b strings.Builder
+		rep.WriteText(&b)
+		for _, want := range []string{"pipelined", "complete         50 reached every device", "delivered        500 deliveries", "µs per delivery"} {
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("run %d: report lacks %q:\n%s", i, want, b.String())
+			}
+		}
+	}
+}
+
+func TestPubSub(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		transport string
+		encoding  string
+		ackEvery  time.Duration
+	}{
+		{"ws-json", TransportWS, EncodingJSON, 0},
+		{"ws-proto-acks-20ms", TransportWS, EncodingProto, 20 * time.Millisecond},
+		{"tcp-proto", TransportTCP, EncodingProto, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			target := MustRunServer(t)
+			target.Transport, target.Encoding, target.AckInterval = tc.transport, tc.encoding, tc.ackEvery
+			rep, err := PubSub(t.Context(), PubSubConfig{Target: target, Devices: 10, Publishers: 3, Entries: 100, Size: 200})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkPubSub(t, rep, 10, 100)
+			if rep.AckInterval != tc.ackEvery.Seconds() {
+				t.Fatalf("ack interval %v; want %v", rep.AckInterval, tc.ackEvery)
+			}
+		})
+	}
+}
+
+// checkPubSub checks that a clean run's counts agree: every entry
+// published, delivered to every device, and every delivery timed.
+func checkPubSub(t *testing.T, rep *PubSubReport, devices, entries int64) {
+	t.Helper()
+	checkClean(t, rep, rep.Errors)
+	d := rep.Delivery
+	if rep.Connected != int(devices) || rep.Published != entries || rep.Complete != entries {
+		t.Fatalf("connected %d, published %d, complete %d; want %d devices and %d entries", rep.Connected, rep.Published, rep.Complete, devices, entries)
+	}
+	if d.Expected != devices*entries || d.Received != d.Expected || rep.Delivered != d.Expected || d.Lost != 0 || d.Unexpected != 0 {
+		t.Fatalf("delivery %+v, delivered %d; want %d", d, rep.Delivered, devices*entries)
+	}
+	if rep.Latency.Count != devices*entries || rep.LastDevice.Count != entries || rep.PublishLatency.Count != entries {
+		t.Fatalf("samples: %d latency, %d last-device, %d publish", rep.Latency.Count, rep.LastDevice.Count, rep.PublishLatency.Count)
+	}
+	if rep.DeliveredRate <= 0 || rep.RunSeconds <= 0 || rep.PublishRate <= 0 || rep.CPU.Server <= 0 {
+		t.Fatalf("rates %v delivered over %vs, %v published; cpu %+v", rep.DeliveredRate, rep.RunSeconds, rep.PublishRate, rep.CPU)
+	}
+	if got := float64(rep.Delivered) / rep.RunSeconds; got < 0.99*rep.DeliveredRate || got > 1.01*rep.DeliveredRate {
+		t.Fatalf("delivered %d in %vs is not %v/s", rep.Delivered, rep.RunSeconds, rep.DeliveredRate)
+	}
+	var b strings.Builder
+	rep.WriteText(&b)
+	if !strings.Contains(b.String(), "µs per delivered entry") {
+		t.Fatalf("the report gives no CPU per delivered entry:\n%s", b.String())
+	}
+}
+
+// Against two servers the publishes alternate, or with CrossNode all go to
+// the first while the devices are on the second; the CPU is read from each.
+func TestPubSubTwoServers(t *testing.T) {
+	target := MustRunServer(t)
+	port := target.Server[strings.LastIndex(target.Server, ":"):]
+	target.Servers = []string{target.Server, "http://localhost" + port}
+	for _, cross := range []bool{false, true} {
+		target.CrossNode = cross
+		rep, err := PubSub(t.Context(), PubSubConfig{Target: target, Devices: 4, Publishers: 2, Entries: 40})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkPubSub(t, rep, 4, 40)
+		if rep.CrossNode != cross || len(rep.CPU.Servers) != 2 {
+			t.Fatalf("cross-node %v, cpu %+v", rep.CrossNode, rep.CPU)
+		}
+	}
+}
+
+// Acks held back by an interval go out as one, with the latest position.
+func TestBenchDeviceAckInterval(t *testing.T) {
+	r := &runner{t: Target{AckInterval: 100 * time.Millisecond, Timeout: time.Second}, clock: clock.Real{}, errs: newErrCounter()}
+	conn := &recordConn{}
+	d := &device{r: r, id: "d", conn: conn}
+	for seq := uint64(1); seq <= 50; seq++ {
+		d.ack(t.Context(), []wire.Position{{Channel: "a/global", Seq: seq}})
+		if seq%10 == 0 {
+			d.ack(t.Context(), []wire.Position{{Channel: "b/global", Seq: seq / 10}})
+		}
+	}
+	// The first ack goes at once; the rest wait for the interval.
+	deadline := time.Now().Add(2 * time.Second)
+	for len(conn.acks()) < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	acks := conn.acks()
+	want := [][]wire.Position{
+		{{Channel: "a/global", Seq: 1}},
+		{{Channel: "a/global", Seq: 50}, {Channel: "b/global", Seq: 5}},
+	}
+	if fmt.Sprint(acks) != fmt.Sprint(want) {
+		t.Fatalf("acks %v; want %v", acks, want)
+	}
+	d.close()
+}
+
+// recordConn is a frameConn that keeps the acks written to it.
+type recordConn struct {
+	mu     sync.Mutex
+	frames [][]wire.Position
+}
+
+func (c *recordConn) Read(ctx context.Context) (*wire.Frame, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func (c *recordConn) Write(ctx context.Context, f *wire.Frame) error {
+	if f.Ack != nil {
+		c.mu.Lock()
+		c.frames = append(c.frames, slices.Clone(f.Ack.Positions))
+		c.mu.Unlock()
+	}
+	return nil
+}
+
+func (c *recordConn) Close(wire.CloseCode, string) error { return nil }
+
+func (c *recordConn) acks() [][]wire.Position {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.frames)
 }
 
 func TestIdle(t *testing.T) {

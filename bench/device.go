@@ -75,6 +75,16 @@ type device struct {
 	closing atomic.Bool // we are closing it: a failure now is not an error
 	failed  atomic.Bool // the connection failed and was counted
 	done    chan struct{}
+
+	acks acker
+}
+
+// acker holds a device's acks back when Target.AckInterval is set.
+type acker struct {
+	mu      sync.Mutex
+	pending []wire.Position // the latest position of each channel not acked yet
+	last    time.Time       // when the last ack was sent
+	timer   *time.Timer     // armed while pending waits for its turn
 }
 
 // helloFor builds a device's hello.
@@ -138,7 +148,7 @@ func (d *device) readLoop(ctx context.Context) {
 				d.onPush(d, f.Push, at)
 			}
 			if len(f.Push.Positions) > 0 {
-				d.send(ctx, &wire.Frame{Ack: &wire.Ack{Positions: f.Push.Positions}})
+				d.ack(ctx, f.Push.Positions)
 			}
 		case f.Ping != nil:
 			d.send(ctx, &wire.Frame{Pong: &wire.Pong{Nonce: f.Ping.Nonce}})
@@ -159,6 +169,60 @@ func (d *device) readLoop(ctx context.Context) {
 			d.r.errs.add(errProtocol, 1, fmt.Errorf("device %s: unexpected %s frame", d.id, f.Type()))
 		}
 	}
+}
+
+// ack acks positions: at once, or with an interval, in the first ack the
+// interval allows, which covers every position received until then.
+func (d *device) ack(ctx context.Context, ps []wire.Position) {
+	every := d.r.t.AckInterval
+	if every <= 0 {
+		d.send(ctx, &wire.Frame{Ack: &wire.Ack{Positions: ps}})
+		return
+	}
+	a := &d.acks
+	a.mu.Lock()
+	a.pending = mergePositions(a.pending, ps)
+	if a.timer != nil || d.closing.Load() {
+		a.mu.Unlock()
+		return
+	}
+	now := d.r.clock.Now()
+	if wait := a.last.Add(every).Sub(now); wait > 0 {
+		a.timer = time.AfterFunc(wait, func() { d.flushAcks(ctx) })
+		a.mu.Unlock()
+		return
+	}
+	ps, a.pending, a.last = a.pending, nil, now
+	a.mu.Unlock()
+	d.send(ctx, &wire.Frame{Ack: &wire.Ack{Positions: ps}})
+}
+
+// flushAcks sends the acks held back, from the timer.
+func (d *device) flushAcks(ctx context.Context) {
+	a := &d.acks
+	a.mu.Lock()
+	ps := a.pending
+	a.pending, a.timer, a.last = nil, nil, d.r.clock.Now()
+	a.mu.Unlock()
+	if len(ps) > 0 && !d.closing.Load() {
+		d.send(ctx, &wire.Frame{Ack: &wire.Ack{Positions: ps}})
+	}
+}
+
+// mergePositions adds ps to held, each replacing the position of its
+// channel: pushes come in order, so the newest is the highest.
+func mergePositions(held, ps []wire.Position) []wire.Position {
+next:
+	for _, p := range ps {
+		for i := range held {
+			if held[i].Channel == p.Channel {
+				held[i] = p
+				continue next
+			}
+		}
+		held = append(held, p)
+	}
+	return held
 }
 
 // send writes a frame from the read loop or a scenario.
@@ -189,6 +253,11 @@ func (d *device) alive() bool { return !d.failed.Load() }
 // close ends the connection normally and waits for the read loop.
 func (d *device) close() {
 	d.closing.Store(true)
+	d.acks.mu.Lock()
+	if d.acks.timer != nil {
+		d.acks.timer.Stop()
+	}
+	d.acks.mu.Unlock()
 	_ = d.conn.Close(wire.CloseNormal, "bench done")
 	if d.done != nil {
 		<-d.done

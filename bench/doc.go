@@ -11,7 +11,12 @@
 //     publish-to-receive latency with per-device checks that every entry
 //     arrived exactly once and in order.
 //   - Fanout: one global entry at a time, and how long until the last device
-//     had it.
+//     had it; pipelined, every entry without waiting for the devices, and
+//     the entries and deliveries per second.
+//   - PubSub: a few sequential publishers to devices on one global channel,
+//     the shape other pub/sub servers are benchmarked with: deliveries per
+//     second, publish-to-device latency and the server's CPU time per
+//     delivered entry.
 //   - Idle: connect and hold devices; the connect rate, and the server's
 //     memory per connection read from its /metrics.
 //   - Catchup: one device syncs a large backlog from zero.
@@ -22,8 +27,8 @@
 //     server's CPU time per delivered entry.
 //
 // A Target may list the nodes of a cluster. Device i connects to node
-// i mod N, and publish requests go round robin over the nodes: Fanout's
-// entries and Publish's requests in turn, the setup batches of Catchup and
+// i mod N, and publish requests go round robin over the nodes: the entries
+// of Fanout and PubSub and Publish's requests in turn, the setup batches of Catchup and
 // HTTPSync in turn, and the paced entries of Latency, SSE and LongPoll
 // rotated so that each channel's entries go through every node. With
 // CrossNode the devices are on the second node onwards and every publish

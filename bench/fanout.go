@@ -4,13 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"strconv"
-	"sync/atomic"
 	"time"
-
-	"github.com/syncpoint/syncpoint"
-	"github.com/syncpoint/syncpoint/apiclient"
-	"github.com/syncpoint/syncpoint/wire"
 )
 
 // Defaults for Fanout.
@@ -24,30 +18,39 @@ const (
 type FanoutConfig struct {
 	Target
 	Devices int // devices subscribed to the global biz
-	Entries int // global entries published, one at a time
+	Entries int // global entries published
 	// Interval is the pause between one entry reaching every device and
-	// the next publish.
+	// the next publish; a pipelined run does not wait.
 	Interval time.Duration
 	Size     int // bytes of entry data
+	// Pipeline publishes every entry without waiting for the previous one
+	// to reach the devices: back to back, each publish sent when the
+	// previous answer arrived, or at Rate entries per second when set.
+	Pipeline bool
+	Rate     float64
 }
 
 // FanoutReport is the outcome of Fanout.
 type FanoutReport struct {
-	Scenario       string  `json:"scenario"`
-	RunID          string  `json:"run_id"`
-	Biz            string  `json:"biz"`
-	Transport      string  `json:"transport"`
-	Encoding       string  `json:"encoding"`
-	Devices        int     `json:"devices"`
-	CrossNode      bool    `json:"cross_node,omitempty"`
-	Connected      int     `json:"connected"`
-	ConnectSeconds float64 `json:"connect_s"`
-	Entries        int     `json:"entries"`
-	Size           int     `json:"size"`
-	Published      int64   `json:"published"`
+	GlobalRun
+	Entries int `json:"entries"`
+	Size    int `json:"size"`
+	// Pipeline is a run that did not wait for each entry to reach every
+	// device; TargetRate is its rate, 0 for back to back.
+	Pipeline   bool    `json:"pipeline,omitempty"`
+	TargetRate float64 `json:"target_rate,omitempty"`
+	Published  int64   `json:"published"`
+	// PublishRate is, in a pipelined run, the publishes per second of the
+	// publishing phase.
+	PublishRate float64 `json:"publish_rate,omitempty"`
 	// Complete counts the entries that reached every connected device
 	// within the timeout; LastDevice covers only those.
 	Complete int64 `json:"complete"`
+	// CompleteRate and DeliveredRate are, in a pipelined run, the entries
+	// that reached every device and the deliveries per second, from the
+	// first publish request to the last receipt.
+	CompleteRate  float64 `json:"complete_per_s,omitempty"`
+	DeliveredRate float64 `json:"delivered_per_s,omitempty"`
 	// LastDevice is, per entry, the time from the publish request until
 	// the last device had it.
 	LastDevice Percentiles `json:"last_device"`
@@ -76,10 +79,22 @@ func (r *FanoutReport) WriteText(w io.Writer) error {
 	if r.Published != r.Complete && t.mark == "" {
 		t.mark = "  [FAILED: some entries did not reach every device in time]"
 	}
-	t.head("fanout: %d devices (%s/%s)%s, %d global entries of %d B, biz %s, run %s",
-		r.Devices, r.Transport, r.Encoding, crossNodeText(r.CrossNode), r.Entries, r.Size, r.Biz, r.RunID)
-	t.info("connected", "%d of %d in %.2fs", r.Connected, r.Devices, r.ConnectSeconds)
-	t.info("published", "%d entries; %d reached every device", r.Published, r.Complete)
+	mode := ", one at a time"
+	switch {
+	case r.Pipeline && r.TargetRate > 0:
+		mode = ", pipelined at " + perSecond(r.TargetRate)
+	case r.Pipeline:
+		mode = ", pipelined back to back"
+	}
+	t.head("fanout: %s, %d global entries of %d B%s, biz %s, run %s", r.devicesText(), r.Entries, r.Size, mode, r.Biz, r.RunID)
+	r.writeConnected(t)
+	if r.Pipeline {
+		t.figure("published", "%d entries, %s", r.Published, perSecond(r.PublishRate))
+		t.figure("complete", "%d reached every device, %s", r.Complete, perSecond(r.CompleteRate))
+		t.figure("delivered", "%d deliveries, %s", r.Delivery.Received, perSecond(r.DeliveredRate))
+	} else {
+		t.info("published", "%d entries; %d reached every device", r.Published, r.Complete)
+	}
 	t.figure("last device", "%s", r.LastDevice)
 	t.figure("per device", "%s", r.PerDevice)
 	t.info("delivery", "%s", r.Delivery)
@@ -88,17 +103,13 @@ func (r *FanoutReport) WriteText(w io.Writer) error {
 	return t.err
 }
 
-// fanEntry is how far one published entry has spread.
-type fanEntry struct {
-	count atomic.Int64 // devices that have it
-	last  atomic.Int64 // the latest receipt, as time since the run's origin
-}
-
 // Fanout connects Devices devices to a global biz and publishes Entries
-// entries to it, one at a time: each is published once the previous one
-// reached every device and Interval passed. It reports how long each entry
-// took to reach the last device, and every device's latency. The devices
-// start at the channel's head, so entries of earlier runs are not sent.
+// entries to it. By default it publishes one at a time: each once the
+// previous one reached every device and Interval passed. With Pipeline it
+// publishes them all without waiting, then waits up to Timeout for them to
+// arrive. It reports how long each entry took to reach the last device,
+// and every device's latency. The devices start at the channel's head, so
+// entries of earlier runs are not sent.
 func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutReport, error) {
 	if cfg.Devices <= 0 {
 		cfg.Devices = DefaultFanoutDevices
@@ -112,125 +123,88 @@ func Fanout(ctx context.Context, cfg FanoutConfig) (*FanoutReport, error) {
 	if cfg.Size <= 0 {
 		cfg.Size = DefaultSize
 	}
-	if cfg.Biz == "" {
-		cfg.Biz = DefaultGlobalBiz
-	}
-	r, err := startRunner(ctx, "fanout", cfg.Target, true, syncpoint.NewBiz(cfg.Biz, syncpoint.TargetGlobal))
+	g, err := startGlobal(ctx, "fanout", cfg.Target, cfg.Devices, cfg.Entries)
 	if err != nil {
 		return nil, err
 	}
+	r := g.r
 	defer r.close()
-	biz := cfg.Biz
-	ch := syncpoint.Channel{Biz: biz, Target: syncpoint.GlobalTarget()}
-	name := ch.String()
-	head, err := r.channelHead(ctx, ch)
-	if err != nil {
-		return nil, fmt.Errorf("fanout: %w", err)
+	rep := &FanoutReport{Entries: cfg.Entries, Size: cfg.Size, Pipeline: cfg.Pipeline}
+	if cfg.Pipeline {
+		rep.TargetRate = max(cfg.Rate, 0)
 	}
-	var positions []wire.Position
-	if head.Seq > 0 {
-		positions = []wire.Position{{Channel: name, Epoch: head.Epoch, Seq: head.Seq}}
-	}
-
-	n, m := cfg.Devices, cfg.Entries
-	rep := &FanoutReport{
-		Scenario: "fanout", RunID: r.t.RunID, Biz: biz, Transport: r.t.Transport, Encoding: r.t.Encoding,
-		Devices: n, CrossNode: r.t.CrossNode, Entries: m, Size: cfg.Size,
-	}
-	tracks := make([]seqTrack, n)
-	for i := range tracks {
-		tracks[i].after = head.Seq
-	}
-	entries := make([]fanEntry, m)
-	perDev, lastDev := newRecorder(), newRecorder()
-	onPush := func(d *device, p *wire.Push, at time.Duration) {
-		for i := range p.Entries {
-			e := &p.Entries[i]
-			if e.Channel != name {
-				r.errs.add(errProtocol, 1, fmt.Errorf("device %s: entry of channel %s, which it did not subscribe to", d.id, e.Channel))
-				continue
-			}
-			if !tracks[d.idx].add(e.Seq) {
-				continue
-			}
-			t, k, ok := parseStamp(e.Data)
-			if !ok || k >= uint64(m) {
-				continue // not ours: another publisher shares the channel
-			}
-			perDev.record(d.idx, at-time.Duration(t))
-			st := &entries[k]
-			for {
-				cur := st.last.Load()
-				if int64(at) <= cur || st.last.CompareAndSwap(cur, int64(at)) {
-					break
-				}
-			}
-			st.count.Add(1)
-		}
-	}
-
-	var conns, published atomic.Int64
-	stopProgress := startProgress(r.t.Progress, "fanout", func() string {
-		return fmt.Sprintf("connected %d/%d  published %d/%d  errors %d", conns.Load(), n, published.Load(), m, r.errs.total())
-	})
+	stopProgress := g.startProgress()
 	defer stopProgress()
-	t0 := r.clock.Now()
-	devs := r.connectAll(ctx, n, func(i int) devSpec {
-		return devSpec{user: r.userID(strconv.Itoa(i)), id: r.deviceID(strconv.Itoa(i)), bizzes: []string{biz}, positions: positions}
-	}, func(d *device, w *wire.Welcome) error {
-		d.onPush = onPush
-		return expectChannel(w, name)
-	}, nil, &conns)
-	rep.ConnectSeconds = seconds(r.clock.Now().Sub(t0))
-	rep.Connected = connected(devs)
+	rep.GlobalRun = g.connect(ctx)
 
-	var pub pubLog
-	var b stamped
 	cpu := r.markCPU(ctx)
-	for k := 0; k < m && rep.Connected > 0 && ctx.Err() == nil; k++ {
-		sent := r.now()
-		b.add(apiclient.PublishRequest{Biz: biz, Global: true}, int64(sent), uint64(k), cfg.Size)
-		res, err := r.publish(ctx, int64(k), b.one())
-		if err != nil {
-			if ctx.Err() == nil {
-				r.errs.add(errPublish, 1, err)
-			}
-			sleepFor(ctx, cfg.Interval)
-			continue
-		}
-		pub.add(res[0].Seq)
-		published.Add(1)
-		st := &entries[k]
-		deadline := r.clock.Now().Add(r.t.Timeout)
-		for {
-			got := st.count.Load()
-			if got > 0 && got >= int64(rep.Connected)-r.downs.Load() {
-				rep.Complete++
-				lastDev.record(0, time.Duration(st.last.Load())-sent)
-				break
-			}
-			if !r.clock.Now().Before(deadline) || !sleepFor(ctx, 200*time.Microsecond) {
-				break
-			}
-		}
-		sleepFor(ctx, cfg.Interval)
+	var took time.Duration
+	if cfg.Pipeline {
+		took = g.pipeline(ctx, rep)
+	} else {
+		g.oneAtATime(ctx, cfg, rep)
 	}
 	rep.CPU = r.since(ctx, cpu)
 	stopProgress()
-	closeAll(devs)
-
-	seqs := pub.list()
-	for i, d := range devs {
-		if d != nil {
-			rep.Delivery.add(tracks[i].tally(seqs))
-		}
+	rep.Delivery = g.finish()
+	if cfg.Pipeline {
+		rep.DeliveredRate = rate(rep.Delivery.Received, took)
 	}
-	rep.Published = published.Load()
-	rep.LastDevice = lastDev.percentiles()
-	rep.PerDevice = perDev.percentiles()
+	rep.Published = g.published.Load()
+	rep.PerDevice = g.perDev.percentiles()
 	rep.Errors = r.errs.snapshot()
 	if ctx.Err() != nil {
 		return rep, fmt.Errorf("fanout: %w", ctx.Err())
 	}
 	return rep, nil
+}
+
+// oneAtATime publishes each entry once the previous one reached every
+// device, or the timeout passed, and Interval passed after that.
+func (g *globalRun) oneAtATime(ctx context.Context, cfg FanoutConfig, rep *FanoutReport) {
+	r := g.r
+	lastDev := newRecorder()
+	var b stamped
+	for k := 0; k < cfg.Entries && rep.Connected > 0 && ctx.Err() == nil; k++ {
+		if _, ok := g.publish(ctx, k, cfg.Size, &b); ok {
+			st := &g.entries[k]
+			deadline := r.clock.Now().Add(r.t.Timeout)
+			for {
+				if g.complete(k) {
+					rep.Complete++
+					lastDev.record(0, time.Duration(st.last.Load()-st.sent.Load()))
+					break
+				}
+				if !r.clock.Now().Before(deadline) || !sleepFor(ctx, 200*time.Microsecond) {
+					break
+				}
+			}
+		}
+		sleepFor(ctx, cfg.Interval)
+	}
+	rep.LastDevice = lastDev.percentiles()
+}
+
+// pipeline publishes every entry without waiting for deliveries, then
+// waits up to the timeout for every device to have them all. Without a
+// rate there is one publisher, back to back; with one, up to
+// DefaultPublishers requests are in flight to keep the pace. It returns
+// the span from the first publish to the last receipt.
+func (g *globalRun) pipeline(ctx context.Context, rep *FanoutReport) time.Duration {
+	if rep.Connected == 0 {
+		return 0
+	}
+	r := g.r
+	publishers := 1
+	if rep.TargetRate > 0 {
+		publishers = DefaultPublishers
+	}
+	start := r.clock.Now()
+	g.publishAll(ctx, publishers, rep.TargetRate, rep.Size, newRecorder())
+	rep.PublishRate = rate(g.published.Load(), r.clock.Now().Sub(start))
+	g.drain(ctx, r.t.Timeout)
+	s := g.spread()
+	rep.Complete, rep.LastDevice = s.complete, s.lastDevice
+	rep.CompleteRate = rate(s.complete, s.took)
+	return s.took
 }

@@ -89,6 +89,10 @@ type Target struct {
 	// Timeout bounds one request, one handshake and one wait for an
 	// answer (a write result, a fanout entry).
 	Timeout time.Duration
+	// AckInterval, when positive, has each socket device ack at most once
+	// per interval, with the latest position of each channel, instead of
+	// acking every push; the protocol allows either.
+	AckInterval time.Duration
 	// Progress, when set, gets a progress line every second, rewritten in
 	// place with a carriage return; give it a terminal.
 	Progress io.Writer

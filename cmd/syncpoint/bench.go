@@ -36,7 +36,7 @@ func newBenchCmd(e env) *cobra.Command {
 	f := &benchFlags{}
 	cmd := &cobra.Command{
 		Use:   "bench SCENARIO [flags]",
-		Short: "Load-test a server: latency, fanout, idle, catchup, publish, upload, sse, longpoll, httpsync",
+		Short: "Load-test a server: latency, fanout, pubsub, idle, catchup, publish, upload, sse, longpoll, httpsync",
 		Long: `Run a load scenario against a syncpoint server and report what it measured.
 
 Devices are raw protocol clients (WebSocket by default, or TCP), one user
@@ -57,7 +57,7 @@ status 1 when anything failed. docs/benchmarks.md has the figures measured
 so far and the commands that produced them.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return usagef("name a scenario: latency, fanout, idle, catchup, publish, upload, sse, longpoll or httpsync (see %s --help)", cmd.CommandPath())
+			return usagef("name a scenario: latency, fanout, pubsub, idle, catchup, publish, upload, sse, longpoll or httpsync (see %s --help)", cmd.CommandPath())
 		},
 	}
 	pf := cmd.PersistentFlags()
@@ -69,7 +69,7 @@ so far and the commands that produced them.`,
 	pf.BoolVar(&f.crossNode, "cross-node", false, "connect the devices to the second --server node onwards and publish to the first only")
 	pf.StringVar(&f.transport, "transport", bench.TransportWS, "device transport: ws or tcp")
 	pf.StringVar(&f.encoding, "encoding", "", "WebSocket encoding: json or proto (default json; tcp is always proto)")
-	pf.StringVar(&f.biz, "biz", "", "biz to use (default: bench; bench-global for fanout, bench-records for upload)")
+	pf.StringVar(&f.biz, "biz", "", "biz to use (default: bench; bench-global for fanout and pubsub, bench-records for upload)")
 	pf.BoolVar(&f.createBiz, "create-biz", true, "create the biz through the API when it does not exist (an existing one is never changed)")
 	pf.StringVar(&f.sourceIPs, "source-ips", "", "local addresses to spread connections over, e.g. 127.0.0.2-127.0.0.20")
 	pf.StringVar(&f.runID, "run-id", "", "tells this run's users and devices apart (default: random)")
@@ -77,7 +77,7 @@ so far and the commands that produced them.`,
 	pf.DurationVar(&f.timeout, "timeout", bench.DefaultTimeout, "bound on one request, handshake or wait for an answer")
 	pf.BoolVar(&f.json, "json", false, "print the report as JSON")
 	cmd.AddCommand(
-		benchLatencyCmd(e, f), benchFanoutCmd(e, f), benchIdleCmd(e, f),
+		benchLatencyCmd(e, f), benchFanoutCmd(e, f), benchPubSubCmd(e, f), benchIdleCmd(e, f),
 		benchCatchupCmd(e, f), benchPublishCmd(e, f), benchUploadCmd(e, f),
 		benchSSECmd(e, f), benchLongPollCmd(e, f), benchHTTPSyncCmd(e, f),
 	)
@@ -166,7 +166,8 @@ func isTerminal(w any) bool {
 }
 
 // runBench fills in the scenario's target (devices: whether it connects
-// devices and so needs the token secret), raises the open file limit, runs
+// devices and so needs the token secret), keeping the one field a
+// scenario's own flags set (AckInterval), raises the open file limit, runs
 // the scenario and prints its report; it fails when anything in the run
 // failed.
 func runBench[T any, R interface {
@@ -177,6 +178,7 @@ func runBench[T any, R interface {
 	if err != nil {
 		return err
 	}
+	t.AckInterval = target.AckInterval
 	*target = t
 	if _, err := bench.RaiseFileLimit(); err != nil {
 		fmt.Fprintf(e.stderr, "syncpoint: warning: %v\n", err)
@@ -245,27 +247,48 @@ every entry arrived exactly once and in order.`,
 	return cmd
 }
 
+// addAckInterval adds --ack-interval, for the scenarios whose reports say
+// how their devices acked.
+func addAckInterval(fl *pflag.FlagSet, v *time.Duration) {
+	fl.DurationVar(v, "ack-interval", 0, "devices ack at most once per interval, with their latest positions (default: every push)")
+}
+
 func benchFanoutCmd(e env, f *benchFlags) *cobra.Command {
 	var c bench.FanoutConfig
 	cmd := &cobra.Command{
-		Use:   "fanout [--devices N] [--entries M]",
+		Use:   "fanout [--devices N] [--entries M] [--pipeline [--rate R]]",
 		Short: "How long one global entry takes to reach every connected device",
 		Long: `Connect N devices to a global biz and publish M entries to it, one at a
 time: each once the previous one reached every device and --interval passed.
 Report the time from publish until the last device had each entry, and the
-latency of every device.`,
+latency of every device.
+
+With --pipeline, publish every entry without waiting for the devices: back to
+back, each publish sent when the previous one was answered, or at --rate
+entries per second. Report the entries that reached every device per second
+and the deliveries per second, from the first publish to the last receipt,
+besides the latencies.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := positive("--devices, --entries, --interval and --size", float64(c.Devices), float64(c.Entries), float64(c.Interval), float64(c.Size)); err != nil {
 				return err
+			}
+			if !c.Pipeline && c.Rate > 0 {
+				return usagef("--rate paces a pipelined run; add --pipeline")
+			}
+			if c.Pipeline && cmd.Flags().Changed("interval") {
+				return usagef("--interval is the pause between entries one at a time; --pipeline does not wait")
 			}
 			return runBench(cmd, e, f, "fanout", &c.Target, true, func(ctx context.Context) (*bench.FanoutReport, error) { return bench.Fanout(ctx, c) })
 		},
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&c.Devices, "devices", bench.DefaultFanoutDevices, "devices subscribed to the global biz")
-	fl.IntVar(&c.Entries, "entries", bench.DefaultFanoutEntries, "global entries to publish, one at a time")
+	fl.IntVar(&c.Entries, "entries", bench.DefaultFanoutEntries, "global entries to publish")
 	fl.DurationVar(&c.Interval, "interval", bench.DefaultFanoutInterval, "pause after an entry reached every device")
+	fl.BoolVar(&c.Pipeline, "pipeline", false, "publish every entry without waiting for it to reach the devices")
+	fl.Float64Var(&c.Rate, "rate", 0, "with --pipeline: entries per second (default: back to back, one publish in flight)")
+	addAckInterval(fl, &c.AckInterval)
 	addSize(fl, &c.Size, bench.DefaultSize)
 	return cmd
 }

@@ -97,6 +97,56 @@ func TestBenchCrossNodeCommand(t *testing.T) {
 	}
 }
 
+// bench pubsub against two URLs of one node, devices on the second and
+// every publish to the first, with acks held back: the counts agree.
+func TestBenchPubSubCommand(t *testing.T) {
+	url := MustRunServer(t, "k1")
+	other := "http://localhost" + url[strings.LastIndex(url, ":"):]
+	e := newTestEnv(nil)
+	code := run(t.Context(), e.env, []string{"bench", "pubsub", "--server", url + "," + other, "--api-key", "k1",
+		"--token-secret", "0123456789abcdef0123", "--cross-node", "--devices", "5", "--publishers", "2", "--entries", "60",
+		"--ack-interval", "50ms", "--json"})
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, e.err, e.out)
+	}
+	var rep struct {
+		Scenario    string  `json:"scenario"`
+		CrossNode   bool    `json:"cross_node"`
+		AckInterval float64 `json:"ack_interval_s"`
+		Publishers  int     `json:"publishers"`
+		Published   int64   `json:"published"`
+		Delivered   int64   `json:"delivered"`
+		Rate        float64 `json:"delivered_per_s"`
+		Delivery    struct {
+			Expected, Lost, Duplicated, Reordered int64
+		} `json:"delivery"`
+		CPU struct {
+			Servers []struct{} `json:"servers"`
+		} `json:"cpu"`
+	}
+	if err := json.Unmarshal(e.out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, e.out)
+	}
+	d := rep.Delivery
+	if rep.Scenario != "pubsub" || !rep.CrossNode || rep.AckInterval != 0.05 || rep.Publishers != 2 || rep.Published != 60 ||
+		rep.Delivered != 300 || d.Expected != 300 || d.Lost+d.Duplicated+d.Reordered != 0 || rep.Rate <= 0 || len(rep.CPU.Servers) != 2 {
+		t.Fatalf("report %+v\n%s", rep, e.out)
+	}
+
+	// The text report of a pipelined fanout says how it ran.
+	e = newTestEnv(nil)
+	code = run(t.Context(), e.env, []string{"bench", "fanout", "--server", url, "--api-key", "k1",
+		"--token-secret", "0123456789abcdef0123", "--devices", "3", "--entries", "20", "--pipeline"})
+	if code != 0 {
+		t.Fatalf("exit %d: %s\n%s", code, e.err, e.out)
+	}
+	for _, want := range []string{"pipelined back to back", "complete         20 reached every device", "lost 0, duplicated 0, reordered 0"} {
+		if !strings.Contains(e.out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, e.out)
+		}
+	}
+}
+
 func TestBenchCommandErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -114,6 +164,15 @@ func TestBenchCommandErrors(t *testing.T) {
 		{[]string{"bench", "latency", "--server", "http://a:1,http://b:1", "--transport", "tcp", "--api-key", "k", "--token-secret", "0123456789abcdef0123"}, "--tcp"},
 		{[]string{"bench", "latency", "--server", "http://a:1,http://b:1", "--tcp", "a:2,b:2,c:2", "--transport", "tcp", "--api-key", "k", "--token-secret", "0123456789abcdef0123"}, "2 --server nodes but 3 --tcp"},
 		{[]string{"bench", "publish", "--server", "http://a:1,ftp://b"}, "want a URL"},
+		{[]string{"bench", "pubsub", "--publishers", "0"}, "must be positive"},
+		{[]string{"bench", "pubsub", "--entries", "0"}, "must be positive"},
+		{[]string{"bench", "pubsub", "--devices", "0"}, "must be positive"},
+		{[]string{"bench", "pubsub", "--ack-interval", "-1s"}, "must not be negative"},
+		{[]string{"bench", "pubsub", "--ack-interval", "soon"}, "--ack-interval"},
+		{[]string{"bench", "pubsub", "--server", "http://a:1", "--cross-node"}, "--cross-node"},
+		{[]string{"bench", "fanout", "--rate", "100"}, "add --pipeline"},
+		{[]string{"bench", "fanout", "--pipeline", "--interval", "1s"}, "--pipeline does not wait"},
+		{[]string{"bench", "fanout", "--pipeline", "--rate", "-5"}, "must not be negative"},
 	} {
 		e := newTestEnv(nil)
 		if code := run(t.Context(), e.env, tc.args); code != 2 || !strings.Contains(e.err.String(), tc.want) {
