@@ -41,6 +41,9 @@ const (
 	maxEpochLen = 128
 )
 
+// reconcilePath is the device route of reconcile by manifest.
+const reconcilePath = "/v1/sync/reconcile"
+
 // The headers (and the query parameter, for clients that cannot set
 // headers) that name a device on the device routes, as on every HTTP form.
 const (

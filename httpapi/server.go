@@ -210,7 +210,7 @@ func New(cfg Config) *Server {
 		{"POST", "/v1/tokens", true, s.handleMintToken},
 		{"GET", "/v1/users/{id}/tokens", true, s.handleUserTokens},
 		{"DELETE", "/v1/tokens/{id}", true, s.handleRevokeToken},
-		{"POST", "/v1/sync/reconcile", false, s.handleReconcile},
+		{"POST", reconcilePath, false, s.handleReconcile},
 		{"POST", "/v1/admin/backup", true, s.handleBackup},
 		{"GET", "/healthz", false, s.handleHealth},
 		{"GET", "/readyz", false, s.handleReady},
@@ -234,6 +234,18 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.Handle("/", s.wrap(route{path: "/", handle: func(w http.ResponseWriter, r *http.Request) error {
 		return unmatched(mux, w, r)
 	}}, nil))
+}
+
+// DevicePaths are the paths of the device routes Register adds (reconcile
+// and the DeviceRoutes), as ServeMux patterns without a method: the
+// endpoints a device's token opens, which browser pages on allowed origins
+// may call (CORS).
+func (s *Server) DevicePaths() []string {
+	paths := []string{reconcilePath}
+	for _, dr := range s.deviceRoutes {
+		paths = append(paths, dr.Path)
+	}
+	return paths
 }
 
 // probeMethods are the methods tried to tell a 405 from a 404.

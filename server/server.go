@@ -143,6 +143,17 @@ type Config struct {
 	// MaxFrameBytes bounds one frame from a device; 0 means
 	// wire.DefaultMaxFrameBytes.
 	MaxFrameBytes int
+	// AllowedOrigins lists the origins of browser pages, other than the
+	// server's own, that may use the device endpoints (httpapi.CheckOrigins
+	// has the patterns; "*" is any origin). When set, the WebSocket
+	// endpoint refuses pages of other origins, and the HTTP device
+	// endpoints (sync, SSE, uploads, reconcile) answer CORS preflights and
+	// send Access-Control-Allow-Origin to the listed ones. Unset, the
+	// WebSocket endpoint takes every origin (devices prove who they are
+	// with the token in their hello, not with cookies) and the HTTP device
+	// endpoints send no CORS headers, so browsers let only same-origin
+	// pages read them. The business API never answers other origins.
+	AllowedOrigins []string
 	// PprofListen, when set, serves Go's profiler at /debug/pprof/ on its
 	// own address, never on the API's, so it can stay on loopback.
 	PprofListen string
@@ -228,6 +239,9 @@ func New(cfg Config) (_ *Server, err error) {
 	// Zero means the default; a negative value is a mistake, not a default.
 	if cfg.SendQueue < 0 || cfg.MaxFrameBytes < 0 || min(cfg.HeartbeatInterval, cfg.ShutdownTimeout, cfg.SweepInterval, cfg.ReadHeaderTimeout, cfg.IdleTimeout, cfg.BodyTimeout, cfg.HeadCheckInterval) < 0 {
 		return nil, errors.New("server: no size, interval or timeout may be negative")
+	}
+	if err := httpapi.CheckOrigins(cfg.AllowedOrigins); err != nil {
+		return nil, fmt.Errorf("server: allowed origins: %w", err)
 	}
 	if cfg.Listen == "" {
 		cfg.Listen = DefaultListen
@@ -461,11 +475,14 @@ func New(cfg Config) (_ *Server, err error) {
 		DeviceRoutes:   deviceRoutes,
 	})
 	s.api.Register(s.mux)
-	s.mux.Handle("GET /v1/connect", httpapi.JSONErrors(&ws.Handler{Hub: s.hub, Logger: s.logger, MaxFrameBytes: int64(cfg.MaxFrameBytes)}))
+	s.mux.Handle("GET /v1/connect", httpapi.JSONErrors(&ws.Handler{Hub: s.hub, Logger: s.logger, MaxFrameBytes: int64(cfg.MaxFrameBytes), OriginPatterns: cfg.AllowedOrigins}))
 	s.mux.Handle("GET /v1/events", s.events)
+	// Browser pages on the allowed origins may call the HTTP device
+	// endpoints; the WebSocket endpoint checks origins itself.
+	handler := httpapi.CORS(cfg.AllowedOrigins, append(s.api.DevicePaths(), "/v1/events"), s.mux)
 
 	s.http = &http.Server{
-		Handler:           httpapi.Canonical(s.mux),
+		Handler:           httpapi.Canonical(handler),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
 		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn),

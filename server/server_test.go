@@ -335,6 +335,7 @@ func TestNewRejects(t *testing.T) {
 		"negative frame":        {func(c *server.Config) { c.MaxFrameBytes = -1 }, "negative"},
 		"negative shutdown":     {func(c *server.Config) { c.ShutdownTimeout = -time.Second }, "negative"},
 		"negative targets":      {func(c *server.Config) { c.MaxTargets = -1 }, "negative"},
+		"origin with a path":    {func(c *server.Config) { c.AllowedOrigins = []string{"https://app.example.com/"} }, "allowed origins"},
 	} {
 		cfg := testConfig(t)
 		tc.mod(&cfg)

@@ -24,8 +24,10 @@ type Handler struct {
 	// MaxFrameBytes bounds one incoming frame; 0 means wire.DefaultMaxFrameBytes.
 	MaxFrameBytes int64
 	// OriginPatterns lists the browser origins allowed besides the server's
-	// own; nil allows every origin, since devices authenticate with the token
-	// in their hello and not with cookies a foreign page could ride on.
+	// own (server.Config.AllowedOrigins); nil allows every origin, since
+	// devices authenticate with the token in their hello and not with
+	// cookies a foreign page could ride on; an empty list allows only the
+	// server's own.
 	OriginPatterns []string
 }
 
