@@ -302,6 +302,7 @@ func TestServeRejects(t *testing.T) {
 		{[]string{"--store", "postgres://u:s3cret@127.0.0.1:1/x?sslmode=disable"}, "store unavailable"}, // nothing listens on port 1
 		{[]string{"--store", "mysql://127.0.0.1/x"}, "mysql"},
 		{[]string{"--listen", "not-an-address"}, "listen"},
+		{[]string{"--allowed-origins", "https://app.example.com/"}, `--allowed-origins: origin pattern "https://app.example.com/": an origin is a scheme and a host, with no path`},
 	} {
 		e := newTestEnv(nil)
 		args := append([]string{"serve", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--tcp-listen", ""}, tc.args...)

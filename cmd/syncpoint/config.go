@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/httpapi"
 )
 
 // MaxConfigBytes bounds a config file; a real one is a few kilobytes.
@@ -47,6 +48,7 @@ type fileConfig struct {
 	HeartbeatInterval *syncpoint.Duration `yaml:"heartbeat_interval"`
 	SendQueue         *int                `yaml:"send_queue"`
 	MaxFrameBytes     *int                `yaml:"max_frame_bytes"`
+	AllowedOrigins    []string            `yaml:"allowed_origins"`
 	Bizzes            []yaml.Node         `yaml:"bizzes"`
 }
 
@@ -264,6 +266,9 @@ func (c *Config) checkSettings(root *yaml.Node) error {
 		return bad("sweep_interval", "must be positive")
 	case f.ShutdownTimeout != nil && *f.ShutdownTimeout <= 0:
 		return bad("shutdown_timeout", "must be positive")
+	}
+	if err := httpapi.CheckOrigins(f.AllowedOrigins); err != nil {
+		return bad("allowed_origins", strings.TrimPrefix(err.Error(), "origin pattern "))
 	}
 	if f.LogLevel != nil {
 		if _, err := parseLogLevel(*f.LogLevel); err != nil {

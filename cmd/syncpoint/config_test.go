@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -80,7 +81,7 @@ func TestParseConfigErrors(t *testing.T) {
 	for _, tc := range []struct {
 		src, want string
 	}{
-		{"listn: x\n", `test.yaml:1: unknown key "listn" at the top level; the top level takes bizzes, `},
+		{"listn: x\n", `test.yaml:1: unknown key "listn" at the top level; the top level takes allowed_origins, bizzes, `},
 		{"colour: red\nbizzes:\n  - name: chat\n    target: user\n    colour: red\n", `test.yaml:1: unknown key "colour" at the top level`},
 		{"bizzes:\n  - name: chat\n    target: user\n    colour: red\n", `test.yaml:4: unknown key "colour" in bizzes[0]; a biz takes compact, conflict,`},
 		{"bizzes:\n  - name: chat\n    target: user\n    retension: 1h\n", `test.yaml:4: unknown key "retension" in bizzes[0]`},
@@ -105,6 +106,8 @@ func TestParseConfigErrors(t *testing.T) {
 		{"rate_limit: -1\n", "rate_limit"},
 		{"sweep_interval: 0s\n", "sweep_interval"},
 		{"log_level: loud\n", `test.yaml:1: log_level "loud": want debug`},
+		{"allowed_origins: localhost\n", `test.yaml:1: want a list, not the string "localhost"`},
+		{"listen: x\nallowed_origins: [app.example.com, \"https://app.example.com/x\"]\n", `test.yaml:2: allowed_origins "https://app.example.com/x": an origin is a scheme and a host, with no path`},
 		{"a: [\n", "test.yaml"},
 		{"listen: x\n---\nlisten: y\n", "one YAML document"},
 		{"listen: x\nlisten: y\n", "already defined"},
@@ -174,4 +177,40 @@ func FuzzParseConfig(f *testing.F) {
 			seen[b.Name] = true
 		}
 	})
+}
+
+// TestAllowedOriginsSetting: allowed_origins comes from the file unless
+// --allowed-origins is given; an empty list stays a list (same origin
+// only), apart from no setting at all.
+func TestAllowedOriginsSetting(t *testing.T) {
+	for _, tc := range []struct {
+		file string
+		args []string
+		want []string
+	}{
+		{"", nil, nil},
+		{"allowed_origins: [app.example.com, \"https://*.example.com\"]\n", nil, []string{"app.example.com", "https://*.example.com"}},
+		{"allowed_origins: []\n", nil, []string{}},
+		{"allowed_origins: [app.example.com]\n", []string{"--allowed-origins", ""}, []string{}},
+		{"allowed_origins: [app.example.com]\n", []string{"--allowed-origins", "b.example.com,c.example.com"}, []string{"b.example.com", "c.example.com"}},
+		{"allowed_origins: [app.example.com]\n", []string{"--allowed-origins", "b.example.com", "--allowed-origins", "*"}, []string{"b.example.com", "*"}},
+	} {
+		c, err := ParseConfig("t.yaml", []byte(tc.file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd := newServeCmd(env{})
+		if err := cmd.Flags().Parse(tc.args); err != nil {
+			t.Fatal(err)
+		}
+		var f serveFlags
+		f.allowedOrigins, _ = cmd.Flags().GetStringSlice("allowed-origins")
+		if !cmd.Flags().Changed("allowed-origins") {
+			f.allowedOrigins = nil
+		}
+		f.apply(cmd, c)
+		if !reflect.DeepEqual(f.allowedOrigins, tc.want) {
+			t.Errorf("file %q, args %q: allowed origins %#v, want %#v", tc.file, tc.args, f.allowedOrigins, tc.want)
+		}
+	}
 }

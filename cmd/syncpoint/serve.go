@@ -40,6 +40,7 @@ type serveFlags struct {
 	syncIdle, syncMaxWait           time.Duration
 	syncSessions                    int
 	syncTokenRate                   float64
+	allowedOrigins                  []string
 }
 
 func newServeCmd(e env) *cobra.Command {
@@ -77,6 +78,7 @@ once.`,
 	fl.StringVar(&f.apiKey, "api-key", "", "API key of the business API (env "+envAPIKey+")")
 	fl.StringVar(&f.tokenSecret, "token-secret", "", "HS256 secret of device tokens (env "+envTokenSecret+")")
 	fl.StringVar(&f.tokenPublicKey, "token-public-key", "", "PEM file of an RSA (RS256) or P-256 (ES256) public key that device tokens may also be signed with")
+	fl.StringSliceVar(&f.allowedOrigins, "allowed-origins", nil, `origins of browser pages, besides the server's own, that may use the device endpoints: hosts or scheme://host, * and ? as wildcards, comma-separated or repeated ("*" is any); when given, the WebSocket endpoint refuses other origins, and the HTTP device endpoints answer the listed ones with CORS headers`)
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.pprof, "pprof", "", `address to serve Go's profiler on, e.g. 127.0.0.1:6060 ("" is off; keep it on loopback)`)
 	fl.Float64Var(&f.rateLimit, "rate-limit", 0, "business API requests per second (0: unlimited)")
@@ -105,6 +107,9 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 	level, err := parseLogLevel(f.logLevel)
 	if err != nil {
 		return usageError{err}
+	}
+	if err := httpapi.CheckOrigins(f.allowedOrigins); err != nil {
+		return usageError{fmt.Errorf("--allowed-origins: %w", err)}
 	}
 	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
 
@@ -156,6 +161,7 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 		SendQueue:         f.sendQueue,
 		MaxFrameBytes:     f.maxFrameBytes,
 		PprofListen:       f.pprof,
+		AllowedOrigins:    f.allowedOrigins,
 
 		SyncSessionIdle:      f.syncIdle,
 		SyncSessionsPerToken: f.syncSessions,
@@ -280,6 +286,9 @@ func (f *serveFlags) apply(cmd *cobra.Command, c *Config) {
 	}
 	if fc.MaxFrameBytes != nil && !fl.Changed("max-frame-bytes") {
 		f.maxFrameBytes = *fc.MaxFrameBytes
+	}
+	if fc.AllowedOrigins != nil && !fl.Changed("allowed-origins") {
+		f.allowedOrigins = fc.AllowedOrigins
 	}
 }
 
