@@ -257,8 +257,18 @@ export class WsSession {
     this.connectTimer = null;
     // A reset or gap of a compact biz is reconciled by manifest rather than
     // resynced: the session ends first, and starts over from the new positions.
+    // A reconcile that fails (no network, a refused origin, a 5xx) ends the
+    // session with its error, after the goodbye: the socket is closed
+    // already, so nothing else would. The next welcome tries again, up to
+    // the engine's limit, then resyncs the old way.
     const token = this.token;
-    const again = await host.engine.reconcileStatuses(w.channels, (body) => host.http.reconcile(body, token), () => this.goodbye());
+    let again: boolean;
+    try {
+      again = await host.engine.reconcileStatuses(w.channels, (body) => host.http.reconcile(body, token), () => this.goodbye());
+    } catch (e) {
+      this.finish({ welcomed: true, opened: true, err: e });
+      return;
+    }
     if (again) {
       this.finish({ welcomed: true, opened: true, again: true });
       return;

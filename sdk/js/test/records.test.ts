@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { MemoryStorage, newId, SyncpointClient, type ClientConfig, type Conflict, type RecordChange, type WriteError } from "../src/index.js";
+import { MemoryStorage, newId, SyncpointClient, type ClientConfig, type Conflict, type FetchLike, type RecordChange, type WriteError } from "../src/index.js";
 import { api, mintToken, publish, putBiz, restartServer, startServer, stopServer, uid, waitFor, wsFactory, type Server } from "./server.js";
 
 let srv: Server;
@@ -238,6 +238,60 @@ describe("resets", () => {
     // Only what differs was handed over: keep's data did not change.
     expect(handed.sort()).toEqual(["delete:gone", "put:fresh"]);
     expect(c.positions()[ch]?.seq).toBe(2);
+    await c.close();
+  });
+
+  it("connects again when a reconcile fails, and reconciles once the endpoint answers", async () => {
+    // A reconcile that cannot reach the server (offline, a proxy, a page
+    // on an origin the server does not allow) must not leave the client
+    // hanging: the session ends with the error and the next welcome tries
+    // again.
+    const user = uid("u");
+    let reconciles = 0;
+    const fetch: FetchLike = (url, init) => {
+      if (url.endsWith("/v1/sync/reconcile") && ++reconciles === 1) return Promise.reject(new TypeError("Failed to fetch"));
+      return globalThis.fetch(url, init as RequestInit) as unknown as ReturnType<FetchLike>;
+    };
+    const c = await SyncpointClient.open(config(srv, user, { fetch }));
+    const ch = `notes/user:${user}`;
+    const gone = newId();
+    await publish(srv, { biz: "notes", users: [user], op: "put", key: gone, data: { t: "gone" } });
+    c.start();
+    await waitFor(() => c.positions()[ch]?.seq === 1, "one");
+    await c.stop();
+    expect((await api(srv, "DELETE", `/v1/channels/notes/user:${user}`)).status).toBe(200);
+    const fresh = newId();
+    await publish(srv, { biz: "notes", users: [user], op: "put", key: fresh, data: { t: "fresh" } });
+    c.start();
+    await waitFor(async () => (await c.get(ch, gone)) === undefined && (await c.get(ch, fresh)) !== undefined, "reconciled", 10_000);
+    await waitFor(() => c.state.get() === "connected", "connected");
+    expect(reconciles).toBe(2);
+    await c.close();
+  });
+
+  it("resyncs the old way when the reconcile keeps failing", async () => {
+    const user = uid("u");
+    let reconciles = 0;
+    const resets: string[] = [];
+    const fetch: FetchLike = (url, init) => {
+      if (url.endsWith("/v1/sync/reconcile")) return (reconciles++, Promise.reject(new TypeError("Failed to fetch")));
+      return globalThis.fetch(url, init as RequestInit) as unknown as ReturnType<FetchLike>;
+    };
+    const c = await SyncpointClient.open(config(srv, user, { fetch, onReset: (ch) => void resets.push(ch) }));
+    const ch = `notes/user:${user}`;
+    const gone = newId();
+    await publish(srv, { biz: "notes", users: [user], op: "put", key: gone, data: { t: "gone" } });
+    c.start();
+    await waitFor(() => c.positions()[ch]?.seq === 1, "one");
+    await c.stop();
+    expect((await api(srv, "DELETE", `/v1/channels/notes/user:${user}`)).status).toBe(200);
+    const fresh = newId();
+    await publish(srv, { biz: "notes", users: [user], op: "put", key: fresh, data: { t: "fresh" } });
+    c.start();
+    await waitFor(() => resets.includes(ch), "onReset", 10_000);
+    await waitFor(async () => (await c.get(ch, gone)) === undefined && (await c.get(ch, fresh)) !== undefined, "resynced");
+    expect(c.state.get()).toBe("connected");
+    expect(reconciles).toBe(3);
     await c.close();
   });
 });
