@@ -98,6 +98,9 @@ export interface Snapshot {
   notes: Array<{ id: string; seq: number; data: unknown; pending: boolean }> | null;
   conflicts: Array<{ id: string; op: string; code: string; current: unknown; dropped: number }>;
   writeErrors: Array<{ id: string; op: string; code: string; message: string }>;
+  /** Channels onReset was called for, and onGap's calls (each at least once). */
+  resets: string[];
+  gaps: Array<{ channel: string; firstSeq: number }>;
 }
 
 export function snapshot(page: Page): Promise<Snapshot> {

@@ -177,6 +177,8 @@ describe("the SDK in Chromium, over WebSocket, from another origin", () => {
     // failed, and the local records are the server's.
     expect(s.pending).toBe(0);
     expect(s.writeErrors).toEqual([]);
+    expect(s.resets).toEqual([]);
+    expect(s.gaps).toEqual([]);
     expect(s.conflicts).toEqual([{ id: shared, op: "put", code: "conflict", current: { title: "changed on the server" }, dropped: 0 }]);
     expect(Object.keys(serverNotes).sort()).toEqual([shared, a, b].sort());
     expect(serverNotes[shared]!.data).toEqual({ title: "changed on the server" });

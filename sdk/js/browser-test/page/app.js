@@ -1,7 +1,7 @@
 // A tiny app on the SDK's built ESM (served at /sdk/), as a web developer
 // would write one. The test drives it through window.app.
 //
-// The page URL says where the server is: ?server=URL&token=JWT[&transport=websocket|http|auto].
+// The page URL says where the server is: ?server=URL&token=JWT[&transport=websocket|http|auto][&debug].
 // Nothing starts on load: the test calls app.start(), so that it can look at
 // the state a reload brought back from IndexedDB before the client connects.
 import { IndexedDBStorage, SyncpointClient } from "/sdk/index.js";
@@ -24,6 +24,8 @@ const client = await SyncpointClient.open({
   minBackoffMs: 50,
   maxBackoffMs: 500,
   ackIntervalMs: 20,
+  // ?debug: the SDK's log on the console (the tests keep the page's console).
+  logger: q.has("debug") ? (level, message, extra) => console.log(`sdk ${level}: ${message} ${JSON.stringify(extra ?? {})}`) : undefined,
   storage: await IndexedDBStorage.open({ name: "syncpoint-" + deviceId }),
   // Inside the storage commit that applies the entries: an app-level count
   // per (channel, seq), and the order they came in.
@@ -39,6 +41,8 @@ const client = await SyncpointClient.open({
     }
     tx.put("n", n);
   },
+  onReset: (channel) => notice("resets", channel),
+  onGap: (channel, firstSeq) => notice("gaps", { channel, firstSeq }),
   onConflict: (c) => notice("conflicts", { id: c.id, op: c.op, code: c.code, current: c.current?.data ?? null, dropped: c.dropped.length }),
   onWriteError: (e) => notice("writeErrors", { id: e.id, op: e.op, code: e.code, message: e.message }),
 });
@@ -73,6 +77,8 @@ window.app = {
     ),
     conflicts: notices("conflicts"),
     writeErrors: notices("writeErrors"),
+    resets: notices("resets"),
+    gaps: notices("gaps"),
   }),
 };
 window.appReady = true;
