@@ -532,6 +532,33 @@ func TestBizzes(t *testing.T) {
 	wantError(t, ts.do(t, "POST", "/v1/publish", `{"biz":"posts","groups":["g1"]}`, testKey), 404, "not_found", "")
 }
 
+// TestBizErrorField checks that a bad biz setting names its field, for a
+// form to show the message beside it.
+func TestBizErrorField(t *testing.T) {
+	ts := MustStartServer(t)
+	for body, field := range map[string]string{
+		`{"target":"planet"}`:                                                    "target",
+		`{"target":"group","max_backlog":-1}`:                                    "max_backlog",
+		`{"target":"group","max_backlog":"ten"}`:                                 "max_backlog",
+		`{"target":"group","colour":1}`:                                          "colour",
+		`{"target":"group","conflict":"coin"}`:                                   "conflict",
+		`{"target":"group","multi_device":false}`:                                "multi_device",
+		`{"target":"group","name":"other"}`:                                      "name",
+		`{"target":"user","writable":true,"webhook":{"validate_url":"ftp://x"}}`: "webhook.validate_url",
+	} {
+		r := ts.do(t, "PUT", "/v1/bizzes/posts", body, testKey)
+		var e struct {
+			Error struct{ Code, Field string } `json:"error"`
+		}
+		if err := json.Unmarshal(r.body, &e); err != nil {
+			t.Fatal(err)
+		}
+		if r.status != 422 || e.Error.Field != field {
+			t.Errorf("PUT %s: %d %s, want 422 with field %q", body, r.status, r.body, field)
+		}
+	}
+}
+
 // TestBizSecretNeverShown checks every answer that shows a biz: the
 // webhook's secret stays out, secret_set says whether there is one, and an
 // update that gives no secret keeps it.

@@ -459,6 +459,7 @@ func New(cfg Config) (_ *Server, err error) {
 		Ready:          s.ready,
 		Backup:         s.backup(),
 		DeviceRoutes:   deviceRoutes,
+		Tail:           s.events.Tail,
 	})
 	s.api.Register(s.mux)
 	s.mux.Handle("GET /v1/connect", httpapi.JSONErrors(&ws.Handler{Hub: s.hub, Logger: s.logger, MaxFrameBytes: int64(cfg.MaxFrameBytes)}))
