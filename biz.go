@@ -127,7 +127,7 @@ func ValidateConfiguredBizName(name string) error {
 // in its message and in its Field.
 func (b *Biz) Validate() error {
 	if err := ValidateConfiguredBizName(b.Name); err != nil {
-		return inField(err, "name")
+		return WithField(err, "name")
 	}
 	if !b.Target.Valid() {
 		return FieldErrorf(CodeInvalid, "target", "biz %s: target %q: want user, device, group or global", b.Name, b.Target)
@@ -169,16 +169,6 @@ func (b *Biz) Validate() error {
 		}
 	}
 	return nil
-}
-
-// inField returns err with Field set, when it is an *Error.
-func inField(err error, field string) error {
-	if e, ok := err.(*Error); ok {
-		c := *e
-		c.Field = field
-		return &c
-	}
-	return err
 }
 
 // EntryLimit is the biz's MaxEntryBytes, or the default when unset.

@@ -91,6 +91,17 @@ func FieldErrorf(code ErrorCode, field, format string, args ...any) *Error {
 	return &Error{Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
+// WithField returns err with Field set to field when err is an *Error
+// (a copy: err itself is not changed), else err.
+func WithField(err error, field string) error {
+	if e, ok := err.(*Error); ok {
+		c := *e
+		c.Field = field
+		return &c
+	}
+	return err
+}
+
 // Code returns the code of the first *Error in err's chain, else that of a
 // sentinel error (CodeNotFound for ErrNotFound, CodeIdempotencyMismatch for
 // ErrIdempotencyMismatch, CodeUnavailable for ErrClosed and

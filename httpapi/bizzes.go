@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/syncpoint/syncpoint"
@@ -81,11 +80,7 @@ func (s *Server) handleGetBiz(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) handlePutBiz(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
 	if err := syncpoint.ValidateBizName(name); err != nil {
-		var e *syncpoint.Error
-		if errors.As(err, &e) {
-			e.Field = "name"
-		}
-		return err
+		return syncpoint.WithField(err, "name")
 	}
 	body, done, err := s.readBody(w, r)
 	if err != nil {
