@@ -811,3 +811,14 @@ func checkAppendString(t *testing.T, s string) {
 		t.Fatalf("appendString(%q) decodes to %q, encoding/json gives %q", s, got, want)
 	}
 }
+
+// TestTailChecksFirst checks that a channel tail is refused by the API, in
+// its own shape, before any stream: without the key, for an unknown biz or a
+// target of the wrong kind, and with no tail configured.
+func TestTailChecksFirst(t *testing.T) {
+	ts := MustStartServer(t)
+	wantError(t, ts.do(t, "GET", "/v1/channels/chat/user:u1/events", "", ""), 401, "unauthorized", "")
+	wantError(t, ts.do(t, "GET", "/v1/channels/nope/user:u1/events", "", testKey), 404, "not_found", `unknown biz "nope"`)
+	wantError(t, ts.do(t, "GET", "/v1/channels/chat/global/events", "", testKey), 422, "invalid", "takes user targets")
+	wantError(t, ts.do(t, "GET", "/v1/channels/chat/user:u1/events", "", testKey), 503, "unavailable", "no channel tail")
+}

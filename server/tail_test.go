@@ -137,6 +137,13 @@ func TestChannelTail(t *testing.T) {
 		t.Fatalf("another epoch: event %+v, want reset", ev)
 	}
 
+	// A start that does not parse is the API's 422, before any stream.
+	for _, q := range []string{"?after=x", "?last_event_id=nocolon", "?last_event_id=e:-1"} {
+		if code := do(t, "GET", srv.URL+"/v1/channels/chat/user:u1/events"+q, nil, nil); code != http.StatusUnprocessableEntity {
+			t.Errorf("tail%s: HTTP %d, want 422", q, code)
+		}
+	}
+
 	// A tail is not a device: it adds no device and no sync point.
 	var dev struct{ Devices []any }
 	do(t, "GET", srv.URL+"/v1/users/u1/devices", nil, &dev)
