@@ -40,6 +40,7 @@ func openTail(t *testing.T, url, lastID string) <-chan tailEvent {
 	}
 	out := make(chan tailEvent, 16)
 	go func() {
+		defer close(out)
 		defer resp.Body.Close()
 		sc := bufio.NewScanner(resp.Body)
 		var ev tailEvent
@@ -151,3 +152,4 @@ func TestChannelTail(t *testing.T) {
 		t.Fatalf("a tail stored devices: %+v", dev.Devices)
 	}
 }
+

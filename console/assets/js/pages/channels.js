@@ -98,7 +98,7 @@ export function render(root, params, ctx) {
       } catch (err) {
         showErrors(form, err);
       }
-    }).catch(() => {});
+    }).catch(() => {}); // the picker shows why the bizzes did not load
   }
 }
 

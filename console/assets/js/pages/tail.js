@@ -125,6 +125,7 @@ export function render(root, params, ctx) {
   });
 
   if (params.biz && params.target) {
+    // The picker shows why the bizzes did not load.
     ctx.bizzes().then(() => form.requestSubmit()).catch(() => {});
   }
   return stop;
