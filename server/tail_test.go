@@ -152,4 +152,3 @@ func TestChannelTail(t *testing.T) {
 		t.Fatalf("a tail stored devices: %+v", dev.Devices)
 	}
 }
-
