@@ -17,6 +17,9 @@
 // of its backlog. A stream whose writes stall for WriteTimeout, or whose
 // queue of non-persistent entries overflows, is closed, and resumes by
 // Last-Event-ID. docs/http-sync-sse.md is the reference for clients.
+//
+// Tail serves the business API's tail of one channel with the same events,
+// for an operator rather than a device (tail.go).
 package sse
 
 import (
