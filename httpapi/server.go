@@ -1,7 +1,8 @@
 // Package httpapi serves the business API: publishing, reading and tailing
-// channels (the tail's stream is the sse package's), managing bizzes, inspecting devices, minting and revoking access tokens,
-// and the health and metrics endpoints; and one device route, reconcile by
-// manifest (POST /v1/sync/reconcile), which a device token opens.
+// channels (the tail's stream is the sse package's), managing bizzes,
+// inspecting devices, minting and revoking access tokens, and the health and
+// metrics endpoints; and one device route, reconcile by manifest (POST
+// /v1/sync/reconcile), which a device token opens.
 // Every error leaves through one table that maps syncpoint error codes to
 // HTTP status; docs/openapi.yaml describes the routes.
 package httpapi
