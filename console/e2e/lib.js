@@ -22,6 +22,7 @@ export function binary() {
   if (!built) {
     const dir = mkdtempSync(join(tmpdir(), "syncpoint-console-bin-"));
     built = join(dir, "syncpoint");
+    process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
     execFileSync("go", ["build", "-o", built, "./cmd/syncpoint"], { cwd: repo, stdio: "inherit" });
   }
   return built;
