@@ -35,6 +35,7 @@ import (
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/auth"
+	"github.com/syncpoint/syncpoint/console"
 	"github.com/syncpoint/syncpoint/feed"
 	"github.com/syncpoint/syncpoint/httpapi"
 	"github.com/syncpoint/syncpoint/httpsync"
@@ -459,10 +460,16 @@ func New(cfg Config) (_ *Server, err error) {
 		Ready:          s.ready,
 		Backup:         s.backup(),
 		DeviceRoutes:   deviceRoutes,
+		Tail:           s.events.Tail,
 	})
 	s.api.Register(s.mux)
 	s.mux.Handle("GET /v1/connect", httpapi.JSONErrors(&ws.Handler{Hub: s.hub, Logger: s.logger, MaxFrameBytes: int64(cfg.MaxFrameBytes)}))
 	s.mux.Handle("GET /v1/events", s.events)
+	con, err := console.New()
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	con.Register(s.mux)
 
 	s.http = &http.Server{
 		Handler:           httpapi.Canonical(s.mux),
