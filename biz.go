@@ -123,48 +123,49 @@ func ValidateConfiguredBizName(name string) error {
 	return nil
 }
 
-// Validate returns an *Error with CodeInvalid naming the first bad field.
+// Validate returns an *Error with CodeInvalid naming the first bad field,
+// in its message and in its Field.
 func (b *Biz) Validate() error {
 	if err := ValidateConfiguredBizName(b.Name); err != nil {
-		return err
+		return WithField(err, "name")
 	}
 	if !b.Target.Valid() {
-		return Errorf(CodeInvalid, "biz %s: target %q: want user, device, group or global", b.Name, b.Target)
+		return FieldErrorf(CodeInvalid, "target", "biz %s: target %q: want user, device, group or global", b.Name, b.Target)
 	}
 	if b.Retention <= 0 {
-		return Errorf(CodeInvalid, "biz %s: retention must be positive", b.Name)
+		return FieldErrorf(CodeInvalid, "retention", "biz %s: retention must be positive", b.Name)
 	}
 	if b.MaxBacklog < 0 {
-		return Errorf(CodeInvalid, "biz %s: max_backlog must not be negative", b.Name)
+		return FieldErrorf(CodeInvalid, "max_backlog", "biz %s: max_backlog must not be negative", b.Name)
 	}
 	if b.MaxEntryBytes < 0 || b.MaxEntryBytes > 16<<20 {
-		return Errorf(CodeInvalid, "biz %s: max_entry_bytes must be between 0 and 16 MiB", b.Name)
+		return FieldErrorf(CodeInvalid, "max_entry_bytes", "biz %s: max_entry_bytes must be between 0 and 16 MiB", b.Name)
 	}
 	switch b.Conflict {
 	case ConflictReject, ConflictServerOrder, ConflictMerge:
 	default:
-		return Errorf(CodeInvalid, "biz %s: conflict %q: want reject, server_order or merge", b.Name, b.Conflict)
+		return FieldErrorf(CodeInvalid, "conflict", "biz %s: conflict %q: want reject, server_order or merge", b.Name, b.Conflict)
 	}
 	if !b.MultiDevice && b.Target != TargetUser {
-		return Errorf(CodeInvalid, "biz %s: multi_device: false applies only to user bizzes", b.Name)
+		return FieldErrorf(CodeInvalid, "multi_device", "biz %s: multi_device: false applies only to user bizzes", b.Name)
 	}
 	if b.Writable && !b.Persistent {
-		return Errorf(CodeInvalid, "biz %s: a writable biz must be persistent", b.Name)
+		return FieldErrorf(CodeInvalid, "persistent", "biz %s: a writable biz must be persistent", b.Name)
 	}
 	if w := b.Webhook; w != nil {
 		if !b.Writable {
-			return Errorf(CodeInvalid, "biz %s: webhook applies only to writable bizzes", b.Name)
+			return FieldErrorf(CodeInvalid, "webhook", "biz %s: webhook applies only to writable bizzes", b.Name)
 		}
 		for _, u := range []struct{ name, v string }{{"validate_url", w.ValidateURL}, {"notify_url", w.NotifyURL}} {
 			if u.v == "" {
 				continue
 			}
 			if parsed, err := url.Parse(u.v); err != nil || (parsed.Scheme != "http" && parsed.Scheme != "https") || parsed.Host == "" {
-				return Errorf(CodeInvalid, "biz %s: webhook %s %q: want an http or https URL", b.Name, u.name, u.v)
+				return FieldErrorf(CodeInvalid, "webhook."+u.name, "biz %s: webhook %s %q: want an http or https URL", b.Name, u.name, u.v)
 			}
 		}
 		if w.Timeout < 0 {
-			return Errorf(CodeInvalid, "biz %s: webhook timeout must not be negative", b.Name)
+			return FieldErrorf(CodeInvalid, "webhook.timeout", "biz %s: webhook timeout must not be negative", b.Name)
 		}
 	}
 	return nil

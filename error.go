@@ -71,6 +71,10 @@ type Error struct {
 	// Seq, with CodeIdempotencyMismatch, is the seq of the entry that the
 	// idempotency key already names.
 	Seq uint64 `json:"seq,omitempty"`
+	// Field, when set, names the request field that is wrong, as its JSON
+	// name ("max_backlog", "webhook.timeout"), so that a form can show the
+	// message beside it.
+	Field string `json:"field,omitempty"`
 }
 
 // Error implements error.
@@ -79,6 +83,23 @@ func (e *Error) Error() string { return string(e.Code) + ": " + e.Message }
 // Errorf returns an *Error with the code and a formatted message.
 func Errorf(code ErrorCode, format string, args ...any) *Error {
 	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// FieldErrorf returns an *Error with the code, the name of the field it is
+// about and a formatted message.
+func FieldErrorf(code ErrorCode, field, format string, args ...any) *Error {
+	return &Error{Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
+}
+
+// WithField returns err with Field set to field when err is an *Error
+// (a copy: err itself is not changed), else err.
+func WithField(err error, field string) error {
+	if e, ok := err.(*Error); ok {
+		c := *e
+		c.Field = field
+		return &c
+	}
+	return err
 }
 
 // Code returns the code of the first *Error in err's chain, else that of a

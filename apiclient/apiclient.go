@@ -52,7 +52,7 @@ type PublishRequest struct {
 // limit, a ttl over its retention, more targets than the server takes.
 func (r *PublishRequest) Check() (targets []syncpoint.Target, ttl time.Duration, err error) {
 	if err := syncpoint.ValidateBizName(r.Biz); err != nil {
-		return nil, 0, err
+		return nil, 0, syncpoint.WithField(err, "biz")
 	}
 	n := len(r.Users) + len(r.Devices) + len(r.Groups)
 	if r.Global {
@@ -63,13 +63,14 @@ func (r *PublishRequest) Check() (targets []syncpoint.Target, ttl time.Duration,
 	}
 	targets = make([]syncpoint.Target, 0, n)
 	for _, l := range []struct {
-		kind syncpoint.TargetKind
-		ids  []string
-	}{{syncpoint.TargetUser, r.Users}, {syncpoint.TargetDevice, r.Devices}, {syncpoint.TargetGroup, r.Groups}} {
+		kind  syncpoint.TargetKind
+		field string
+		ids   []string
+	}{{syncpoint.TargetUser, "users", r.Users}, {syncpoint.TargetDevice, "devices", r.Devices}, {syncpoint.TargetGroup, "groups", r.Groups}} {
 		for _, id := range l.ids {
 			t := syncpoint.Target{Kind: l.kind, ID: id}
 			if err := t.Validate(); err != nil {
-				return nil, 0, err
+				return nil, 0, syncpoint.WithField(err, l.field)
 			}
 			targets = append(targets, t)
 		}
@@ -80,7 +81,7 @@ func (r *PublishRequest) Check() (targets []syncpoint.Target, ttl time.Duration,
 	if r.TTL != "" {
 		d, err := time.ParseDuration(r.TTL)
 		if err != nil || d <= 0 {
-			return nil, 0, syncpoint.Errorf(syncpoint.CodeInvalid, "ttl %q: want a positive duration such as 90s or 24h", r.TTL)
+			return nil, 0, syncpoint.FieldErrorf(syncpoint.CodeInvalid, "ttl", "ttl %q: want a positive duration such as 90s or 24h", r.TTL)
 		}
 		ttl = d
 	}

@@ -123,6 +123,10 @@ type Stream struct {
 	rr      int // where the next read starts, for fairness
 	watch   bool
 	users   []syncpoint.Channel // user positions held in feed.users
+	// observer is an operator's stream (Observe): no device, no sync
+	// points, no conditions; head starts it at the channel's last seq.
+	observer bool
+	head     bool
 
 	notify  chan struct{}
 	revoked chan struct{}
@@ -321,9 +325,15 @@ func (s *Stream) Start(ctx context.Context) ([]Status, error) {
 			return nil, fmt.Errorf("channel info %s: %w", c.Channel, err)
 		}
 		pos := s.start[c.Channel]
+		switch {
+		case s.head:
+			pos = syncpoint.Position{Epoch: info.Epoch, Seq: info.LastSeq}
+		case s.observer && pos.Epoch == "":
+			pos.Epoch = info.Epoch
+		}
 		status, from := info.Check(pos)
 		c.Epoch, c.Seq, c.Behind, c.Last = info.Epoch, from, info.LastSeq > from, info.LastSeq
-		if status == syncpoint.StatusOK && pos.Seq > 0 {
+		if status == syncpoint.StatusOK && pos.Seq > 0 && !s.observer {
 			f.record(s.id.DeviceID, c.Channel, false, pos)
 		}
 		out = append(out, Status{Cursor: c, Status: status, Info: info, From: from, Position: pos})
@@ -384,8 +394,9 @@ func (s *Stream) Left() uint64 {
 	return n
 }
 
-// Wanted applies expiry and the entry's conditions to this device.
-func (s *Stream) Wanted(e *syncpoint.Entry, now time.Time) bool { return Wanted(s.id, e, now) }
+// Wanted applies expiry and the entry's conditions to this device; an
+// observer's stream applies expiry only.
+func (s *Stream) Wanted(e *syncpoint.Entry, now time.Time) bool { return s.wanted(e, now) }
 
 // Wanted applies expiry and the entry's conditions to the device id names,
 // for a caller without a stream (the HTTP acks, which skip what a device
@@ -401,7 +412,7 @@ func Wanted(id syncpoint.Identity, e *syncpoint.Entry, now time.Time) bool {
 // The caller vouches that p was delivered on this stream (the hub caps an
 // ack at what it pushed).
 func (s *Stream) Confirm(c *Cursor, p syncpoint.Position) {
-	if c.Ephemeral || p.Seq == 0 {
+	if c.Ephemeral || p.Seq == 0 || s.observer {
 		return
 	}
 	s.feed.record(s.id.DeviceID, c.Channel, c.Single, p)
@@ -410,6 +421,9 @@ func (s *Stream) Confirm(c *Cursor, p syncpoint.Position) {
 // SaveLastSeen stores the device with now as its last-seen time, for a
 // surface that held the stream open a while.
 func (s *Stream) SaveLastSeen(ctx context.Context) error {
+	if s.observer {
+		return nil
+	}
 	return SaveDevice(ctx, s.feed.store, s.id, s.feed.clock.Now())
 }
 

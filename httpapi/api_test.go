@@ -532,6 +532,33 @@ func TestBizzes(t *testing.T) {
 	wantError(t, ts.do(t, "POST", "/v1/publish", `{"biz":"posts","groups":["g1"]}`, testKey), 404, "not_found", "")
 }
 
+// TestBizErrorField checks that a bad biz setting names its field, for a
+// form to show the message beside it.
+func TestBizErrorField(t *testing.T) {
+	ts := MustStartServer(t)
+	for body, field := range map[string]string{
+		`{"target":"planet"}`:                                                    "target",
+		`{"target":"group","max_backlog":-1}`:                                    "max_backlog",
+		`{"target":"group","max_backlog":"ten"}`:                                 "max_backlog",
+		`{"target":"group","colour":1}`:                                          "colour",
+		`{"target":"group","conflict":"coin"}`:                                   "conflict",
+		`{"target":"group","multi_device":false}`:                                "multi_device",
+		`{"target":"group","name":"other"}`:                                      "name",
+		`{"target":"user","writable":true,"webhook":{"validate_url":"ftp://x"}}`: "webhook.validate_url",
+	} {
+		r := ts.do(t, "PUT", "/v1/bizzes/posts", body, testKey)
+		var e struct {
+			Error struct{ Code, Field string } `json:"error"`
+		}
+		if err := json.Unmarshal(r.body, &e); err != nil {
+			t.Fatal(err)
+		}
+		if r.status != 422 || e.Error.Field != field {
+			t.Errorf("PUT %s: %d %s, want 422 with field %q", body, r.status, r.body, field)
+		}
+	}
+}
+
 // TestBizSecretNeverShown checks every answer that shows a biz: the
 // webhook's secret stays out, secret_set says whether there is one, and an
 // update that gives no secret keeps it.
@@ -783,4 +810,15 @@ func checkAppendString(t *testing.T, s string) {
 	if got != want {
 		t.Fatalf("appendString(%q) decodes to %q, encoding/json gives %q", s, got, want)
 	}
+}
+
+// TestTailChecksFirst checks that a channel tail is refused by the API, in
+// its own shape, before any stream: without the key, for an unknown biz or a
+// target of the wrong kind, and with no tail configured.
+func TestTailChecksFirst(t *testing.T) {
+	ts := MustStartServer(t)
+	wantError(t, ts.do(t, "GET", "/v1/channels/chat/user:u1/events", "", ""), 401, "unauthorized", "")
+	wantError(t, ts.do(t, "GET", "/v1/channels/nope/user:u1/events", "", testKey), 404, "not_found", `unknown biz "nope"`)
+	wantError(t, ts.do(t, "GET", "/v1/channels/chat/global/events", "", testKey), 422, "invalid", "takes user targets")
+	wantError(t, ts.do(t, "GET", "/v1/channels/chat/user:u1/events", "", testKey), 503, "unavailable", "no channel tail")
 }

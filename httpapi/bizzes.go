@@ -80,7 +80,7 @@ func (s *Server) handleGetBiz(w http.ResponseWriter, r *http.Request) error {
 func (s *Server) handlePutBiz(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("name")
 	if err := syncpoint.ValidateBizName(name); err != nil {
-		return err
+		return syncpoint.WithField(err, "name")
 	}
 	body, done, err := s.readBody(w, r)
 	if err != nil {
@@ -97,7 +97,7 @@ func (s *Server) handlePutBiz(w http.ResponseWriter, r *http.Request) error {
 	}
 	b := syncpoint.Biz(in.bizBody)
 	if b.Name != "" && b.Name != name {
-		return syncpoint.Errorf(syncpoint.CodeInvalid, "name %q in the body differs from %q in the path", b.Name, name)
+		return syncpoint.FieldErrorf(syncpoint.CodeInvalid, "name", "name %q in the body differs from %q in the path", b.Name, name)
 	}
 	b.Name = name
 	old, existed := s.registry.Get(name)

@@ -134,6 +134,19 @@ func (s *Server) handleResetChannel(w http.ResponseWriter, r *http.Request) erro
 	return nil
 }
 
+// handleTailChannel streams the channel's new entries as Server-Sent
+// Events, for an operator holding the API key (the console's live tail).
+func (s *Server) handleTailChannel(w http.ResponseWriter, r *http.Request) error {
+	ch, err := s.channelOf(r)
+	if err != nil {
+		return err
+	}
+	if s.tail == nil {
+		return syncpoint.Errorf(syncpoint.CodeUnavailable, "this server has no channel tail")
+	}
+	return s.tail(w, r, ch)
+}
+
 // uintParam parses an optional non-negative query parameter; max 0 means
 // no maximum.
 func uintParam(v, name string, def, max uint64) (uint64, error) {

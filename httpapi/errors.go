@@ -57,7 +57,7 @@ func clientError(err error) syncpoint.Error {
 	}
 	ce := syncpoint.Error{Code: code, Message: msg}
 	if e := (*syncpoint.Error)(nil); errors.As(err, &e) {
-		ce.Seq = e.Seq
+		ce.Seq, ce.Field = e.Seq, e.Field
 	}
 	return ce
 }

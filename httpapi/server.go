@@ -1,7 +1,8 @@
-// Package httpapi serves the business API: publishing, reading channels,
-// managing bizzes, inspecting devices, minting and revoking access tokens,
-// and the health and metrics endpoints; and one device route, reconcile by
-// manifest (POST /v1/sync/reconcile), which a device token opens.
+// Package httpapi serves the business API: publishing, reading and tailing
+// channels (the tail's stream is the sse package's), managing bizzes,
+// inspecting devices, minting and revoking access tokens, and the health and
+// metrics endpoints; and one device route, reconcile by manifest (POST
+// /v1/sync/reconcile), which a device token opens.
 // Every error leaves through one table that maps syncpoint error codes to
 // HTTP status; docs/openapi.yaml describes the routes.
 package httpapi
@@ -87,6 +88,10 @@ type Config struct {
 	// DeviceTokens verifies the device tokens of the device routes (POST
 	// /v1/sync/reconcile); nil refuses them all.
 	DeviceTokens Verifier
+	// Tail serves GET /v1/channels/{biz}/{target}/events, an operator's
+	// live tail of a channel, once the API key and the channel are checked
+	// (the server gives sse.Handler.Tail); nil answers 503.
+	Tail func(w http.ResponseWriter, r *http.Request, ch syncpoint.Channel) error
 }
 
 // Verifier checks a device token, JWT or opaque, as every device surface
@@ -125,6 +130,7 @@ type Server struct {
 	backup         func(context.Context, io.Writer) error
 	onRevoke       func(string)
 	devices        Verifier
+	tail           func(http.ResponseWriter, *http.Request, syncpoint.Channel) error
 	keyHash        [sha256.Size]byte
 	keySet         bool
 	metrics        *apiMetrics // nil: no metrics
@@ -160,6 +166,7 @@ func New(cfg Config) *Server {
 		backup:      cfg.Backup,
 		onRevoke:    cfg.OnTokenRevoked,
 		devices:     cfg.DeviceTokens,
+		tail:        cfg.Tail,
 	}
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
@@ -201,6 +208,7 @@ func New(cfg Config) *Server {
 		{"POST", "/v1/publish/batch", true, s.handlePublishBatch},
 		{"GET", "/v1/channels/{biz}/{target}", true, s.handleReadChannel},
 		{"DELETE", "/v1/channels/{biz}/{target}", true, s.handleResetChannel},
+		{"GET", "/v1/channels/{biz}/{target}/events", true, s.handleTailChannel},
 		{"GET", "/v1/bizzes", true, s.handleListBizzes},
 		{"GET", "/v1/bizzes/{name}", true, s.handleGetBiz},
 		{"PUT", "/v1/bizzes/{name}", true, s.handlePutBiz},

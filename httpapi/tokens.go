@@ -68,19 +68,19 @@ func decodeTokenInput(body []byte) (tokenInput, time.Duration, error) {
 		return tokenInput{}, 0, err
 	}
 	if err := syncpoint.ValidateID("user", in.User); err != nil {
-		return tokenInput{}, 0, err
+		return tokenInput{}, 0, syncpoint.WithField(err, "user")
 	}
 	if err := syncpoint.ValidateGroups(in.Groups); err != nil {
-		return tokenInput{}, 0, err
+		return tokenInput{}, 0, syncpoint.WithField(err, "groups")
 	}
 	if err := syncpoint.ValidateTokenLabel(in.Label); err != nil {
-		return tokenInput{}, 0, err
+		return tokenInput{}, 0, syncpoint.WithField(err, "label")
 	}
 	ttl := DefaultTokenTTL
 	if in.TTL != "" {
 		d, err := time.ParseDuration(in.TTL)
 		if err != nil || d < MinTokenTTL || d > MaxTokenTTL {
-			return tokenInput{}, 0, syncpoint.Errorf(syncpoint.CodeInvalid, "ttl %q: want a duration from %s to %s, such as 24h (the default is %s)", clip(in.TTL), MinTokenTTL, MaxTokenTTL, DefaultTokenTTL)
+			return tokenInput{}, 0, syncpoint.FieldErrorf(syncpoint.CodeInvalid, "ttl", "ttl %q: want a duration from %s to %s, such as 24h (the default is %s)", clip(in.TTL), MinTokenTTL, MaxTokenTTL, DefaultTokenTTL)
 		}
 		ttl = d
 	}
@@ -105,7 +105,7 @@ func (s *Server) handleMintToken(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("tokens of %s: %w", in.User, err)
 	}
 	if len(held) >= MaxTokensPerUser {
-		return syncpoint.Errorf(syncpoint.CodeInvalid, "user %s holds %d tokens, the most one user may; revoke one first", in.User, len(held))
+		return syncpoint.FieldErrorf(syncpoint.CodeInvalid, "user", "user %s holds %d tokens, the most one user may; revoke one first", in.User, len(held))
 	}
 	tok, secret, err := auth.MintOpaque(in.User, in.Groups, in.Label, s.clock.Now().UTC().Truncate(time.Millisecond), ttl)
 	if err != nil {

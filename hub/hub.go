@@ -420,7 +420,10 @@ type metrics struct {
 	sessions      prometheus.Gauge
 	pushes        prometheus.Counter
 	pushedEntries prometheus.Counter
-	disconnects   *prometheus.CounterVec
+	// pushLag is how old each entry is when pushed: the delivery lag the
+	// console's overview shows.
+	pushLag     prometheus.Histogram
+	disconnects *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -428,10 +431,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		sessions:      prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncpoint_sessions", Help: "Device sessions on this node."}),
 		pushes:        prometheus.NewCounter(prometheus.CounterOpts{Name: "syncpoint_pushes_total", Help: "Push frames sent to devices."}),
 		pushedEntries: prometheus.NewCounter(prometheus.CounterOpts{Name: "syncpoint_pushed_entries_total", Help: "Entries sent to devices."}),
-		disconnects:   prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syncpoint_disconnects_total", Help: "Sessions ended, by close code."}, []string{"code"}),
+		pushLag: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "syncpoint_push_lag_seconds",
+			Help:    "Age of each entry when it was pushed to a device: from its publish to its push, backlog included.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 11), // 1ms to about 17 minutes
+		}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "syncpoint_disconnects_total", Help: "Sessions ended, by close code."}, []string{"code"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.sessions, m.pushes, m.pushedEntries, m.disconnects)
+		reg.MustRegister(m.sessions, m.pushes, m.pushedEntries, m.pushLag, m.disconnects)
 	}
 	return m
 }

@@ -634,6 +634,12 @@ func (s *session) pushed(p *pushBuilder) {
 	h := s.hub
 	h.metrics.pushes.Inc()
 	h.metrics.pushedEntries.Add(float64(len(p.push.Entries)))
+	now := h.cfg.Clock.Now()
+	for i := range p.push.Entries {
+		if at := p.push.Entries[i].CreatedAt; !at.IsZero() {
+			h.metrics.pushLag.Observe(max(now.Sub(at).Seconds(), 0))
+		}
+	}
 	s.mu.Lock()
 	for _, cs := range p.moved {
 		cs.pushed = cs.cur.Position()

@@ -35,6 +35,7 @@ import (
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/auth"
+	"github.com/syncpoint/syncpoint/console"
 	"github.com/syncpoint/syncpoint/feed"
 	"github.com/syncpoint/syncpoint/httpapi"
 	"github.com/syncpoint/syncpoint/httpsync"
@@ -473,10 +474,16 @@ func New(cfg Config) (_ *Server, err error) {
 		Ready:          s.ready,
 		Backup:         s.backup(),
 		DeviceRoutes:   deviceRoutes,
+		Tail:           s.events.Tail,
 	})
 	s.api.Register(s.mux)
 	s.mux.Handle("GET /v1/connect", httpapi.JSONErrors(&ws.Handler{Hub: s.hub, Logger: s.logger, MaxFrameBytes: int64(cfg.MaxFrameBytes), OriginPatterns: cfg.AllowedOrigins}))
 	s.mux.Handle("GET /v1/events", s.events)
+	con, err := console.New()
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	con.Register(s.mux)
 	// Browser pages on the allowed origins may call the HTTP device
 	// endpoints; the WebSocket endpoint checks origins itself.
 	handler := httpapi.CORS(cfg.AllowedOrigins, append(s.api.DevicePaths(), "/v1/events"), s.mux)

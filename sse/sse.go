@@ -17,6 +17,9 @@
 // of its backlog. A stream whose writes stall for WriteTimeout, or whose
 // queue of non-persistent entries overflows, is closed, and resumes by
 // Last-Event-ID. docs/http-sync-sse.md is the reference for clients.
+//
+// Tail serves the business API's tail of one channel with the same events,
+// for an operator rather than a device (tail.go).
 package sse
 
 import (
@@ -82,6 +85,7 @@ type Handler struct {
 	log     *slog.Logger
 	clock   clock.Clock
 	streams prometheus.Gauge
+	tails   prometheus.Gauge
 	events  prometheus.Counter
 
 	closing   chan struct{}
@@ -126,10 +130,11 @@ func New(cfg Config) (*Handler, error) {
 		closing: make(chan struct{}),
 		online:  make(map[string]int),
 		streams: prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncpoint_sse_streams", Help: "Server-Sent Event streams open on this node."}),
+		tails:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "syncpoint_sse_tails", Help: "Operators' tails of a channel (GET /v1/channels/{biz}/{target}/events) open on this node."}),
 		events:  prometheus.NewCounter(prometheus.CounterOpts{Name: "syncpoint_sse_events_total", Help: "Server-Sent Events sent (entries, resets, gaps and closes)."}),
 	}
 	if cfg.Registerer != nil {
-		cfg.Registerer.MustRegister(h.streams, h.events)
+		cfg.Registerer.MustRegister(h.streams, h.tails, h.events)
 	}
 	return h, nil
 }
@@ -351,6 +356,9 @@ type stream struct {
 	resumed  bool
 	hashes   []chanHash           // per cursor
 	pos      []syncpoint.Position // per cursor: what the client has been sent
+	// tail is an operator's tail of one channel (Tail): its ids are the
+	// channel's plain position, as the API key reads every channel.
+	tail bool
 
 	w       http.ResponseWriter
 	rc      *http.ResponseController
@@ -394,7 +402,12 @@ func (st *stream) Moved(c *feed.Cursor) { st.pos[c.Index] = c.Position() }
 // event appends one event to the batch, with the id of the positions as
 // they now stand when withID.
 func (st *stream) event(typ string, data []byte, withID bool) {
-	if withID {
+	switch {
+	case withID && st.tail:
+		if p := st.pos[0]; p.Epoch != "" {
+			st.buf = appendTailID(st.buf, p)
+		}
+	case withID:
 		st.buf = append(st.buf, "id: "...)
 		st.buf = st.codec.appendID(st.buf, st.hashes, st.pos)
 		st.buf = append(st.buf, '\n')
@@ -434,6 +447,9 @@ func (st *stream) flush() error {
 }
 
 func (st *stream) attrs(more ...any) []any {
+	if st.tail {
+		return append([]any{"tail", st.s.Cursors()[0].Name}, more...)
+	}
 	return append([]any{"device", st.id.DeviceID, "user", st.id.UserID}, more...)
 }
 

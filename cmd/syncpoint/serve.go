@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/syncpoint/syncpoint/console"
 	"github.com/syncpoint/syncpoint/httpapi"
 	"github.com/syncpoint/syncpoint/httpsync"
 	"github.com/syncpoint/syncpoint/hub"
@@ -192,6 +193,7 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 	if info.TCP != "" {
 		logger.Info("listening for device connections on tcp://"+info.TCP, "tls", f.tlsCert != "")
 	}
+	logger.Info("admin console at " + srv.URL() + console.Prefix + "; sign in with the API key")
 
 	stopReload := reloadOnHangup(srv, logger)
 	err = srv.Run(cmd.Context())

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 
 	"github.com/syncpoint/syncpoint"
@@ -21,6 +22,12 @@ func Decode(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		var typ *json.UnmarshalTypeError
+		if errors.As(err, &typ) {
+			// The path names embedded structs by their Go type; a client
+			// knows only the JSON names.
+			typ.Field = jsonPath(reflect.TypeOf(v), typ.Field)
+		}
 		return Error(err)
 	}
 	var extra json.RawMessage
@@ -55,13 +62,45 @@ func Error(err error) error {
 		if field == "" {
 			return syncpoint.Errorf(syncpoint.CodeInvalid, "the body is a JSON %s; want an object", typ.Value)
 		}
-		return syncpoint.Errorf(syncpoint.CodeInvalid, "%s: want %s, got a JSON %s", field, typeName(typ.Type.String()), typ.Value)
+		return syncpoint.FieldErrorf(syncpoint.CodeInvalid, field, "%s: want %s, got a JSON %s", field, typeName(typ.Type.String()), typ.Value)
 	}
 	msg := err.Error()
 	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
-		return syncpoint.Errorf(syncpoint.CodeInvalid, "unknown field %s", f)
+		return syncpoint.FieldErrorf(syncpoint.CodeInvalid, strings.Trim(f, `"`), "unknown field %s", f)
 	}
 	return syncpoint.Errorf(syncpoint.CodeMalformed, "invalid JSON: %s", strings.TrimPrefix(msg, "json: "))
+}
+
+// jsonPath drops from a decoder's dotted field path the names of the
+// embedded structs of t, whose fields JSON sees as the outer struct's.
+func jsonPath(t reflect.Type, path string) string {
+	var out []string
+	for seg := range strings.SplitSeq(path, ".") {
+		for t != nil && (t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice || t.Kind() == reflect.Array || t.Kind() == reflect.Map) {
+			t = t.Elem()
+		}
+		if t == nil || t.Kind() != reflect.Struct {
+			out, t = append(out, seg), nil
+			continue
+		}
+		if f, ok := t.FieldByName(seg); ok && f.Anonymous && f.Tag.Get("json") == "" {
+			t = f.Type
+			continue
+		}
+		out, t = append(out, seg), fieldType(t, seg)
+	}
+	return strings.Join(out, ".")
+}
+
+// fieldType is the type of t's field whose JSON name is name, or nil.
+func fieldType(t reflect.Type, name string) reflect.Type {
+	for _, f := range reflect.VisibleFields(t) {
+		tag, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if tag == name || (tag == "" && f.Name == name) {
+			return f.Type
+		}
+	}
+	return nil
 }
 
 // typeName says a Go type the way a JSON user would.

@@ -31,3 +31,28 @@ func TestDecode(t *testing.T) {
 		}
 	}
 }
+
+func TestErrorField(t *testing.T) {
+	type inner struct {
+		Limit int `json:"limit"`
+	}
+	type base struct {
+		Size int `json:"size"`
+	}
+	type body struct {
+		base
+		Inner *inner `json:"inner"`
+	}
+	for in, field := range map[string]string{
+		`{"size": "big"}`:           "size",
+		`{"inner": {"limit": "x"}}`: "inner.limit",
+		`{"colour": 1}`:             "colour",
+	} {
+		var b body
+		err := Decode([]byte(in), &b)
+		e, ok := err.(*syncpoint.Error)
+		if !ok || e.Field != field {
+			t.Errorf("Decode(%s) = %#v, want field %q", in, err, field)
+		}
+	}
+}
