@@ -69,15 +69,22 @@ func (c *Chaos) steps() func() Step {
 	}
 	return func() Step {
 		s := Step{Lasts: every/2 + time.Duration(rng.Int64N(int64(every)))}
+		halfOpen := false
 		for range c.Proxies {
 			var fs []Fault
 			if rng.Float64() >= c.Calm {
 				n := 1 + rng.IntN(most)
 				for _, i := range rng.Perm(len(kinds))[:min(n, len(kinds))] {
-					fs = append(fs, draw(rng, kinds[i], maxCut))
+					f := draw(rng, kinds[i], maxCut)
+					halfOpen = halfOpen || f.Kind == HalfOpen
+					fs = append(fs, f)
 				}
 			}
 			s.Faults = append(s.Faults, fs)
+		}
+		if halfOpen {
+			// Long enough, at times, for heartbeats to find the silence.
+			s.Lasts += 2*every + time.Duration(rng.Int64N(3*int64(every)))
 		}
 		return s
 	}
@@ -85,7 +92,7 @@ func (c *Chaos) steps() func() Step {
 
 // draw picks the settings of one fault of kind k.
 func draw(rng *rand.Rand, k Kind, maxCut int64) Fault {
-	f := Fault{Kind: k, Upstream: rng.IntN(2) == 0}
+	f := Fault{Kind: k, Upstream: rng.IntN(2) == 0, Seed: rng.Uint64()}
 	ms := func(lo, hi int64) time.Duration { return time.Duration(lo+rng.Int64N(hi-lo+1)) * time.Millisecond }
 	switch k {
 	case Latency:
@@ -95,7 +102,6 @@ func draw(rng *rand.Rand, k Kind, maxCut int64) Fault {
 		f.RateKBs = 8 + rng.Int64N(256)
 	case Cut:
 		f.MaxBytes = 1 + rng.Int64N(maxCut)
-		f.Seed = rng.Uint64()
 	case SlowClose:
 		f.Delay = ms(50, 2000)
 	case Reset:
@@ -117,7 +123,7 @@ func (c *Chaos) Plan(n int) []Step {
 }
 
 // Run takes steps until ctx is done, then heals every proxy. It returns
-// the steps taken, and the first fault toxiproxy refused (the steps go on
+// the steps taken, and the first fault a proxy refused (the steps go on
 // without it); each proxy's Injected counts what went in.
 func (c *Chaos) Run(ctx context.Context) ([]Step, error) {
 	next := c.steps()
@@ -131,11 +137,8 @@ func (c *Chaos) Run(ctx context.Context) ([]Step, error) {
 	for ctx.Err() == nil {
 		s := next()
 		for i, p := range c.Proxies {
-			p.Heal()
-			for _, f := range s.Faults[i] {
-				if err := p.Inject(f); err != nil && first == nil {
-					first = err
-				}
+			if err := p.Set(s.Faults[i]); err != nil && first == nil {
+				first = err
 			}
 		}
 		done = append(done, s)

@@ -2,33 +2,30 @@
 // server, in the test's own process, and changes its faults on a seeded
 // schedule.
 //
-// The proxy is toxiproxy's (github.com/Shopify/toxiproxy/v2), run without
-// its HTTP API. The faults are latency with jitter, bandwidth limits,
-// connections cut after a random number of bytes (so mid-frame), half-open
-// connections that silently drop what is sent, slow closes, resets and
-// data sliced into small packets. A Chaos draws which faults, their
-// settings and how long each lasts from one seed, so a failing run can be
-// replayed with the same schedule; what the operating system does with
-// the timing (which frame a cut lands in) still varies from run to run.
+// The faults are latency with jitter, bandwidth limits, connections cut
+// after a random number of bytes (so mid-frame), half-open connections
+// that silently drop what is sent, slow closes, resets (a TCP RST, with
+// SO_LINGER 0) and data sliced into small packets. A Chaos draws which
+// faults, their settings, how long each set lasts, and the per-connection
+// draws (where a cut falls, each chunk's jitter) from one seed, so a
+// failing run can be replayed with the same schedule; what the operating
+// system does with the timing (which frame a cut lands in) still varies.
 //
-// toxiproxy sets SO_LINGER 0 only on connections opened while a reset
-// fault is in place, so those end with a TCP RST; a reset fault added to
-// an open connection ends it with a FIN, dropping what was in flight.
+// The proxy is this package's own. toxiproxy v2.5.0, run in-process, was
+// tried first: changing its toxics while connections carry data
+// deadlocks it (RemoveToxic waits for a toxic blocked sending to a link
+// whose writer is gone, holding the lock new connections need), and a
+// schedule that changes faults every second under load hit that within
+// seconds.
 package faultnet
 
 import (
-	"context"
-	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"strings"
+	"net"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	toxiproxy "github.com/Shopify/toxiproxy/v2"
-	"github.com/Shopify/toxiproxy/v2/stream"
-	"github.com/Shopify/toxiproxy/v2/toxics"
-	"github.com/rs/zerolog"
 )
 
 // Kind is a kind of fault.
@@ -41,7 +38,7 @@ const (
 	Cut       Kind = "cut"        // each connection closed after a random number of bytes
 	HalfOpen  Kind = "half-open"  // data silently dropped; the connection stays open
 	SlowClose Kind = "slow-close" // a close passed on only after a delay
-	Reset     Kind = "reset"      // the connection reset when data comes
+	Reset     Kind = "reset"      // the connection reset (RST) when data comes
 	Slice     Kind = "slice"      // data passed on in small packets
 )
 
@@ -58,9 +55,11 @@ type Fault struct {
 	Latency, Jitter time.Duration // Latency
 	RateKBs         int64         // Bandwidth, in KB/s
 	MaxBytes        int64         // Cut: each connection gets 1 to MaxBytes bytes
-	Seed            uint64        // Cut: draws the byte counts
 	Delay           time.Duration // SlowClose; Reset: how long after data comes
-	SliceBytes      int           // Slice: average packet size
+	SliceBytes      int           // Slice: the largest packet
+	// Seed draws what is drawn per connection or per chunk: where a cut
+	// falls, the jitter.
+	Seed uint64
 }
 
 func (f Fault) String() string {
@@ -78,97 +77,153 @@ func (f Fault) String() string {
 	case SlowClose, Reset:
 		return fmt.Sprintf("%s %s %s", f.Kind, f.Delay, dir)
 	case Slice:
-		return fmt.Sprintf("%s %dB %s", f.Kind, f.SliceBytes, dir)
+		return fmt.Sprintf("%s ≤%dB %s", f.Kind, f.SliceBytes, dir)
 	}
 	return fmt.Sprintf("%s %s", f.Kind, dir)
 }
 
-// toxic is f in toxiproxy's terms.
-func (f Fault) toxic() (typ string, attrs any) {
-	ms := func(d time.Duration) int64 { return d.Milliseconds() }
-	switch f.Kind {
-	case Latency:
-		return "latency", map[string]int64{"latency": ms(f.Latency), "jitter": ms(f.Jitter)}
-	case Bandwidth:
-		return "bandwidth", map[string]int64{"rate": max(f.RateKBs, 1)}
-	case Cut:
-		return cutType, map[string]any{"max_bytes": max(f.MaxBytes, 1), "seed": f.Seed}
-	case HalfOpen:
-		return "timeout", map[string]int64{"timeout": 0}
-	case SlowClose:
-		return "slow_close", map[string]int64{"delay": ms(f.Delay)}
-	case Reset:
-		return "reset_peer", map[string]int64{"timeout": ms(f.Delay)}
-	case Slice:
-		n := max(f.SliceBytes, 2)
-		return "slicer", map[string]int{"average_size": n, "size_variation": n / 2, "delay": 50}
+// fault is an injected Fault with its own draws.
+type fault struct {
+	Fault
+	mu  sync.Mutex
+	rng *rand.Rand
+}
+
+func (f *fault) int64N(n int64) int64 {
+	if n <= 0 {
+		return 0
 	}
-	return "noop", struct{}{}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.rng.Int64N(n)
 }
 
 // Proxy forwards TCP connections to one upstream address, through the
 // faults injected into it. It is safe for concurrent use.
 type Proxy struct {
-	p *toxiproxy.Proxy
+	ln       net.Listener
+	upstream string
+	faults   atomic.Pointer[[]*fault]
+	done     chan struct{}
+	wg       sync.WaitGroup
 
 	mu       sync.Mutex
-	next     int
-	active   []string
+	conns    map[*conn]struct{}
 	injected map[Kind]int
+	closed   bool
 }
 
 // Listen starts a proxy on a free loopback port in front of upstream.
 // Each connection made to it dials upstream afresh.
 func Listen(upstream string) (*Proxy, error) {
-	srv := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
-	p := toxiproxy.NewProxy(srv, "faultnet", "127.0.0.1:0", upstream)
-	if err := p.Start(); err != nil {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
 		return nil, fmt.Errorf("faultnet: listen: %w", err)
 	}
-	return &Proxy{p: p, injected: make(map[Kind]int)}, nil
+	p := &Proxy{ln: ln, upstream: upstream, done: make(chan struct{}), conns: make(map[*conn]struct{}), injected: make(map[Kind]int)}
+	p.faults.Store(&[]*fault{})
+	p.wg.Go(p.accept)
+	return p, nil
 }
 
 // Addr is the proxy's host:port, for clients to dial instead of upstream.
-func (p *Proxy) Addr() string { return p.p.Listen }
+func (p *Proxy) Addr() string { return p.ln.Addr().String() }
 
 // Close stops the proxy and closes every connection through it.
-func (p *Proxy) Close() { p.p.Stop() }
+func (p *Proxy) Close() {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	close(p.done)
+	conns := make([]*conn, 0, len(p.conns))
+	for c := range p.conns {
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	p.ln.Close()
+	for _, c := range conns {
+		c.kill(false)
+	}
+	p.wg.Wait()
+}
 
-// Inject adds f to every connection, open or new, until Heal.
+// Inject adds f to every connection, open or new, until Set or Heal.
 func (p *Proxy) Inject(f Fault) error {
-	typ, attrs := f.toxic()
-	p.mu.Lock()
-	p.next++
-	name := fmt.Sprintf("f%d", p.next)
-	p.mu.Unlock()
-	dir := "downstream"
-	if f.Upstream {
-		dir = "upstream"
-	}
-	body, err := json.Marshal(map[string]any{"name": name, "type": typ, "stream": dir, "toxicity": 1, "attributes": attrs})
-	if err != nil {
-		return err
-	}
-	if _, err := p.p.Toxics.AddToxicJson(strings.NewReader(string(body))); err != nil {
-		return fmt.Errorf("faultnet: inject %s: %w", f, err)
+	if !known(f.Kind) {
+		return fmt.Errorf("faultnet: unknown fault %q", f.Kind)
 	}
 	p.mu.Lock()
-	p.active = append(p.active, name)
+	defer p.mu.Unlock()
+	cur := *p.faults.Load()
+	next := append(cur[:len(cur):len(cur)], newFault(f))
+	p.faults.Store(&next)
 	p.injected[f.Kind]++
-	p.mu.Unlock()
 	return nil
 }
 
-// Heal removes every fault. A half-open connection is closed as its fault
-// goes, as the kernel would once its retransmissions gave up.
-func (p *Proxy) Heal() {
-	p.mu.Lock()
-	names := p.active
-	p.active = nil
-	p.mu.Unlock()
-	for _, n := range names {
-		_ = p.p.Toxics.RemoveToxic(context.Background(), n)
+// Set replaces the faults with fs. Connections that had data dropped by a
+// half-open fault are closed when fs has none, as the kernel would once
+// its retransmissions gave up.
+func (p *Proxy) Set(fs []Fault) error {
+	next := make([]*fault, 0, len(fs))
+	halfOpen := false
+	for _, f := range fs {
+		if !known(f.Kind) {
+			return fmt.Errorf("faultnet: unknown fault %q", f.Kind)
+		}
+		next = append(next, newFault(f))
+		halfOpen = halfOpen || f.Kind == HalfOpen
 	}
+	p.mu.Lock()
+	p.faults.Store(&next)
+	for _, f := range fs {
+		p.injected[f.Kind]++
+	}
+	var dead []*conn
+	if !halfOpen {
+		for c := range p.conns {
+			if c.dropped.Load() {
+				dead = append(dead, c)
+			}
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range dead {
+		c.kill(false)
+	}
+	return nil
+}
+
+// Heal removes every fault; see Set.
+func (p *Proxy) Heal() { _ = p.Set(nil) }
+
+// KillAll closes every open connection at once, as a network change
+// would; with reset, each with a TCP RST.
+func (p *Proxy) KillAll(reset bool) {
+	p.mu.Lock()
+	conns := make([]*conn, 0, len(p.conns))
+	for c := range p.conns {
+		conns = append(conns, c)
+	}
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.kill(reset)
+	}
+}
+
+func known(k Kind) bool {
+	switch k {
+	case Latency, Bandwidth, Cut, HalfOpen, SlowClose, Reset, Slice:
+		return true
+	}
+	return false
+}
+
+func newFault(f Fault) *fault {
+	return &fault{Fault: f, rng: rand.New(rand.NewPCG(f.Seed, f.Seed^0x9e3779b97f4a7c15))}
 }
 
 // Injected counts the faults injected so far, by kind.
@@ -182,58 +237,228 @@ func (p *Proxy) Injected() map[Kind]int {
 	return out
 }
 
-// cutType is the toxiproxy type of the Cut fault.
-const cutType = "faultnet_cut"
-
-func init() {
-	// toxiproxy's toxics live in its one registry.
-	toxics.Register(cutType, new(cutToxic))
+// Conns is the number of connections open through the proxy.
+func (p *Proxy) Conns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
 }
 
-// cutToxic passes each connection's first n bytes and then closes it, with
-// n drawn per connection from its seed: limit_data's cut, but at a
-// different point on every connection.
-type cutToxic struct {
-	MaxBytes int64  `json:"max_bytes"`
-	Seed     uint64 `json:"seed"`
-
-	once sync.Once
-	mu   sync.Mutex
-	rng  *rand.Rand
-}
-
-type cutState struct{ left int64 }
-
-// NewState draws the byte count of a new connection.
-func (t *cutToxic) NewState() any {
-	t.once.Do(func() { t.rng = rand.New(rand.NewPCG(t.Seed, t.Seed^0x9e3779b97f4a7c15)) })
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return &cutState{left: 1 + t.rng.Int64N(max(t.MaxBytes, 1))}
-}
-
-// Pipe passes bytes until the connection's count is spent, then closes.
-func (t *cutToxic) Pipe(stub *toxics.ToxicStub) {
-	st := stub.State.(*cutState)
+func (p *Proxy) accept() {
 	for {
-		select {
-		case <-stub.Interrupt:
-			return
-		case c := <-stub.Input:
-			if c == nil {
-				stub.Close()
-				return
-			}
-			if int64(len(c.Data)) >= st.left {
-				if st.left > 0 {
-					stub.Output <- &stream.StreamChunk{Data: c.Data[:st.left], Timestamp: c.Timestamp}
-				}
-				st.left = 0
-				stub.Close()
-				return
-			}
-			st.left -= int64(len(c.Data))
-			stub.Output <- c
+		client, err := p.ln.Accept()
+		if err != nil {
+			return // closed
 		}
+		p.wg.Go(func() { p.serve(client) })
+	}
+}
+
+// conn is one client's connection and its connection upstream.
+type conn struct {
+	p              *Proxy
+	client, server *net.TCPConn
+	dead           chan struct{}
+	once           sync.Once
+	dropped        atomic.Bool // a half-open fault swallowed data
+}
+
+// kill closes both sides; with reset, as a TCP RST.
+func (c *conn) kill(reset bool) {
+	c.once.Do(func() {
+		if reset {
+			c.client.SetLinger(0)
+			c.server.SetLinger(0)
+		}
+		close(c.dead)
+		c.client.Close()
+		c.server.Close()
+	})
+}
+
+func (p *Proxy) serve(client net.Conn) {
+	up, err := net.DialTimeout("tcp", p.upstream, 5*time.Second)
+	if err != nil {
+		// As a server that is down looks from the client: refused.
+		client.(*net.TCPConn).SetLinger(0)
+		client.Close()
+		return
+	}
+	c := &conn{p: p, client: client.(*net.TCPConn), server: up.(*net.TCPConn), dead: make(chan struct{})}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		c.kill(false)
+		return
+	}
+	p.conns[c] = struct{}{}
+	p.mu.Unlock()
+	var wg sync.WaitGroup
+	wg.Go(func() { c.pump(c.client, c.server, true) })
+	wg.Go(func() { c.pump(c.server, c.client, false) })
+	wg.Wait()
+	c.kill(false)
+	p.mu.Lock()
+	delete(p.conns, c)
+	p.mu.Unlock()
+}
+
+// chunk is data read at a time.
+type chunk struct {
+	data []byte
+	at   time.Time
+}
+
+// pump carries one direction: a reader that takes data as it comes, and a
+// writer that delays, drops, limits and cuts it as the faults say. A
+// delay holds back only that direction's later data.
+func (c *conn) pump(src, dst *net.TCPConn, upstream bool) {
+	queue := make(chan chunk, 64)
+	go func() {
+		defer close(queue)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				select {
+				case queue <- chunk{data: buf[:n], at: time.Now()}:
+				case <-c.dead:
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	w := writer{c: c, dst: dst, upstream: upstream, budget: make(map[*fault]int64)}
+	for ch := range queue {
+		if !w.write(ch) {
+			c.kill(w.reset)
+			for range queue {
+			}
+			return
+		}
+	}
+	// The source closed: pass the close on, after a slow close's delay.
+	for _, f := range w.active(SlowClose) {
+		if !c.sleep(f.Delay) {
+			return
+		}
+	}
+	if err := dst.CloseWrite(); err != nil {
+		c.kill(false)
+	}
+}
+
+// writer is the writing half of one direction.
+type writer struct {
+	c        *conn
+	dst      *net.TCPConn
+	upstream bool
+	budget   map[*fault]int64 // what a Cut still lets through
+	due      time.Time        // when the last chunk was let through
+	reset    bool
+}
+
+// active returns the faults of kind k on this direction now.
+func (w *writer) active(k Kind) []*fault {
+	var out []*fault
+	for _, f := range *w.c.p.faults.Load() {
+		if f.Kind == k && f.Upstream == w.upstream {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// write passes one chunk on; false means the connection is to die.
+func (w *writer) write(ch chunk) bool {
+	data := ch.data
+	for _, f := range w.active(Reset) {
+		// Data came: reset after the delay.
+		if w.c.sleep(f.Delay) {
+			w.reset = true
+		}
+		return false
+	}
+	if len(w.active(HalfOpen)) > 0 {
+		w.c.dropped.Store(true)
+		return true
+	}
+	// Latency: each chunk leaves latency ± jitter after it came, never
+	// before the one ahead of it.
+	var delay time.Duration
+	for _, f := range w.active(Latency) {
+		d := f.Latency
+		if f.Jitter > 0 {
+			d += time.Duration(f.int64N(2*int64(f.Jitter)+1)) - f.Jitter
+		}
+		delay += max(d, 0)
+	}
+	if delay > 0 {
+		due := ch.at.Add(delay)
+		if due.Before(w.due) {
+			due = w.due
+		}
+		w.due = due
+		if !w.c.sleep(time.Until(due)) {
+			return false
+		}
+	}
+	kill := false
+	for _, f := range w.active(Cut) {
+		left, ok := w.budget[f]
+		if !ok {
+			left = 1 + f.int64N(max(f.MaxBytes, 1))
+		}
+		if int64(len(data)) >= left {
+			data, kill = data[:left], true
+		}
+		w.budget[f] = left - int64(len(data))
+	}
+	piece := len(data)
+	for _, f := range w.active(Slice) {
+		piece = min(piece, max(f.SliceBytes, 1))
+	}
+	for len(data) > 0 {
+		n := min(piece, len(data))
+		// Paced before it goes, so the last piece waits its turn too.
+		for _, f := range w.active(Bandwidth) {
+			if !w.c.sleep(time.Duration(n) * time.Second / time.Duration(max(f.RateKBs, 1)<<10)) {
+				return false
+			}
+		}
+		if _, err := w.dst.Write(data[:n]); err != nil {
+			return false
+		}
+		data = data[n:]
+		if len(data) > 0 && piece < len(ch.data) {
+			// Separate packets, not one write the kernel coalesces.
+			if !w.c.sleep(50 * time.Microsecond) {
+				return false
+			}
+		}
+	}
+	return !kill
+}
+
+// sleep waits d, or less if the connection dies; false means it died.
+func (c *conn) sleep(d time.Duration) bool {
+	if d <= 0 {
+		select {
+		case <-c.dead:
+			return false
+		default:
+			return true
+		}
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-c.dead:
+		return false
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -180,8 +181,8 @@ func TestScheduleFollowsTheSeed(t *testing.T) {
 	}
 	seen := map[Kind]bool{}
 	for _, s := range a {
-		if s.Lasts < 500*time.Millisecond || s.Lasts > 1500*time.Millisecond {
-			t.Fatalf("a step lasts %s; want 0.5s to 1.5s", s.Lasts)
+		if s.Lasts < 500*time.Millisecond || s.Lasts > 6500*time.Millisecond {
+			t.Fatalf("a step lasts %s; want 0.5s to 6.5s", s.Lasts)
 		}
 		for _, fs := range s.Faults {
 			for _, f := range fs {
@@ -207,5 +208,95 @@ func TestRunHealsAtTheEnd(t *testing.T) {
 	msg := []byte("after the storm")
 	if got, err := roundTrip(dial(t, p), msg, 10*time.Second); err != nil || !bytes.Equal(got, msg) {
 		t.Fatalf("after Run: %q, %v", got, err)
+	}
+}
+
+// A reset ends the connection with a TCP RST once data comes.
+func TestResetSendsRST(t *testing.T) {
+	p := proxy(t)
+	c := dial(t, p)
+	if err := p.Inject(Fault{Kind: Reset, Delay: 10 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte("data"))
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := c.Read(make([]byte, 10))
+	if !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read after a reset: %v; want ECONNRESET", err)
+	}
+}
+
+// A slow close holds the close back by its delay.
+func TestSlowCloseDelaysTheClose(t *testing.T) {
+	p := proxy(t)
+	if err := p.Inject(Fault{Kind: SlowClose, Delay: 300 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	c := dial(t, p)
+	if _, err := roundTrip(c, []byte("x"), 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	c.(*net.TCPConn).CloseWrite()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("read after close: %v; want EOF", err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("the close came back after %s; want at least the 300ms delay", d)
+	}
+}
+
+// A bandwidth limit of 64 KB/s takes about a second for 64 KiB.
+func TestBandwidthLimits(t *testing.T) {
+	p := proxy(t)
+	if err := p.Inject(Fault{Kind: Bandwidth, RateKBs: 64}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if _, err := roundTrip(dial(t, p), bytes.Repeat([]byte("b"), 64<<10), 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d < 800*time.Millisecond {
+		t.Fatalf("64 KiB at 64 KB/s took %s", d)
+	}
+}
+
+// Sliced data arrives whole and in order.
+func TestSliceKeepsTheBytes(t *testing.T) {
+	p := proxy(t)
+	if err := p.Inject(Fault{Kind: Slice, SliceBytes: 7}); err != nil {
+		t.Fatal(err)
+	}
+	msg := make([]byte, 5000)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	if got, err := roundTrip(dial(t, p), msg, 20*time.Second); err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("%d bytes back, %v", len(got), err)
+	}
+}
+
+// With nothing upstream, a connection to the proxy is refused at once.
+func TestUpstreamDownIsRefused(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	p, err := Listen(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c, err := net.Dial("tcp", p.Addr())
+	if err != nil {
+		return // refused before the handshake was done
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read: %v; want the connection closed", err)
 	}
 }
