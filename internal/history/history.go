@@ -290,6 +290,9 @@ type Report struct {
 	Problems []Problem
 	// What was checked.
 	Publishes, Uploads, Applied, Stored, Devices, Channels int
+	// Unanswered counts publishes and uploads whose outcome was unknown;
+	// Refused those refused; Gaps and Resets the notices devices got.
+	Unanswered, Refused, Gaps, Resets int
 }
 
 // OK reports whether no promise was broken.
@@ -308,10 +311,19 @@ func (r *Report) Count(k Kind) int {
 
 // Summary is one line of what was checked and found.
 func (r *Report) Summary() string {
-	return fmt.Sprintf("checked %d publishes, %d uploads, %d stored entries in %d channels, %d entries applied by %d devices: %d lost, %d missing, %d duplicated, %d reordered, %d double uploads, %d other problems",
-		r.Publishes, r.Uploads, r.Stored, r.Channels, r.Applied, r.Devices,
+	return fmt.Sprintf("checked %d publishes and %d uploads (%d unanswered, %d refused), %d stored entries in %d channels, %d entries applied by %d devices (%d channels with a gap, %d resets): %d lost, %d missing, %d duplicated, %d reordered, %d double uploads, %d other problems",
+		r.Publishes, r.Uploads, r.Unanswered, r.Refused, r.Stored, r.Channels, r.Applied, r.Devices, r.Gaps, r.Resets,
 		r.Count(Lost), r.Count(Missing), r.Count(Duplicate), r.Count(Reorder), r.Count(DoubleUpload),
 		len(r.Problems)-r.Count(Lost)-r.Count(Missing)-r.Count(Duplicate)-r.Count(Reorder)-r.Count(DoubleUpload))
+}
+
+func (r *Report) count(o Outcome) {
+	switch o {
+	case Unknown:
+		r.Unanswered++
+	case Refused:
+		r.Refused++
+	}
 }
 
 // String is the summary and the first problems.
@@ -390,6 +402,20 @@ func (h *History) Check(server []Channel) *Report {
 	}
 	add := func(p Problem) { r.Problems = append(r.Problems, p) }
 
+	for _, p := range h.publishes {
+		r.count(p.Outcome)
+	}
+	for _, u := range h.uploads {
+		r.count(u.Outcome)
+	}
+	for _, d := range h.devices {
+		for _, c := range d.channels {
+			r.Resets += len(c.segments) - 1
+			if c.gap > 0 {
+				r.Gaps++
+			}
+		}
+	}
 	for _, s := range srv {
 		checkHoles(s, add)
 	}
