@@ -359,6 +359,7 @@ type writer struct {
 	budget   map[*fault]int64 // what a Cut still lets through
 	due      time.Time        // when the last chunk was let through
 	reset    bool
+	stalled  bool // a half-open fault dropped data: the rest is dropped too
 }
 
 // active returns the faults of kind k on this direction now.
@@ -382,7 +383,10 @@ func (w *writer) write(ch chunk) bool {
 		}
 		return false
 	}
-	if len(w.active(HalfOpen)) > 0 {
+	// Once data is dropped, nothing after it may arrive: TCP never
+	// delivers past a hole, it stalls until the connection dies.
+	if w.stalled || len(w.active(HalfOpen)) > 0 {
+		w.stalled = true
 		w.c.dropped.Store(true)
 		return true
 	}

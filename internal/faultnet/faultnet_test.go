@@ -1,13 +1,16 @@
 package faultnet
 
 import (
+	"bufio"
 	"bytes"
+	"fmt"
 	"context"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -298,5 +301,66 @@ func TestUpstreamDownIsRefused(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read: %v; want the connection closed", err)
+	}
+}
+
+// What comes after data a half-open fault dropped never arrives, even
+// once the fault has moved to the other direction: a TCP stream has no
+// holes.
+func TestHalfOpenLeavesNoHole(t *testing.T) {
+	// The server counts, one line every few milliseconds.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		for i := 0; ; i++ {
+			if _, err := fmt.Fprintf(c, "%d\n", i); err != nil {
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	p, err := Listen(l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	c := dial(t, p)
+	lines := bufio.NewScanner(c)
+	next := func() (int, bool) {
+		c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+		if !lines.Scan() {
+			return 0, false
+		}
+		n, _ := strconv.Atoi(lines.Text())
+		return n, true
+	}
+	last, ok := next()
+	if !ok {
+		t.Fatal("nothing came")
+	}
+	if err := p.Inject(Fault{Kind: HalfOpen}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if err := p.Set([]Fault{{Kind: HalfOpen, Upstream: true}}); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		n, ok := next()
+		if !ok {
+			return // stalled, as it must be
+		}
+		if n != last+1 {
+			t.Fatalf("line %d came after line %d: the stream has a hole", n, last)
+		}
+		last = n
 	}
 }

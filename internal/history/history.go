@@ -326,17 +326,34 @@ func (r *Report) count(o Outcome) {
 	}
 }
 
-// String is the summary and the first problems.
+// String is the summary and the first problems; runs of one problem at
+// consecutive seqs are shown as one line.
 func (r *Report) String() string {
-	const show = 30
+	const show = 40
 	var b strings.Builder
 	b.WriteString(r.Summary())
-	for i, p := range r.Problems {
-		if i == show {
-			fmt.Fprintf(&b, "\n  … and %d more", len(r.Problems)-show)
+	lines := 0
+	for i := 0; i < len(r.Problems); {
+		p := r.Problems[i]
+		j := i + 1
+		for j < len(r.Problems) {
+			q := r.Problems[j]
+			if q.Kind != p.Kind || q.Device != p.Device || q.Channel != p.Channel || q.Detail != p.Detail || q.Seq != r.Problems[j-1].Seq+1 || p.Seq == 0 {
+				break
+			}
+			j++
+		}
+		if lines == show {
+			fmt.Fprintf(&b, "\n  … and %d more", len(r.Problems)-i)
 			break
 		}
-		b.WriteString("\n  " + p.String())
+		line := p.String()
+		if j-i > 1 {
+			line = strings.Replace(line, fmt.Sprintf(" seq %d", p.Seq), fmt.Sprintf(" seqs %d to %d (%d)", p.Seq, r.Problems[j-1].Seq, j-i), 1)
+		}
+		b.WriteString("\n  " + line)
+		lines++
+		i = j
 	}
 	return b.String()
 }

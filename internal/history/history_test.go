@@ -194,3 +194,14 @@ func TestDigestIgnoresWhiteSpace(t *testing.T) {
 		t.Fatal("empty data has a digest")
 	}
 }
+
+// A run of one problem at consecutive seqs is one line of the report.
+func TestReportJoinsRuns(t *testing.T) {
+	r := cleanRun()
+	seg := r.h.devices["d1"].channels["chat/user:u1"].segments
+	seg[0] = seg[0][:1]
+	rep := r.h.Check(r.server)
+	if rep.Count(Missing) != 4 || !strings.Contains(rep.String(), "seqs 2 to 5 (4)") {
+		t.Fatalf("want seqs 2 to 5 missing on one line:\n%s", rep)
+	}
+}
