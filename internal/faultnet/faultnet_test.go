@@ -3,9 +3,9 @@ package faultnet
 import (
 	"bufio"
 	"bytes"
-	"fmt"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
