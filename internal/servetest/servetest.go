@@ -118,6 +118,7 @@ func (s *Server) start() error {
 		"--listen", s.HTTPAddr(), "--tcp-listen", s.TCPAddr()}, s.cfg.Args...)
 	cmd := exec.Command(s.cfg.Bin, args...)
 	cmd.Dir = s.cfg.Data
+	dieWithParent(cmd)
 	if err := os.MkdirAll(s.cfg.Data, 0o700); err != nil {
 		return err
 	}
