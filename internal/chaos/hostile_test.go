@@ -33,9 +33,12 @@ const (
 	hostileFrameLimit = 64 << 10
 	hostileSendQueue  = 256
 	// rssBase and rssPerIdle state the memory bound while devices stop
-	// reading: what the server may hold resident, in all, per such device.
-	rssBase    = 128 << 20
-	rssPerIdle = 128 << 10
+	// reading: a stalled connection holds at most its queue (shared
+	// entries) and the one push being written, about 1 MiB at most, so
+	// the server's memory is bounded by its connections, not by what is
+	// published to them.
+	rssBase    = 64 << 20
+	rssPerIdle = 1 << 20
 )
 
 // TestHostileLoad: while a few well-behaved SDK devices keep receiving
