@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -94,7 +95,7 @@ func TestFullDisk(t *testing.T) {
 		// again: the operator's restart, once space is back.
 		t.Logf("not ready 5s after the space came back; restarting")
 		if code := e.srv.Stop(); code != 0 {
-			t.Logf("serve exited %d on SIGTERM after the disk failure", code)
+			t.Logf("serve exited %d on SIGTERM after the disk failure; its log ends:\n%s", code, lastLines(e.srv.Log(), 4))
 		}
 		e.srv.Restart()
 	}
@@ -228,4 +229,9 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	if !waitUntil(d, cond) {
 		t.Fatalf("timed out after %s waiting for %s", d, what)
 	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
