@@ -74,20 +74,19 @@ func TestBadNetworks(t *testing.T) {
 		dv.run()
 	}
 
+	netFaults := e.chaos(faultnet.Chaos{Proxies: []*faultnet.Proxy{wsProxy, tcpProxy}, Every: time.Second, Calm: 0.2, MaxCut: 16 << 10})
+	backFaults := e.chaos(faultnet.Chaos{Proxies: []*faultnet.Proxy{backProxy}, Every: 2 * time.Second, Calm: 0.4,
+		Kinds: []faultnet.Kind{faultnet.Latency, faultnet.Cut, faultnet.Reset, faultnet.SlowClose, faultnet.Slice}})
+	publish := e.backend("", e.apiClient("http://"+backProxy.Addr()), 4, 0, 30*time.Second, targets)
 	run, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		e.chaos(run, d, faultnet.Chaos{Proxies: []*faultnet.Proxy{wsProxy, tcpProxy}, Every: time.Second, Calm: 0.2, MaxCut: 16 << 10})
+		netFaults(run, d)
 		stop()
 	})
-	wg.Go(func() {
-		e.chaos(run, d, faultnet.Chaos{Proxies: []*faultnet.Proxy{backProxy}, Every: 2 * time.Second, Calm: 0.4,
-			Kinds: []faultnet.Kind{faultnet.Latency, faultnet.Cut, faultnet.Reset, faultnet.SlowClose, faultnet.Slice}})
-	})
+	wg.Go(func() { backFaults(run, d) })
 	var published int
-	wg.Go(func() {
-		published = e.backend(run, e.apiClient("http://"+backProxy.Addr()), 4, 0, 30*time.Second, targets)
-	})
+	wg.Go(func() { published = publish(run) })
 	for i, dv := range devs {
 		if i%2 == 0 {
 			wg.Go(func() { dv.uploading(run, 700*time.Millisecond, "notes", "log") })

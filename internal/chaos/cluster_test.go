@@ -99,9 +99,8 @@ func TestClusterPartition(t *testing.T) {
 	load, stopLoad := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for i, api := range apis {
-		wg.Go(func() {
-			e.backendNamed(load, fmt.Sprintf("n%d-", i), api, 2, 10*time.Millisecond, time.Minute, targets)
-		})
+		publish := e.backend(fmt.Sprintf("n%d-", i), api, 2, 10*time.Millisecond, time.Minute, targets)
+		wg.Go(func() { publish(load) })
 	}
 	for _, d := range devs {
 		wg.Go(func() { d.uploading(load, 500*time.Millisecond, "notes") })
@@ -131,26 +130,6 @@ func TestClusterPartition(t *testing.T) {
 	}
 	e.converge(e.api, 2*time.Minute, cs...)
 	e.check(e.api, devs...)
-}
-
-// backendNamed is backend with writer names of its own, for backends that
-// run side by side.
-func (e *env) backendNamed(ctx context.Context, prefix string, api *apiclient.Client, writers int, pause, retryFor time.Duration, targets []target) {
-	var wg sync.WaitGroup
-	for w := range writers {
-		p := e.publisher(fmt.Sprintf("%sw%d", prefix, w), api)
-		rng := newRand(e.rng)
-		wg.Go(func() {
-			stop := context.AfterFunc(ctx, func() { p.giveUp.Store(time.Now().Add(retryFor).UnixNano()) })
-			defer stop()
-			for ctx.Err() == nil {
-				tg := targets[rng.IntN(len(targets))]
-				p.publishTo(ctx, tg.biz, tg.target, "")
-				time.Sleep(time.Duration(rng.Int64N(int64(pause) + 1)))
-			}
-		})
-	}
-	wg.Wait()
 }
 
 // schemaURL is a PostgreSQL URL for a schema of the test's own, dropped at

@@ -56,7 +56,8 @@ func TestCrashesUnderLoad(t *testing.T) {
 	load, stopLoad := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	var published int
-	wg.Go(func() { published = e.backend(load, e.api, 4, 5*time.Millisecond, time.Minute, targets) })
+	publish := e.backend("", e.api, 4, 5*time.Millisecond, time.Minute, targets)
+	wg.Go(func() { published = publish(load) })
 	for i, d := range devs {
 		if i%2 == 0 {
 			wg.Go(func() { d.uploading(load, 300*time.Millisecond, "notes", "log") })

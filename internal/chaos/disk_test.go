@@ -132,7 +132,7 @@ func TestFullDisk(t *testing.T) {
 func (p *publisher) once(ch string, size int) string {
 	p.n++
 	data := fmt.Sprintf(`{"w":%q,"n":%d,"pad":"%0*d"}`, p.name, p.n, size, 0)
-	bizName, target, _ := splitChannel(ch)
+	bizName, target, _ := strings.Cut(ch, "/")
 	req := apiclient.PublishRequest{Biz: bizName, Data: []byte(data), IdempotencyKey: fmt.Sprintf("%s-%d", p.name, p.n)}
 	if target == "global" {
 		req.Global = true
@@ -156,15 +156,6 @@ func (p *publisher) once(ch string, size int) string {
 	}
 	p.e.h.Publish(rec)
 	return st
-}
-
-func splitChannel(ch string) (biz, target string, ok bool) {
-	for i := range ch {
-		if ch[i] == '/' {
-			return ch[:i], ch[i+1:], true
-		}
-	}
-	return ch, "", false
 }
 
 // mountTmpfs mounts a tmpfs of size bytes for the test, or skips.

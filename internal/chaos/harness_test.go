@@ -61,9 +61,11 @@ func configYAML(bizzes []biz) string {
 
 // env is one scenario's server, its history and its run's randomness.
 type env struct {
-	t      *testing.T
-	seed   uint64
-	rng    *rand.Rand // the test goroutine's; goroutines get newRand(rng)
+	t    *testing.T
+	seed uint64
+	// rng is for the test's goroutine only; what runs elsewhere gets a
+	// generator drawn from it up front, so the seed fixes every draw.
+	rng    *rand.Rand
 	h      *history.History
 	srv    *servetest.Server
 	apiKey string
@@ -126,25 +128,27 @@ func (e *env) proxy(upstream string) *faultnet.Proxy {
 	return p
 }
 
-// chaos runs a seeded schedule of faults on proxies for d, and logs the
-// steps if the test fails.
-func (e *env) chaos(ctx context.Context, d time.Duration, c faultnet.Chaos) {
-	e.t.Helper()
+// chaos prepares a seeded schedule of faults on proxies; the returned
+// func runs it for d. The seed is drawn now, on the test's goroutine, so
+// the run's seed fixes it whatever goroutine runs it.
+func (e *env) chaos(c faultnet.Chaos) func(ctx context.Context, d time.Duration) {
 	c.Seed = e.rng.Uint64()
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	steps, err := c.Run(ctx)
-	if err != nil {
-		e.t.Errorf("faultnet: %v", err)
+	return func(ctx context.Context, d time.Duration) {
+		ctx, cancel := context.WithTimeout(ctx, d)
+		defer cancel()
+		steps, err := c.Run(ctx)
+		if err != nil {
+			e.t.Errorf("faultnet: %v", err)
+		}
+		e.t.Cleanup(func() {
+			if !e.t.Failed() {
+				return
+			}
+			for i, s := range steps {
+				e.t.Logf("fault step %d: %s", i, s)
+			}
+		})
 	}
-	e.t.Cleanup(func() {
-		if !e.t.Failed() {
-			return
-		}
-		for i, s := range steps {
-			e.t.Logf("fault step %d: %s", i, s)
-		}
-	})
 }
 
 // injected sums what every proxy injected, for the log.
@@ -273,34 +277,44 @@ type target struct {
 	keys        int // a compacted biz's keys; 0 for messages
 }
 
-// backend runs publishers, each picking targets at random, until ctx is
-// done; then each finishes its publish in flight, retrying it until
-// retryFor has passed. It returns when all are done.
-func (e *env) backend(ctx context.Context, api *apiclient.Client, writers int, pause time.Duration, retryFor time.Duration, targets []target) (published int) {
-	var wg sync.WaitGroup
-	var total atomic.Int64
-	for w := range writers {
-		p := e.publisher(fmt.Sprintf("w%d", w), api)
-		rng := newRand(e.rng)
-		wg.Go(func() {
-			stop := context.AfterFunc(ctx, func() { p.giveUp.Store(time.Now().Add(retryFor).UnixNano()) })
-			defer stop()
-			for ctx.Err() == nil {
-				tg := targets[rng.IntN(len(targets))]
-				key := ""
-				if tg.keys > 0 {
-					key = fmt.Sprintf("k%d", rng.IntN(tg.keys))
-				}
-				p.publishTo(ctx, tg.biz, tg.target, key)
-				total.Add(1)
-				if pause > 0 {
-					time.Sleep(time.Duration(rng.Int64N(int64(pause) + 1)))
-				}
-			}
-		})
+// backend prepares writers publishers named prefix+"w<i>"; the returned
+// func runs them, each picking targets at random, until ctx is done; then
+// each finishes its publish in flight, retrying it until retryFor has
+// passed. It returns how many publishes were sent once all are done.
+func (e *env) backend(prefix string, api *apiclient.Client, writers int, pause, retryFor time.Duration, targets []target) func(ctx context.Context) int {
+	type writer struct {
+		p   *publisher
+		rng *rand.Rand
 	}
-	wg.Wait()
-	return int(total.Load())
+	var ws []writer
+	for w := range writers {
+		ws = append(ws, writer{e.publisher(fmt.Sprintf("%sw%d", prefix, w), api), newRand(e.rng)})
+	}
+	return func(ctx context.Context) int {
+		var wg sync.WaitGroup
+		var total atomic.Int64
+		for _, w := range ws {
+			p, rng := w.p, w.rng
+			wg.Go(func() {
+				stop := context.AfterFunc(ctx, func() { p.giveUp.Store(time.Now().Add(retryFor).UnixNano()) })
+				defer stop()
+				for ctx.Err() == nil {
+					tg := targets[rng.IntN(len(targets))]
+					key := ""
+					if tg.keys > 0 {
+						key = fmt.Sprintf("k%d", rng.IntN(tg.keys))
+					}
+					p.publishTo(ctx, tg.biz, tg.target, key)
+					total.Add(1)
+					if pause > 0 {
+						time.Sleep(time.Duration(rng.Int64N(int64(pause) + 1)))
+					}
+				}
+			})
+		}
+		wg.Wait()
+		return int(total.Load())
+	}
 }
 
 // device is one Go SDK device. What its app is handed goes into a table

@@ -82,13 +82,12 @@ func TestHostileLoad(t *testing.T) {
 	}
 	load, stopLoad := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		var targets []target
-		for i := range good {
-			targets = append(targets, target{biz: "chat", target: fmt.Sprintf("user:g%d", i)})
-		}
-		e.backend(load, e.api, 1, 20*time.Millisecond, time.Minute, targets)
-	})
+	var targets []target
+	for i := range good {
+		targets = append(targets, target{biz: "chat", target: fmt.Sprintf("user:g%d", i)})
+	}
+	publish := e.backend("", e.api, 1, 20*time.Millisecond, time.Minute, targets)
+	wg.Go(func() { publish(load) })
 	mem := e.watchMemory(load)
 	idleLoad, stopIdleLoad := context.WithCancel(load)
 	wg.Go(func() { e.bigNews(idleLoad) })

@@ -52,24 +52,27 @@ func TestHTTPSyncFaults(t *testing.T) {
 	load, stopLoad := context.WithCancel(context.Background())
 	clients, stopClients := context.WithCancel(context.Background())
 	var wg, cwg sync.WaitGroup
+	// Mostly cuts and resets: those are what land inside responses.
+	kinds := []faultnet.Kind{faultnet.Cut, faultnet.Cut, faultnet.Cut, faultnet.Reset, faultnet.Reset,
+		faultnet.HalfOpen, faultnet.Latency, faultnet.Slice, faultnet.SlowClose, faultnet.Bandwidth}
+	runFaults := e.chaos(faultnet.Chaos{Proxies: []*faultnet.Proxy{px}, Every: 700 * time.Millisecond, Calm: 0.1, MaxFaults: 2, Kinds: kinds, MaxCut: 4 << 10})
+	publish := e.backend("", e.api, 3, 10*time.Millisecond, time.Minute, targets)
 	wg.Go(func() {
-		// Mostly cuts and resets: those are what land inside responses.
-		kinds := []faultnet.Kind{faultnet.Cut, faultnet.Cut, faultnet.Cut, faultnet.Reset, faultnet.Reset,
-			faultnet.HalfOpen, faultnet.Latency, faultnet.Slice, faultnet.SlowClose, faultnet.Bandwidth}
-		e.chaos(faults, d, faultnet.Chaos{Proxies: []*faultnet.Proxy{px}, Every: 700 * time.Millisecond, Calm: 0.1, MaxFaults: 2, Kinds: kinds, MaxCut: 4 << 10})
+		runFaults(faults, d)
 		stopLoad()
 	})
-	wg.Go(func() { e.backend(load, e.api, 3, 10*time.Millisecond, time.Minute, targets) })
+	wg.Go(func() { publish(load) })
 	for i := range 2 {
 		w := e.rawWriter(fmt.Sprintf("raw%d", i), fmt.Sprintf("u%d", i), base)
 		wg.Go(func() { w.writing(load, 50*time.Millisecond, time.Minute) })
 	}
 	var passes, failed atomic.Int64
 	for _, dv := range devs {
+		rng := newRand(e.rng)
 		cwg.Go(func() {
 			for clients.Err() == nil {
-				if load.Err() == nil && dv.rng.IntN(2) == 0 {
-					if err := dv.put(clients, []string{"notes", "log"}[dv.rng.IntN(2)]); err != nil {
+				if load.Err() == nil && rng.IntN(2) == 0 {
+					if err := dv.put(clients, []string{"notes", "log"}[rng.IntN(2)]); err != nil {
 						t.Errorf("put: %v", err)
 						return
 					}
@@ -80,7 +83,7 @@ func TestHTTPSyncFaults(t *testing.T) {
 				}
 				cancel()
 				passes.Add(1)
-				time.Sleep(time.Duration(50+dv.rng.IntN(200)) * time.Millisecond)
+				time.Sleep(time.Duration(50+rng.IntN(200)) * time.Millisecond)
 			}
 		})
 	}
