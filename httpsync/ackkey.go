@@ -44,7 +44,7 @@ func (a *ackKeys) parse(key string) (position, error) {
 	if len(key) == 0 || len(key) > maxAckKeyLen {
 		return bad()
 	}
-	raw, err := b64.DecodeString(key)
+	raw, err := decodeB64(key)
 	if err != nil || len(raw) < 1+macLen || raw[0] != ackKeyVersion {
 		return bad()
 	}

@@ -50,7 +50,7 @@ func decodeCursor(key []byte, device, text string) ([]position, error) {
 	if len(text) > maxCursorLen {
 		return bad("too long to be a cursor")
 	}
-	raw, err := b64.DecodeString(text)
+	raw, err := decodeB64(text)
 	if err != nil || len(raw) < 1+macLen {
 		return bad("not a cursor")
 	}

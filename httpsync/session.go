@@ -92,7 +92,7 @@ func validSessionID(id string) bool {
 	if len(id) != 22 {
 		return false
 	}
-	_, err := b64.DecodeString(id)
+	_, err := decodeB64(id)
 	return err == nil
 }
 

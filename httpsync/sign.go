@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"hash"
+	"strings"
 	"time"
 
 	"github.com/syncpoint/syncpoint"
@@ -55,7 +56,18 @@ func (s *signer) check(payload, sig []byte) bool {
 	return len(sig) == macLen && hmac.Equal(s.sign(payload), sig)
 }
 
-var b64 = base64.RawURLEncoding
+var b64 = base64.RawURLEncoding.Strict()
+
+// decodeB64 decodes a cursor, ack key or session id. The decoder skips CR
+// and LF even when strict, so a text with them in it would pass for the one
+// without: refuse it, so that each value this server signs has exactly one
+// spelling.
+func decodeB64(s string) ([]byte, error) {
+	if strings.ContainsAny(s, "\r\n") {
+		return nil, base64.CorruptInputError(strings.IndexAny(s, "\r\n"))
+	}
+	return b64.DecodeString(s)
+}
 
 // appendStr appends a length-prefixed string.
 func appendStr(b []byte, s string) []byte {

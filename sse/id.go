@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash"
+	"strings"
 
 	"github.com/syncpoint/syncpoint"
 )
@@ -150,7 +151,12 @@ func (c *idCodec) decodeID(id string) ([]idPos, error) {
 	if len(id) > MaxIDLen {
 		return nil, syncpoint.Errorf(syncpoint.CodeTooLarge, "Last-Event-ID is over %d characters", MaxIDLen)
 	}
-	b, err := base64.RawURLEncoding.DecodeString(id)
+	if strings.ContainsAny(id, "\r\n") {
+		// The decoder would skip them, and the id would pass for the one
+		// without: each id has one spelling.
+		return nil, errMalformedID
+	}
+	b, err := base64.RawURLEncoding.Strict().DecodeString(id)
 	if err != nil || len(b) < 1+1+tagLen || b[0] != idVersion {
 		return nil, errMalformedID
 	}

@@ -2,8 +2,6 @@ package chaos
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 	"os"
@@ -12,11 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/syncpoint/syncpoint/apiclient"
 	"github.com/syncpoint/syncpoint/client"
 	"github.com/syncpoint/syncpoint/internal/faultnet"
+	"github.com/syncpoint/syncpoint/internal/pgtest"
 	"github.com/syncpoint/syncpoint/internal/servetest"
 )
 
@@ -35,7 +32,7 @@ func TestClusterPartition(t *testing.T) {
 	if natsURL == "" {
 		t.Skip("SYNCPOINT_TEST_NATS is not set: set it to a NATS URL (nats://127.0.0.1:4222) to run the cluster scenario")
 	}
-	store := schemaURL(t)
+	store := pgtest.Schema(t, 6)
 	nu, err := url.Parse(natsURL)
 	if err != nil {
 		t.Fatal(err)
@@ -130,45 +127,4 @@ func TestClusterPartition(t *testing.T) {
 	}
 	e.converge(e.api, 2*time.Minute, cs...)
 	e.check(e.api, devs...)
-}
-
-// schemaURL is a PostgreSQL URL for a schema of the test's own, dropped at
-// cleanup; it skips without SYNCPOINT_TEST_POSTGRES.
-func schemaURL(t *testing.T) string {
-	t.Helper()
-	base := os.Getenv("SYNCPOINT_TEST_POSTGRES")
-	if base == "" {
-		t.Skip("SYNCPOINT_TEST_POSTGRES is not set: set it to a PostgreSQL URL (postgres://postgres@127.0.0.1:5432/test?sslmode=disable) to run the cluster scenario")
-	}
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "sp_chaos_" + hex.EncodeToString(b[:])
-	exec := func(sql string) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := pgx.Connect(ctx, base)
-		if err != nil {
-			return err
-		}
-		defer conn.Close(ctx)
-		_, err = conn.Exec(ctx, sql)
-		return err
-	}
-	if err := exec("CREATE SCHEMA " + schema); err != nil {
-		t.Fatalf("create schema: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := exec("DROP SCHEMA " + schema + " CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	u, err := url.Parse(base)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := u.Query()
-	q.Set("search_path", schema)
-	q.Set("pool_max_conns", "6")
-	u.RawQuery = q.Encode()
-	return u.String()
 }
