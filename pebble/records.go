@@ -10,6 +10,7 @@ import (
 	pebbledb "github.com/cockroachdb/pebble/v2"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/internal/positions"
 )
 
 // maxBlobKeyLen bounds blob keys, which are made by other packages, not
@@ -27,124 +28,41 @@ func (s *Store) write(ctx context.Context, fn func(t *txn) error) error {
 	return s.do(ctx, &op{fn: fn})
 }
 
-// SaveSyncPoints implements syncpoint.Store. A point whose UpdatedAt is
-// zero gets the store's clock.
-func (s *Store) SaveSyncPoints(ctx context.Context, points []syncpoint.SyncPoint) error {
-	rows := make([]positionRow, len(points))
-	for i, p := range points {
-		rows[i] = positionRow{p.DeviceID, p.Channel, p.Position, p.UpdatedAt}
-	}
-	if err := s.savePositions(ctx, pSyncPt, "device id", rows, true); err != nil {
-		return fmt.Errorf("save sync points: %w", err)
-	}
-	return nil
-}
+// positionPrefix is where each kind of position is kept.
+var positionPrefix = [...]byte{positions.SyncPoint: pSyncPt, positions.User: pUserPos, positions.Cursor: pCursor}
 
-// SyncPoints implements syncpoint.Store.
-func (s *Store) SyncPoints(ctx context.Context, deviceID string) ([]syncpoint.SyncPoint, error) {
-	var out []syncpoint.SyncPoint
-	err := s.positions(ctx, pSyncPt, deviceID, func(r positionRow) {
-		out = append(out, syncpoint.SyncPoint{DeviceID: r.owner, Channel: r.ch, Position: r.pos, UpdatedAt: r.at})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("sync points of %s: %w", deviceID, err)
+// savePositions is positions.Methods.Save.
+func (s *Store) savePositions(ctx context.Context, k positions.Kind, rows []positions.Row) error {
+	if err := positions.Validate(k, rows); err != nil {
+		return err
 	}
-	return out, nil
-}
-
-// SaveUserPositions implements syncpoint.Store. A position whose UpdatedAt
-// is zero gets the store's clock.
-func (s *Store) SaveUserPositions(ctx context.Context, points []syncpoint.UserPosition) error {
-	rows := make([]positionRow, len(points))
-	for i, p := range points {
-		rows[i] = positionRow{p.UserID, p.Channel, p.Position, p.UpdatedAt}
-	}
-	if err := s.savePositions(ctx, pUserPos, "user id", rows, true); err != nil {
-		return fmt.Errorf("save user positions: %w", err)
-	}
-	return nil
-}
-
-// UserPositions implements syncpoint.Store.
-func (s *Store) UserPositions(ctx context.Context, userID string) ([]syncpoint.UserPosition, error) {
-	var out []syncpoint.UserPosition
-	err := s.positions(ctx, pUserPos, userID, func(r positionRow) {
-		out = append(out, syncpoint.UserPosition{UserID: r.owner, Channel: r.ch, Position: r.pos, UpdatedAt: r.at})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("positions of user %s: %w", userID, err)
-	}
-	return out, nil
-}
-
-// SaveCursor implements syncpoint.Store. A zero UpdatedAt gets the store's
-// clock.
-func (s *Store) SaveCursor(ctx context.Context, c syncpoint.Cursor) error {
-	rows := []positionRow{{c.Reader, c.Channel, c.Position, c.UpdatedAt}}
-	if err := s.savePositions(ctx, pCursor, "reader", rows, false); err != nil {
-		return fmt.Errorf("save cursor: %w", err)
-	}
-	return nil
-}
-
-// Cursors implements syncpoint.Store.
-func (s *Store) Cursors(ctx context.Context, reader string) ([]syncpoint.Cursor, error) {
-	var out []syncpoint.Cursor
-	err := s.positions(ctx, pCursor, reader, func(r positionRow) {
-		out = append(out, syncpoint.Cursor{Reader: r.owner, Channel: r.ch, Position: r.pos, UpdatedAt: r.at})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cursors of %s: %w", reader, err)
-	}
-	return out, nil
-}
-
-// positionRow is a position kept per owner (device, user or reader) and
-// channel.
-type positionRow struct {
-	owner string
-	ch    syncpoint.Channel
-	pos   syncpoint.Position
-	at    time.Time
-}
-
-// savePositions writes rows under prefix p. With forwardOnly a row never
-// moves a stored position backwards within its epoch.
-func (s *Store) savePositions(ctx context.Context, p byte, what string, rows []positionRow, forwardOnly bool) error {
-	for _, r := range rows {
-		if err := syncpoint.ValidateID(what, r.owner); err != nil {
-			return err
-		}
-		if err := r.ch.Validate(); err != nil {
-			return err
-		}
-	}
+	p, forwardOnly := positionPrefix[k], k.ForwardOnly()
 	if len(rows) == 0 {
 		return nil
 	}
 	return s.write(ctx, func(t *txn) error {
 		for _, r := range rows {
-			key := positionKey(p, r.owner, r.ch.String())
+			key := positionKey(p, r.Owner, r.Channel.String())
 			if forwardOnly {
 				if v, ok := t.get(key); ok {
 					old, _, err := decodePosition(v)
-					if err == nil && old.Epoch == r.pos.Epoch && old.Seq > r.pos.Seq {
+					if err == nil && old.Epoch == r.Position.Epoch && old.Seq > r.Position.Seq {
 						continue
 					}
 				}
 			}
-			at := r.at
+			at := r.At
 			if at.IsZero() {
 				at = t.now
 			}
-			t.set(key, encodePosition(r.pos, at))
+			t.set(key, encodePosition(r.Position, at))
 		}
 		return nil
 	})
 }
 
-// positions calls fn with every row of owner under prefix p, by channel.
-func (s *Store) positions(ctx context.Context, p byte, owner string, fn func(positionRow)) error {
+// loadPositions is positions.Methods.Load.
+func (s *Store) loadPositions(ctx context.Context, k positions.Kind, owner string, fn func(positions.Row)) error {
 	if len(owner) > syncpoint.MaxIDLen {
 		return nil // no such id can have been saved
 	}
@@ -152,7 +70,7 @@ func (s *Store) positions(ctx context.Context, p byte, owner string, fn func(pos
 		return err
 	}
 	defer s.leave()
-	prefix := appendStr([]byte{p}, owner)
+	prefix := appendStr([]byte{positionPrefix[k]}, owner)
 	return s.scan(ctx, prefix, func(k, v []byte) error {
 		name, _, ok := cutStr(k[len(prefix):])
 		if !ok {
@@ -166,7 +84,7 @@ func (s *Store) positions(ctx context.Context, p byte, owner string, fn func(pos
 		if err != nil {
 			return err
 		}
-		fn(positionRow{owner, ch, pos, at})
+		fn(positions.Row{Owner: owner, Channel: ch, Position: pos, At: at})
 		return nil
 	})
 }

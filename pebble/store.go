@@ -16,6 +16,7 @@ import (
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/internal/clock"
+	"github.com/syncpoint/syncpoint/internal/positions"
 	"github.com/syncpoint/syncpoint/internal/storemetrics"
 )
 
@@ -65,6 +66,10 @@ type Options struct {
 
 // Store is the embedded syncpoint.Store. Create it with Open.
 type Store struct {
+	// the sync point, user position and cursor methods, over
+	// savePositions and loadPositions
+	positions.Methods
+
 	db  *pebbledb.DB
 	dir string
 	// inc is the store's incarnation, mixed into every epoch it shows, so
@@ -158,6 +163,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		syncCh:   make(chan struct{}),
 		health:   newHealth(opts.Clock, opts.Logger),
 	}
+	s.Methods = positions.Methods{Save: s.savePositions, Load: s.loadPositions}
 	// Pebble would open an unwritable directory and then retry its first
 	// flush for ever; a probe fails at once and says why.
 	if err := probeWritable(opts.FS, dir); err != nil {

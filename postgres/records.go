@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/syncpoint/syncpoint"
+	"github.com/syncpoint/syncpoint/internal/positions"
 )
 
 // maxBlobKeyLen bounds blob keys, which are made by other packages, not
@@ -44,15 +45,6 @@ func (s *Store) exec(ctx context.Context, what string, build func(b *pgx.Batch))
 	return nil
 }
 
-// positionRow is a position kept per owner (device, user or reader) and
-// channel.
-type positionRow struct {
-	owner string
-	ch    syncpoint.Channel
-	pos   syncpoint.Position
-	at    time.Time
-}
-
 // Position tables and their owner columns; constants, never input.
 const (
 	syncPointsTable    = "sync_points"
@@ -60,24 +52,26 @@ const (
 	cursorsTable       = "cursors"
 )
 
-var ownerCol = map[string]string{syncPointsTable: "device_id", userPositionsTable: "user_id", cursorsTable: "reader"}
+// positionTable and ownerCol say where each kind of position is kept.
+var (
+	positionTable = [...]string{positions.SyncPoint: syncPointsTable, positions.User: userPositionsTable, positions.Cursor: cursorsTable}
+	ownerCol      = [...]string{positions.SyncPoint: "device_id", positions.User: "user_id", positions.Cursor: "reader"}
+)
 
 // savePositions writes rows in order, in one transaction. With
 // forwardOnly a row never moves a stored position backwards within its
 // epoch: the upsert's WHERE decides against the row as it is once locked,
 // so concurrent saves from any node end at the highest.
-func (s *Store) savePositions(ctx context.Context, table, what string, rows []positionRow, forwardOnly bool) error {
+func (s *Store) savePositions(ctx context.Context, k positions.Kind, rows []positions.Row) error {
+	if err := positions.Validate(k, rows); err != nil {
+		return err
+	}
 	for _, r := range rows {
-		if err := syncpoint.ValidateID(what, r.owner); err != nil {
-			return err
-		}
-		if err := r.ch.Validate(); err != nil {
-			return err
-		}
-		if !textOK(r.pos.Epoch) || r.pos.Seq > math.MaxInt64 {
-			return syncpoint.Errorf(syncpoint.CodeInvalid, "position %+v: want an epoch of UTF-8 text and a seq below 2^63", r.pos)
+		if !textOK(r.Position.Epoch) || r.Position.Seq > math.MaxInt64 {
+			return syncpoint.Errorf(syncpoint.CodeInvalid, "position %+v: want an epoch of UTF-8 text and a seq below 2^63", r.Position)
 		}
 	}
+	table, forwardOnly := positionTable[k], k.ForwardOnly()
 	if len(rows) == 0 {
 		// Nothing to write, but the errors every method returns.
 		if err := s.start(ctx); err != nil {
@@ -86,7 +80,7 @@ func (s *Store) savePositions(ctx context.Context, table, what string, rows []po
 		s.leave()
 		return nil
 	}
-	col := ownerCol[table]
+	col := ownerCol[k]
 	q := `INSERT INTO ` + table + ` (` + col + `, channel, epoch, seq, updated_at) VALUES ($1, $2, $3, $4, $5)
 		ON CONFLICT (` + col + `, channel) DO UPDATE SET epoch = excluded.epoch, seq = excluded.seq, updated_at = excluded.updated_at`
 	if forwardOnly {
@@ -95,32 +89,32 @@ func (s *Store) savePositions(ctx context.Context, table, what string, rows []po
 	now := s.clock.Now()
 	return s.exec(ctx, "save", func(b *pgx.Batch) {
 		for _, r := range rows {
-			at := r.at
+			at := r.At
 			if at.IsZero() {
 				at = now
 			}
-			b.Queue(q, r.owner, r.ch.String(), r.pos.Epoch, int64(r.pos.Seq), at)
+			b.Queue(q, r.Owner, r.Channel.String(), r.Position.Epoch, int64(r.Position.Seq), at)
 		}
 	})
 }
 
-// positions calls fn with every row of owner in table, by channel.
-func (s *Store) positions(ctx context.Context, table, owner string, fn func(positionRow)) error {
+// loadPositions is positions.Methods.Load.
+func (s *Store) loadPositions(ctx context.Context, k positions.Kind, owner string, fn func(positions.Row)) error {
 	return s.read(ctx, "read", func(ctx context.Context) error {
-		rows, err := s.pool.Query(ctx, `SELECT channel, epoch, seq, updated_at FROM `+table+` WHERE `+ownerCol[table]+` = $1 ORDER BY channel`, owner)
+		rows, err := s.pool.Query(ctx, `SELECT channel, epoch, seq, updated_at FROM `+positionTable[k]+` WHERE `+ownerCol[k]+` = $1 ORDER BY channel`, owner)
 		if err != nil {
 			return err
 		}
-		var out []positionRow
+		var out []positions.Row
 		var name string
-		var r positionRow
+		var r positions.Row
 		var seq int64
-		_, err = pgx.ForEachRow(rows, []any{&name, &r.pos.Epoch, &seq, &r.at}, func() error {
+		_, err = pgx.ForEachRow(rows, []any{&name, &r.Position.Epoch, &seq, &r.At}, func() error {
 			ch, err := syncpoint.ParseChannel(name)
 			if err != nil {
 				return fmt.Errorf("stored channel %q: %w", name, err)
 			}
-			r.owner, r.ch, r.pos.Seq = owner, ch, uint64(seq)
+			r.Owner, r.Channel, r.Position.Seq = owner, ch, uint64(seq)
 			out = append(out, r)
 			return nil
 		})
@@ -132,78 +126,6 @@ func (s *Store) positions(ctx context.Context, table, owner string, fn func(posi
 		}
 		return nil
 	})
-}
-
-// SaveSyncPoints implements syncpoint.Store. A point whose UpdatedAt is
-// zero gets the store's clock.
-func (s *Store) SaveSyncPoints(ctx context.Context, points []syncpoint.SyncPoint) error {
-	rows := make([]positionRow, len(points))
-	for i, p := range points {
-		rows[i] = positionRow{p.DeviceID, p.Channel, p.Position, p.UpdatedAt}
-	}
-	if err := s.savePositions(ctx, syncPointsTable, "device id", rows, true); err != nil {
-		return fmt.Errorf("save sync points: %w", err)
-	}
-	return nil
-}
-
-// SyncPoints implements syncpoint.Store.
-func (s *Store) SyncPoints(ctx context.Context, deviceID string) ([]syncpoint.SyncPoint, error) {
-	var out []syncpoint.SyncPoint
-	err := s.positions(ctx, syncPointsTable, deviceID, func(r positionRow) {
-		out = append(out, syncpoint.SyncPoint{DeviceID: r.owner, Channel: r.ch, Position: r.pos, UpdatedAt: r.at})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("sync points of %s: %w", deviceID, err)
-	}
-	return out, nil
-}
-
-// SaveUserPositions implements syncpoint.Store. A position whose UpdatedAt
-// is zero gets the store's clock.
-func (s *Store) SaveUserPositions(ctx context.Context, points []syncpoint.UserPosition) error {
-	rows := make([]positionRow, len(points))
-	for i, p := range points {
-		rows[i] = positionRow{p.UserID, p.Channel, p.Position, p.UpdatedAt}
-	}
-	if err := s.savePositions(ctx, userPositionsTable, "user id", rows, true); err != nil {
-		return fmt.Errorf("save user positions: %w", err)
-	}
-	return nil
-}
-
-// UserPositions implements syncpoint.Store.
-func (s *Store) UserPositions(ctx context.Context, userID string) ([]syncpoint.UserPosition, error) {
-	var out []syncpoint.UserPosition
-	err := s.positions(ctx, userPositionsTable, userID, func(r positionRow) {
-		out = append(out, syncpoint.UserPosition{UserID: r.owner, Channel: r.ch, Position: r.pos, UpdatedAt: r.at})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("positions of user %s: %w", userID, err)
-	}
-	return out, nil
-}
-
-// SaveCursor implements syncpoint.Store. A zero UpdatedAt gets the store's
-// clock.
-func (s *Store) SaveCursor(ctx context.Context, c syncpoint.Cursor) error {
-	rows := []positionRow{{c.Reader, c.Channel, c.Position, c.UpdatedAt}}
-	if err := s.savePositions(ctx, cursorsTable, "reader", rows, false); err != nil {
-		return fmt.Errorf("save cursor: %w", err)
-	}
-	return nil
-}
-
-// Cursors implements syncpoint.Store.
-func (s *Store) Cursors(ctx context.Context, reader string) ([]syncpoint.Cursor, error) {
-	var out []syncpoint.Cursor
-	err := s.positions(ctx, cursorsTable, reader, func(r positionRow) {
-		out = append(out, syncpoint.Cursor{Reader: r.owner, Channel: r.ch, Position: r.pos, UpdatedAt: r.at})
-	})
-	if err != nil {
-		return nil, fmt.Errorf("cursors of %s: %w", reader, err)
-	}
-	return out, nil
 }
 
 // SaveDevice implements syncpoint.Store.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/internal/clock"
+	"github.com/syncpoint/syncpoint/internal/positions"
 )
 
 // Defaults for Options.
@@ -87,6 +88,10 @@ type Options struct {
 
 // Store is the PostgreSQL syncpoint.Store. Create it with Open.
 type Store struct {
+	// the sync point, user position and cursor methods, over
+	// savePositions and loadPositions
+	positions.Methods
+
 	pool       *pgxpool.Pool // reads and the writes other than appends
 	commitPool *pgxpool.Pool // the committers', one connection each
 	connStr    string        // for a second handle in tests; never logged
@@ -217,6 +222,7 @@ func Open(ctx context.Context, connString string, opts Options) (*Store, error) 
 		metrics:    m,
 		stop:       make(chan struct{}),
 	}
+	s.Methods = positions.Methods{Save: s.savePositions, Load: s.loadPositions}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		commitPool.Close()
