@@ -167,7 +167,7 @@ func (h *Hub) resolveUser(userID string) {
 		}
 	}
 	if !h.anyLocalWinner(userID, winners) {
-		if h.deactivateLosers(userID, winners, nil) > 0 {
+		if h.applyWinners(userID, winners, nil) > 0 {
 			h.handedOver(ctx, userID)
 		}
 		return
@@ -181,7 +181,7 @@ func (h *Hub) resolveUser(userID string) {
 	for _, p := range points {
 		stored[p.Channel] = p.Position
 	}
-	if h.deactivateLosers(userID, winners, stored) > 0 {
+	if h.applyWinners(userID, winners, stored) > 0 {
 		h.handedOver(ctx, userID)
 	}
 }
@@ -206,10 +206,10 @@ func (h *Hub) anyLocalWinner(userID string, winners map[syncpoint.Channel]string
 	return false
 }
 
-// deactivateLosers applies the winners to this node's sessions of the
-// user, and returns how many channels it took from one; stored is nil when
-// no local session wins.
-func (h *Hub) deactivateLosers(userID string, winners map[syncpoint.Channel]string, stored map[syncpoint.Channel]syncpoint.Position) (lost int) {
+// applyWinners activates this node's winning sessions of the user and
+// deactivates the rest, and returns how many channels it took from one;
+// stored is nil when no local session wins.
+func (h *Hub) applyWinners(userID string, winners map[syncpoint.Channel]string, stored map[syncpoint.Channel]syncpoint.Position) (lost int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, s := range h.users[userID] {

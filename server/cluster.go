@@ -49,9 +49,10 @@ func (s *Server) clustered() bool {
 }
 
 // setUpCluster picks the directory and leases and registers the node's
-// info metric. One node keeps both in memory.
+// info metric. One node needs no directory (its hub knows every session)
+// and runs every job itself.
 func (s *Server) setUpCluster() {
-	s.directory, s.leases = local.NewDirectory(), syncpoint.Leases(local.Leases{})
+	s.leases = local.Leases{}
 	if pg, ok := s.store.(*postgres.Store); ok && s.clustered() {
 		s.directory, s.leases = pg.Directory(), pg.Leases()
 	}

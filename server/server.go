@@ -181,8 +181,8 @@ type Server struct {
 	store    syncpoint.Store
 	broker   syncpoint.Broker
 	registry *syncpoint.Registry
-	// The cluster's shared facts (local.* on one node) and the repair
-	// loops' wake-ups.
+	// The cluster's presence directory (nil on one node) and run-once
+	// leases (local.Leases on one node), and the repair loops' wake-ups.
 	directory syncpoint.Directory
 	leases    syncpoint.Leases
 	headCheck chan struct{}
@@ -810,6 +810,9 @@ type presence struct {
 func (p presence) Online(deviceID string) bool {
 	if p.hub.Online(deviceID) || p.events.Online(deviceID) {
 		return true
+	}
+	if p.directory == nil {
+		return false // one node: the hub knows every session
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
