@@ -70,6 +70,15 @@ type Conn interface {
 	Close(code wire.CloseCode, reason string) error
 }
 
+// BatchConn is a Conn that can send several frames in one write, bounded by
+// a deadline rather than a context. A session sends through it when its
+// transport has it: the frames that are ready go out in one system call,
+// with no context or timer made for each.
+type BatchConn interface {
+	Conn
+	WriteFrames(deadline time.Time, frames ...*wire.Frame) error
+}
+
 // Config configures a Hub. Store, Registry and Verifier are required.
 type Config struct {
 	Store    syncpoint.Store

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -548,22 +549,16 @@ func (s *session) writeLoop() {
 			s.kill(code, msg)
 			break
 		}
-		sent := false
-		for _, f := range s.takeControl() {
-			if !s.writeFrame(f) {
-				break
-			}
-			sent = true
-		}
+		frames := s.takeControl()
 		if push != nil {
-			// Record first: a fast device can ack before Write returns.
+			// Record first: a fast device can ack before the write returns.
 			s.pushed(push)
-			if !s.writeFrame(&wire.Frame{Push: &push.push}) {
+			frames = append(frames, &wire.Frame{Push: &push.push})
+		}
+		if len(frames) > 0 {
+			if !s.writeFrames(frames...) {
 				break
 			}
-			continue
-		}
-		if sent {
 			continue
 		}
 		select {
@@ -598,19 +593,35 @@ func (s *session) heartbeat(now time.Time) bool {
 		s.kill(wire.CloseHeartbeatTimeout, fmt.Sprintf("nothing received for %s", silent.Round(time.Second)))
 		return false
 	}
-	return s.writeFrame(&wire.Frame{Ping: &wire.Ping{Nonce: uint64(now.UnixNano())}})
+	return s.writeFrames(&wire.Frame{Ping: &wire.Ping{Nonce: uint64(now.UnixNano())}})
 }
 
-func (s *session) writeFrame(f *wire.Frame) bool {
-	ctx, cancel := context.WithTimeout(s.base, s.hub.cfg.WriteTimeout)
-	err := s.conn.Write(ctx, f)
-	cancel()
+// writeFrames sends frames in order, in one write when the transport can,
+// and kills the session when they cannot all go out in time.
+func (s *session) writeFrames(frames ...*wire.Frame) bool {
+	timeout := s.hub.cfg.WriteTimeout
+	var err error
+	if bc, ok := s.conn.(BatchConn); ok {
+		err = bc.WriteFrames(time.Now().Add(timeout), frames...)
+	} else {
+		for _, f := range frames {
+			ctx, cancel := context.WithTimeout(s.base, timeout)
+			err = s.conn.Write(ctx, f)
+			cancel()
+			if err != nil {
+				if ctx.Err() != nil {
+					err = os.ErrDeadlineExceeded
+				}
+				break
+			}
+		}
+	}
 	if err == nil {
 		return true
 	}
 	if s.base.Err() == nil {
-		if ctx.Err() != nil {
-			s.kill(wire.CloseSlowConsumer, fmt.Sprintf("a frame waited more than %s to be sent", s.hub.cfg.WriteTimeout))
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			s.kill(wire.CloseSlowConsumer, fmt.Sprintf("a frame waited more than %s to be sent", timeout))
 		} else {
 			s.kill(wire.CloseNormal, "connection closed")
 		}

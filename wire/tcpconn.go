@@ -14,6 +14,8 @@ type TCPConn struct {
 	nc  net.Conn
 	r   *Reader
 	wmu sync.Mutex
+
+	watch DeadlineWatch
 }
 
 // NewTCPConn wraps nc; maxFrame bounds an incoming frame (0 means
@@ -28,8 +30,7 @@ func NewTCPConn(nc net.Conn, maxFrame int) *TCPConn {
 // Read returns the next frame. Cancelling ctx unblocks it. The errors are
 // those of Reader.Next and DecodeProto, or ctx's.
 func (c *TCPConn) Read(ctx context.Context) (*Frame, error) {
-	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetReadDeadline(time.Unix(1, 0)) })
-	defer stop()
+	c.watch.Watch(ctx, c.nc.SetReadDeadline)
 	b, err := c.r.Next()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -61,6 +62,26 @@ func (c *TCPConn) Write(ctx context.Context, f *Frame) error {
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
+	return err
+}
+
+// WriteFrames sends frames in one write that deadline bounds.
+func (c *TCPConn) WriteFrames(deadline time.Time, frames ...*Frame) error {
+	bp := GetBuffer()
+	b := (*bp)[:0]
+	var err error
+	for _, f := range frames {
+		if b, err = EncodeFrame(b, f); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		c.wmu.Lock()
+		_ = c.nc.SetWriteDeadline(deadline)
+		_, err = c.nc.Write(b)
+		c.wmu.Unlock()
+	}
+	PutBuffer(bp, b)
 	return err
 }
 

@@ -77,14 +77,20 @@ func (c *Conn) Write(ctx context.Context, f *wire.Frame) error {
 // Close ends the connection with code as the close status and reason, cut
 // to what a close frame holds.
 func (c *Conn) Close(code wire.CloseCode, reason string) error {
-	if len(reason) > maxCloseReason {
-		i := maxCloseReason
-		for i > 0 && !utf8.RuneStart(reason[i]) {
-			i-- // a close reason must stay valid UTF-8
-		}
-		reason = reason[:i]
+	return c.c.Close(websocket.StatusCode(code), ClipReason(reason))
+}
+
+// ClipReason cuts reason to what a close frame holds, keeping it valid
+// UTF-8.
+func ClipReason(reason string) string {
+	if len(reason) <= maxCloseReason {
+		return reason
 	}
-	return c.c.Close(websocket.StatusCode(code), reason)
+	i := maxCloseReason
+	for i > 0 && !utf8.RuneStart(reason[i]) {
+		i--
+	}
+	return reason[:i]
 }
 
 // CloseNow drops the connection without a close frame.
