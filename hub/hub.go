@@ -245,12 +245,29 @@ func (h *Hub) Online(deviceID string) bool {
 func (h *Hub) Deliver(entries []syncpoint.Entry) {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	var live []liveEntry
 	for i := range entries {
 		e := &entries[i]
-		for s := range h.channels[e.Channel] {
-			s.enqueue(e)
+		sessions := h.channels[e.Channel]
+		if len(sessions) == 0 {
+			continue
+		}
+		if live == nil {
+			live = make([]liveEntry, len(entries))
+		}
+		le := &live[i]
+		le.Entry = e
+		for s := range sessions {
+			s.enqueue(le)
 		}
 	}
+}
+
+// liveEntry is an entry on its way to the sessions that read its channel.
+// They share its encodings: the first to send it encodes it.
+type liveEntry struct {
+	*syncpoint.Entry
+	cache wire.EntryCache
 }
 
 // ResetChannel tells sessions reading ch that its history was reset: they

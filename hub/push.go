@@ -3,6 +3,7 @@ package hub
 import (
 	"errors"
 	"fmt"
+	"sync"
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/feed"
@@ -20,6 +21,34 @@ type pushBuilder struct {
 	moved    []*chanState // channels whose position this push advances
 }
 
+var builders = sync.Pool{New: func() any { return new(pushBuilder) }}
+
+// newPushBuilder takes a builder from the pool: a catch-up builds one push
+// after another of up to max entries, and would otherwise grow fresh
+// slices for each.
+func newPushBuilder(max, maxBytes int, order []*chanState) *pushBuilder {
+	p := builders.Get().(*pushBuilder)
+	p.max, p.maxBytes, p.order = max, maxBytes, order
+	return p
+}
+
+// release returns p to the pool once its push is written. The entries are
+// cleared, so the pool holds no entry data.
+func (p *pushBuilder) release() {
+	if cap(p.push.Entries) > 4096 {
+		return
+	}
+	clear(p.push.Entries[:cap(p.push.Entries)])
+	clear(p.push.Positions[:cap(p.push.Positions)])
+	clear(p.moved[:cap(p.moved)])
+	*p = pushBuilder{push: wire.Push{Entries: p.push.Entries[:0], Positions: p.push.Positions[:0]}, moved: p.moved[:0]}
+	builders.Put(p)
+}
+
+// full reports whether the push stopped at its size limits: the channels
+// have more to read.
+func (p *pushBuilder) full() bool { return p.Room() == 0 }
+
 // Room implements feed.Sink.
 func (p *pushBuilder) Room() int {
 	if p.bytes >= p.maxBytes {
@@ -29,10 +58,14 @@ func (p *pushBuilder) Room() int {
 }
 
 // Add implements feed.Sink.
-func (p *pushBuilder) Add(c *feed.Cursor, e *syncpoint.Entry) {
+func (p *pushBuilder) Add(c *feed.Cursor, e *syncpoint.Entry) { p.add(c, e, nil) }
+
+// add appends e as sent on c; cache, when set, is shared with every other
+// session that sends e on c.
+func (p *pushBuilder) add(c *feed.Cursor, e *syncpoint.Entry, cache *wire.EntryCache) {
 	p.push.Entries = append(p.push.Entries, wire.Entry{
 		Channel: c.Name, Seq: e.Seq, Op: string(e.Op), Key: e.Key, Data: e.Data,
-		CreatedAt: e.CreatedAt, ExpiresAt: e.ExpiresAt, Origin: e.Origin,
+		CreatedAt: e.CreatedAt, ExpiresAt: e.ExpiresAt, Origin: e.Origin, Cache: cache,
 	})
 	p.bytes += len(e.Data) + len(e.Key) + 64
 }
@@ -56,12 +89,12 @@ func (p *pushBuilder) moved1(cs *chanState) {
 // store read closes the gap; one at or below what was sent is a duplicate.
 func (s *session) fill() (*pushBuilder, error) {
 	h := s.hub
-	p := &pushBuilder{max: h.cfg.MaxBatch, maxBytes: h.cfg.MaxBatchBytes, order: s.order}
+	p := newPushBuilder(h.cfg.MaxBatch, h.cfg.MaxBatchBytes, s.order)
 	now := h.cfg.Clock.Now()
 
 	s.mu.Lock()
 	n := min(len(s.queue), p.max)
-	live := make([]*syncpoint.Entry, n)
+	live := make([]*liveEntry, n)
 	copy(live, s.queue)
 	if n == len(s.queue) {
 		s.queue = s.queue[:0]
@@ -94,7 +127,8 @@ func (s *session) fill() (*pushBuilder, error) {
 	}
 	s.mu.Unlock()
 
-	for _, e := range live {
+	for _, le := range live {
+		e := le.Entry
 		cs := s.chans[e.Channel]
 		if cs == nil || cs.cur.Off {
 			continue
@@ -102,7 +136,7 @@ func (s *session) fill() (*pushBuilder, error) {
 		c := cs.cur
 		if c.Ephemeral {
 			if s.stream.Wanted(e, now) {
-				p.Add(c, e)
+				p.add(c, e, &le.cache)
 			}
 			continue
 		}
@@ -117,7 +151,7 @@ func (s *session) fill() (*pushBuilder, error) {
 			c.Seq = e.Seq
 			p.moved1(cs)
 			if s.stream.Wanted(e, now) {
-				p.Add(c, e)
+				p.add(c, e, &le.cache)
 			}
 		}
 	}
@@ -127,6 +161,7 @@ func (s *session) fill() (*pushBuilder, error) {
 	}
 
 	if len(p.push.Entries) == 0 && len(p.moved) == 0 {
+		p.release()
 		return nil, nil
 	}
 	for _, cs := range p.moved {

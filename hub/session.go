@@ -53,7 +53,7 @@ type session struct {
 	unlisted atomic.Bool  // the cluster was told the session ended
 
 	mu          sync.Mutex
-	queue       []*syncpoint.Entry
+	queue       []*liveEntry
 	control     []*wire.Frame
 	dead        bool
 	closeCode   wire.CloseCode
@@ -384,7 +384,7 @@ func (s *session) wake() {
 }
 
 // enqueue queues a live entry; it never blocks.
-func (s *session) enqueue(e *syncpoint.Entry) {
+func (s *session) enqueue(e *liveEntry) {
 	s.mu.Lock()
 	if s.dead {
 		s.mu.Unlock()
@@ -515,6 +515,12 @@ func (s *session) writeLoop() {
 		expiry = t.C
 	}
 	revoked := s.stream.Revoked()
+	var ahead chan filled // the next push, being built
+	defer func() {
+		if ahead != nil {
+			<-ahead // it reads the stream, which closes after this loop
+		}
+	}()
 	for s.ctx.Err() == nil {
 		now := h.cfg.Clock.Now()
 		if !s.expires.IsZero() && !now.Before(s.expires) {
@@ -533,7 +539,15 @@ func (s *session) writeLoop() {
 				break
 			}
 		}
-		push, err := s.fill()
+		var push *pushBuilder
+		var err error
+		if ahead != nil {
+			r := <-ahead
+			ahead = nil
+			push, err = r.push, r.err
+		} else {
+			push, err = s.fill()
+		}
 		if err != nil {
 			code := wire.CloseInternal
 			var ce *closeError
@@ -554,9 +568,22 @@ func (s *session) writeLoop() {
 			// Record first: a fast device can ack before the write returns.
 			s.pushed(push)
 			frames = append(frames, &wire.Frame{Push: &push.push})
+			if push.full() {
+				// A backlog: the next push is read and built while this
+				// one is written, so a catch-up has two cores.
+				ahead = make(chan filled, 1)
+				go func() {
+					p, err := s.fill()
+					ahead <- filled{p, err}
+				}()
+			}
 		}
 		if len(frames) > 0 {
-			if !s.writeFrames(frames...) {
+			ok := s.writeFrames(frames...)
+			if push != nil {
+				push.release()
+			}
+			if !ok {
 				break
 			}
 			continue
@@ -583,6 +610,12 @@ func (s *session) writeLoop() {
 		cancel()
 	}
 	_ = s.conn.Close(code, reason)
+}
+
+// filled is a push built ahead, or why it could not be.
+type filled struct {
+	push *pushBuilder
+	err  error
 }
 
 // heartbeat pings the device and reports false when it has been silent for

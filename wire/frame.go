@@ -128,6 +128,10 @@ type Entry struct {
 	CreatedAt time.Time       // unix milliseconds on the wire
 	ExpiresAt time.Time       // zero: never
 	Origin    string          // "api" or "device:<id>"
+
+	// Cache, when set, keeps the entry's encodings for the other sessions
+	// that send it; it is not part of the entry.
+	Cache *EntryCache
 }
 
 // Push carries entries, in seq order per channel, possibly across channels.

@@ -220,6 +220,17 @@ func (w *jsonWriter) channelStatus(c *ChannelStatus) {
 }
 
 func (w *jsonWriter) entry(e *Entry) {
+	if e.Cache != nil {
+		if b := e.Cache.load(&e.Cache.json); b != nil {
+			w.b = append(w.b, b...)
+			return
+		}
+		defer func(start int) {
+			if w.err == nil {
+				e.Cache.store(&e.Cache.json, w.b[start:])
+			}
+		}(len(w.b))
+	}
 	w.b = append(w.b, '{')
 	f := true
 	w.str(&f, "channel", e.Channel)

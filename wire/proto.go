@@ -16,6 +16,9 @@ import (
 // EncodeProto appends the protobuf form of f (a wirepb.Frame) to dst.
 // Entry and record data must be JSON; they travel as bytes.
 func EncodeProto(dst []byte, f *Frame) ([]byte, error) {
+	if f.Push != nil && f.Type() == "push" {
+		return appendPushProto(dst, f.Push)
+	}
 	pb, err := toPB(f)
 	if err != nil {
 		return dst, err
