@@ -56,26 +56,24 @@ const (
 // again for every session; TestPushProtoMatchesGenerated holds the two to
 // the same bytes.
 func appendPushProto(dst []byte, p *Push) ([]byte, error) {
-	var scratch [8][]byte
-	entries := scratch[:0]
+	// The first pass checks the entries, fills their caches and sizes the
+	// push, which protobuf writes before its body; the second writes.
 	size := 0
 	for i := range p.Entries {
 		e := &p.Entries[i]
-		var b []byte
-		if e.Cache != nil {
-			b = e.Cache.load(&e.Cache.proto)
+		n := 0
+		if b := e.cached(); b != nil {
+			n = len(b)
+		} else if err := checkEntry(e); err != nil {
+			return dst, err
+		} else if e.Cache != nil {
+			b := appendEntryProto(nil, e)
+			e.Cache.store(&e.Cache.proto, b)
+			n = len(b)
+		} else {
+			n = entryProtoSize(e)
 		}
-		if b == nil {
-			var err error
-			if b, err = appendEntryProto(nil, e); err != nil {
-				return dst, err
-			}
-			if e.Cache != nil {
-				e.Cache.store(&e.Cache.proto, b)
-			}
-		}
-		entries = append(entries, b)
-		size += protowire.SizeTag(fieldPushEntries) + protowire.SizeBytes(len(b))
+		size += protowire.SizeTag(fieldPushEntries) + protowire.SizeBytes(n)
 	}
 	for i := range p.Positions {
 		q := &p.Positions[i]
@@ -86,9 +84,15 @@ func appendPushProto(dst []byte, p *Push) ([]byte, error) {
 	}
 	dst = protowire.AppendTag(dst, fieldFramePush, protowire.BytesType)
 	dst = protowire.AppendVarint(dst, uint64(size))
-	for _, b := range entries {
+	for i := range p.Entries {
+		e := &p.Entries[i]
 		dst = protowire.AppendTag(dst, fieldPushEntries, protowire.BytesType)
-		dst = protowire.AppendBytes(dst, b)
+		if b := e.cached(); b != nil {
+			dst = protowire.AppendBytes(dst, b)
+			continue
+		}
+		dst = protowire.AppendVarint(dst, uint64(entryProtoSize(e)))
+		dst = appendEntryProto(dst, e)
 	}
 	for i := range p.Positions {
 		q := &p.Positions[i]
@@ -101,19 +105,33 @@ func appendPushProto(dst []byte, p *Push) ([]byte, error) {
 	return dst, nil
 }
 
+// cached is the entry's protobuf encoding from its cache, or nil.
+func (e *Entry) cached() []byte {
+	if e.Cache == nil {
+		return nil
+	}
+	return e.Cache.load(&e.Cache.proto)
+}
+
 func positionProtoSize(q *Position) int {
 	return stringSize(fieldPositionChannel, q.Channel) + stringSize(fieldPositionEpoch, q.Epoch) + uintSize(fieldPositionSeq, q.Seq)
 }
 
-// appendEntryProto appends the body of an Entry message, checking what
-// the generic path checks: strings are UTF-8 and data is JSON.
-func appendEntryProto(dst []byte, e *Entry) ([]byte, error) {
+// checkEntry checks what the generic path checks of an entry: its
+// strings are UTF-8 and its data is JSON.
+func checkEntry(e *Entry) error {
 	if len(e.Data) > 0 && !jsontext.Valid(e.Data) {
-		return dst, encodeErr("entry %s seq %d: data is not valid JSON", e.Channel, e.Seq)
+		return encodeErr("entry %s seq %d: data is not valid JSON", e.Channel, e.Seq)
 	}
 	if !utf8.ValidString(e.Channel) || !utf8.ValidString(e.Op) || !utf8.ValidString(e.Key) || !utf8.ValidString(e.Origin) {
-		return dst, encodeErr("a string is not valid UTF-8")
+		return encodeErr("a string is not valid UTF-8")
 	}
+	return nil
+}
+
+// appendEntryProto appends the body of an Entry message that checkEntry
+// passed.
+func appendEntryProto(dst []byte, e *Entry) []byte {
 	dst = appendString(dst, fieldEntryChannel, e.Channel)
 	dst = appendUint(dst, fieldEntrySeq, e.Seq)
 	dst = appendString(dst, fieldEntryOp, e.Op)
@@ -124,8 +142,19 @@ func appendEntryProto(dst []byte, e *Entry) ([]byte, error) {
 	}
 	dst = appendUint(dst, fieldEntryCreatedAt, uint64(unixMilli(e.CreatedAt)))
 	dst = appendUint(dst, fieldEntryExpiresAt, uint64(unixMilli(e.ExpiresAt)))
-	dst = appendString(dst, fieldEntryOrigin, e.Origin)
-	return dst, nil
+	return appendString(dst, fieldEntryOrigin, e.Origin)
+}
+
+// entryProtoSize is the length of appendEntryProto's output.
+func entryProtoSize(e *Entry) int {
+	n := stringSize(fieldEntryChannel, e.Channel) + uintSize(fieldEntrySeq, e.Seq) +
+		stringSize(fieldEntryOp, e.Op) + stringSize(fieldEntryKey, e.Key) +
+		uintSize(fieldEntryCreatedAt, uint64(unixMilli(e.CreatedAt))) +
+		uintSize(fieldEntryExpiresAt, uint64(unixMilli(e.ExpiresAt))) + stringSize(fieldEntryOrigin, e.Origin)
+	if len(e.Data) > 0 {
+		n += protowire.SizeTag(fieldEntryData) + protowire.SizeBytes(len(e.Data))
+	}
+	return n
 }
 
 func appendString(dst []byte, num protowire.Number, s string) []byte {
