@@ -88,13 +88,8 @@ type Peer struct {
 // Serve runs one device session on conn until the device leaves, the
 // session fails, ctx is done or the hub closes. It always closes conn.
 func (h *Hub) Serve(ctx context.Context, conn Conn, peer Peer) error {
-	f, err := h.readHello(ctx, conn)
-	var s *session
-	if err == nil {
-		s, err = h.handshake(ctx, conn, peer, f.Hello)
-	}
+	s, err := h.open(ctx, conn, peer)
 	if err != nil {
-		h.refuse(ctx, conn, peer, f, err)
 		return err
 	}
 	h.wg.Add(1)
@@ -119,6 +114,32 @@ func (h *Hub) Serve(ctx context.Context, conn Conn, peer Peer) error {
 		slog.Duration("duration", h.cfg.Clock.Now().Sub(s.started).Round(time.Millisecond)),
 		slog.Int("code", int(code)), slog.String("close", code.String()), slog.String("reason", reason))...)
 	return nil
+}
+
+// open reads the hello and makes the session, or refuses it, on a
+// goroutine of its own. The handshake runs deep (the token check, the
+// store's reads and writes), and a goroutine keeps the stack it grew to
+// until collections shrink it; the caller's goroutine lives as long as the
+// session, and an idle session should cost little.
+func (h *Hub) open(ctx context.Context, conn Conn, peer Peer) (*session, error) {
+	type opened struct {
+		s   *session
+		err error
+	}
+	done := make(chan opened, 1)
+	go func() {
+		f, err := h.readHello(ctx, conn)
+		var s *session
+		if err == nil {
+			s, err = h.handshake(ctx, conn, peer, f.Hello)
+		}
+		if err != nil {
+			h.refuse(ctx, conn, peer, f, err)
+		}
+		done <- opened{s, err}
+	}()
+	r := <-done
+	return r.s, r.err
 }
 
 // refuse answers a hello that failed with one fatal error frame and the

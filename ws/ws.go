@@ -7,6 +7,7 @@ package ws
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"fmt"
 	"io"
@@ -78,7 +79,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		peer.Transport = "wss"
 	}
-	_ = h.Hub.Serve(r.Context(), newConn(nc, socketReader(nc, rw.Reader), codec, limit), peer)
+	// The session goes on without this request: once ServeHTTP returns,
+	// net/http lets go of the connection's buffers and the request, which
+	// an idle session would otherwise keep for its whole life.
+	c := newConn(nc, socketReader(nc, rw.Reader), codec, limit)
+	go func() { _ = h.Hub.Serve(context.WithoutCancel(r.Context()), c, peer) }()
 }
 
 // readBuffer is the size of a connection's read buffer: frames from a
