@@ -526,8 +526,11 @@ type Sink interface {
 // error with CodeSlowConsumer when more live entries arrived than the
 // queue holds.
 func (s *Stream) Read(ctx context.Context, sink Sink) error {
-	now := s.feed.clock.Now()
+	// The clock is read only when there is something to read: a live
+	// session calls Read on every push, mostly with no channel behind.
+	var now time.Time
 	if s.watch {
+		now = s.feed.clock.Now()
 		if err := s.takeNotices(sink, now); err != nil {
 			return err
 		}
@@ -547,6 +550,9 @@ func (s *Stream) Read(ctx context.Context, sink Sink) error {
 			continue
 		}
 		before := c.Seq
+		if now.IsZero() {
+			now = s.feed.clock.Now()
+		}
 		page, err := s.feed.store.Read(ctx, c.Channel, c.Seq, room, now)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", c.Channel, err)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/syncpoint/syncpoint"
 	"github.com/syncpoint/syncpoint/feed"
@@ -82,15 +83,14 @@ func (p *pushBuilder) moved1(cs *chanState) {
 	p.moved = append(p.moved, cs)
 }
 
-// fill builds the next push: queued live entries first (those that continue
+// fill builds the next push as of now: queued live entries first (those that continue
 // a channel exactly), then store reads for channels that are behind. It
 // returns nil when there is nothing to send. An entry whose seq is past the
 // next expected one marks the channel behind instead of being sent, so the
 // store read closes the gap; one at or below what was sent is a duplicate.
-func (s *session) fill() (*pushBuilder, error) {
+func (s *session) fill(now time.Time) (*pushBuilder, error) {
 	h := s.hub
 	p := newPushBuilder(h.cfg.MaxBatch, h.cfg.MaxBatchBytes, s.order)
-	now := h.cfg.Clock.Now()
 
 	s.mu.Lock()
 	n := min(len(s.queue), p.max)

@@ -529,12 +529,13 @@ func (s *session) writeLoop() {
 	nextBeat := h.cfg.Clock.Now().Add(interval)
 	// The token's end wakes the loop, which checks it on every turn: a
 	// session lasts exactly as long as a hello with its token would pass.
-	var expiry <-chan time.Time
+	// It and the session's end wake the loop as entries do, so the wait
+	// below selects on as few channels as it can: it runs once a push.
 	if !s.expires.IsZero() {
-		t := time.NewTimer(s.expires.Sub(h.cfg.Clock.Now()))
+		t := time.AfterFunc(s.expires.Sub(h.cfg.Clock.Now()), s.wake)
 		defer t.Stop()
-		expiry = t.C
 	}
+	defer context.AfterFunc(s.ctx, s.wake)()
 	revoked := s.stream.Revoked()
 	var ahead chan filled // the next push, being built
 	defer func() {
@@ -567,7 +568,7 @@ func (s *session) writeLoop() {
 			ahead = nil
 			push, err = r.push, r.err
 		} else {
-			push, err = s.fill()
+			push, err = s.fill(now)
 		}
 		if err != nil {
 			code := wire.CloseInternal
@@ -587,14 +588,14 @@ func (s *session) writeLoop() {
 		frames := s.takeControl()
 		if push != nil {
 			// Record first: a fast device can ack before the write returns.
-			s.pushed(push)
+			s.pushed(push, now)
 			frames = append(frames, &wire.Frame{Push: &push.push})
 			if push.full() {
 				// A backlog: the next push is read and built while this
 				// one is written, so a catch-up has two cores.
 				ahead = make(chan filled, 1)
 				go func() {
-					p, err := s.fill()
+					p, err := s.fill(h.cfg.Clock.Now())
 					ahead <- filled{p, err}
 				}()
 			}
@@ -612,9 +613,7 @@ func (s *session) writeLoop() {
 		select {
 		case <-s.notify:
 		case <-tick.C:
-		case <-expiry:
 		case <-revoked:
-		case <-s.ctx.Done():
 		}
 	}
 	s.mu.Lock()
@@ -695,11 +694,10 @@ func (s *session) takeControl() []*wire.Frame {
 }
 
 // pushed records what the device has now been sent, which bounds its acks.
-func (s *session) pushed(p *pushBuilder) {
+func (s *session) pushed(p *pushBuilder, now time.Time) {
 	h := s.hub
 	h.metrics.pushes.Inc()
 	h.metrics.pushedEntries.Add(float64(len(p.push.Entries)))
-	now := h.cfg.Clock.Now()
 	for i := range p.push.Entries {
 		if at := p.push.Entries[i].CreatedAt; !at.IsZero() {
 			h.metrics.pushLag.Observe(max(now.Sub(at).Seconds(), 0))
