@@ -102,7 +102,7 @@ type Config struct {
 
 	HeartbeatInterval time.Duration
 	HelloTimeout      time.Duration
-	WriteTimeout      time.Duration // a device that takes longer to take a frame is a slow consumer
+	WriteTimeout      time.Duration // a device that takes longer to take a frame is a slow consumer (up to an eighth sooner: see wire.WriteDeadline)
 	MaxBatch          int           // entries per push
 	MaxBatchBytes     int           // payload bytes per push (at least one entry is always sent)
 	QueueLimit        int           // live entries queued per session before it is a slow consumer

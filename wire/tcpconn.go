@@ -16,6 +16,7 @@ type TCPConn struct {
 	wmu sync.Mutex
 
 	watch DeadlineWatch
+	wdl   WriteDeadline // under wmu
 }
 
 // NewTCPConn wraps nc; maxFrame bounds an incoming frame (0 means
@@ -51,14 +52,13 @@ func (c *TCPConn) Write(ctx context.Context, f *Frame) error {
 	if err != nil {
 		return err
 	}
-	if d, ok := ctx.Deadline(); ok {
-		_ = c.nc.SetWriteDeadline(d)
-	} else {
-		_ = c.nc.SetWriteDeadline(time.Time{})
-	}
+	d, _ := ctx.Deadline()
+	c.wdl.Set(d, c.nc.SetWriteDeadline)
 	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetWriteDeadline(time.Unix(1, 0)) })
 	_, err = c.nc.Write(b)
-	stop()
+	if !stop() {
+		c.wdl = WriteDeadline{} // the cancel moved the deadline: set it next time
+	}
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -77,7 +77,7 @@ func (c *TCPConn) WriteFrames(deadline time.Time, frames ...*Frame) error {
 	}
 	if err == nil {
 		c.wmu.Lock()
-		_ = c.nc.SetWriteDeadline(deadline)
+		c.wdl.Set(deadline, c.nc.SetWriteDeadline)
 		_, err = c.nc.Write(b)
 		c.wmu.Unlock()
 	}

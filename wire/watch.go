@@ -38,3 +38,27 @@ func (w *DeadlineWatch) Watch(ctx context.Context, set func(time.Time) error) {
 		}
 	})
 }
+
+// WriteDeadline sets a socket's write deadline, moving it only when it
+// would move by more than an eighth of the time it gave: setting one
+// updates a runtime timer, once a write, and a write timeout bounds a
+// stalled peer rather than timing each frame. So a write may time out up to
+// an eighth of its timeout early. A deadline earlier than the one set, or
+// none, is set at once. The caller serializes its calls, as its writes.
+type WriteDeadline struct {
+	set   time.Time
+	slack time.Duration
+}
+
+// Set sets d on the socket through set (its SetWriteDeadline) unless the
+// deadline in place is at most the slack earlier.
+func (w *WriteDeadline) Set(d time.Time, set func(time.Time) error) {
+	if !d.IsZero() && !w.set.IsZero() && !d.Before(w.set) && d.Sub(w.set) <= w.slack {
+		return
+	}
+	_ = set(d)
+	w.set, w.slack = d, 0
+	if !d.IsZero() {
+		w.slack = max(time.Until(d)/8, 0)
+	}
+}

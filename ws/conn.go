@@ -48,6 +48,7 @@ type conn struct {
 	watch wire.DeadlineWatch
 
 	wmu       sync.Mutex
+	wdl       wire.WriteDeadline
 	closeSent bool
 	linger    *time.Timer
 }
@@ -180,8 +181,12 @@ func (c *conn) WriteFrames(deadline time.Time, frames ...*wire.Frame) error {
 func (c *conn) Write(ctx context.Context, f *wire.Frame) error {
 	deadline, _ := ctx.Deadline()
 	stop := context.AfterFunc(ctx, func() { _ = c.nc.SetWriteDeadline(time.Unix(1, 0)) })
-	defer stop()
 	err := c.WriteFrames(deadline, f)
+	if !stop() {
+		c.wmu.Lock()
+		c.wdl = wire.WriteDeadline{} // the cancel moved the deadline: set it next time
+		c.wmu.Unlock()
+	}
 	if err != nil && ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -231,7 +236,7 @@ func (c *conn) send(deadline time.Time, b []byte) error {
 	if c.closeSent {
 		return net.ErrClosed
 	}
-	_ = c.nc.SetWriteDeadline(deadline)
+	c.wdl.Set(deadline, c.nc.SetWriteDeadline)
 	_, err := c.nc.Write(b)
 	return err
 }
