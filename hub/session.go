@@ -40,6 +40,7 @@ type session struct {
 	sessionID string
 	stream    *feed.Stream
 	chans     map[syncpoint.Channel]*chanState // fixed after the handshake
+	byName    map[string]*chanState            // the same, by the name devices ack with
 	order     []*chanState                     // in the stream's cursor order
 
 	// ctx ends when the session is killed and stops the writer loop and store
@@ -239,6 +240,7 @@ func (h *Hub) handshake(ctx context.Context, conn Conn, peer Peer, hello *wire.H
 		sessionID: newSessionID(),
 		stream:    stream,
 		chans:     make(map[syncpoint.Channel]*chanState, len(cursors)),
+		byName:    make(map[string]*chanState, len(cursors)),
 		order:     make([]*chanState, len(cursors)),
 		notify:    make(chan struct{}, 1),
 	}
@@ -247,6 +249,7 @@ func (h *Hub) handshake(ctx context.Context, conn Conn, peer Peer, hello *wire.H
 		// session as the user's newest.
 		cs := &chanState{cur: c, active: !c.Single}
 		s.chans[c.Channel] = cs
+		s.byName[c.Name] = cs
 		s.order[i] = cs
 	}
 
@@ -493,9 +496,14 @@ func (s *session) readLoop() {
 
 func (s *session) ack(a *wire.Ack) {
 	for _, p := range a.Positions {
-		ch, err := syncpoint.ParseChannel(p.Channel)
-		cs := s.chans[ch]
-		if err != nil || cs == nil || cs.cur.Ephemeral {
+		cs := s.byName[p.Channel]
+		if cs == nil {
+			// Not in its usual spelling, if it is a channel at all.
+			if ch, err := syncpoint.ParseChannel(p.Channel); err == nil {
+				cs = s.chans[ch]
+			}
+		}
+		if cs == nil || cs.cur.Ephemeral {
 			s.send(&wire.Frame{Error: wire.ErrorFrom(syncpoint.Errorf(syncpoint.CodeInvalid, "ack for %q: not a channel of this session", p.Channel), false)})
 			continue
 		}

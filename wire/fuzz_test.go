@@ -80,6 +80,12 @@ func FuzzDecodeProto(f *testing.F) {
 				t.Fatalf("the push fast path disagrees with the generic decoder (%v)\n in %x", err, b)
 			}
 		}
+		if fast, ok := decodeAckFast(b); ok {
+			ref, err := decodeProtoGeneric(b)
+			if err != nil || !reflect.DeepEqual(fast, ref) {
+				t.Fatalf("the ack fast path disagrees with the generic decoder (%v)\n in %x", err, b)
+			}
+		}
 		fr, err := DecodeProto(b)
 		if err != nil {
 			if code := syncpoint.Code(err); fr != nil || (code != syncpoint.CodeMalformed && code != syncpoint.CodeTooLarge) {

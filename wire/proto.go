@@ -40,6 +40,9 @@ func DecodeProto(b []byte) (*Frame, error) {
 	if f, ok := decodePushFast(b); ok {
 		return f, nil
 	}
+	if f, ok := decodeAckFast(b); ok {
+		return f, nil
+	}
 	return decodeProtoGeneric(b)
 }
 

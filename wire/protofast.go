@@ -7,11 +7,13 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// Field numbers of syncpoint.proto that the push fast path reads.
+// Field numbers of syncpoint.proto that the fast paths read.
 const (
 	fieldFramePush     = 3
+	fieldFrameAck      = 4
 	fieldPushEntries   = 1
 	fieldPushPositions = 2
+	fieldAckPositions  = 1
 )
 
 // decodePushFast reads a push straight from the wire format, since the
@@ -69,6 +71,42 @@ func decodePushFast(b []byte) (*Frame, bool) {
 		p.Positions = append(p.Positions, pos)
 	}
 	return &Frame{Push: p}, true
+}
+
+// decodeAckFast reads an ack, the frame devices send most, straight from
+// the wire format, as decodePushFast reads a push; anything unusual gives
+// false and goes to the generic path.
+func decodeAckFast(b []byte) (*Frame, bool) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 || num != fieldFrameAck || typ != protowire.BytesType {
+		return nil, false
+	}
+	body, m := protowire.ConsumeBytes(b[n:])
+	if m < 0 || n+m != len(b) {
+		return nil, false
+	}
+	d := pushDecoder{src: b}
+	a := new(Ack)
+	for rest := body; len(rest) > 0; {
+		num, typ, n := protowire.ConsumeTag(rest)
+		if n < 0 || typ != protowire.BytesType || num != fieldAckPositions {
+			return nil, false
+		}
+		msg, m := protowire.ConsumeBytes(rest[n:])
+		if m < 0 {
+			return nil, false
+		}
+		rest = rest[n+m:]
+		if len(a.Positions) == MaxFrameItems {
+			return nil, false // the generic path reports it
+		}
+		var pos Position
+		if !d.position(&pos, msg) {
+			return nil, false
+		}
+		a.Positions = append(a.Positions, pos)
+	}
+	return &Frame{Ack: a}, true
 }
 
 type pushDecoder struct {
