@@ -100,13 +100,17 @@ func TestEntryValidate(t *testing.T) {
 		max  int
 		code syncpoint.ErrorCode
 	}{
-		"unknown op":        {func(e *syncpoint.Entry) { e.Op = "upsert" }, 0, syncpoint.CodeInvalid},
-		"put without key":   {func(e *syncpoint.Entry) { e.Op = syncpoint.OpPut }, 0, syncpoint.CodeInvalid},
-		"key with newline":  {func(e *syncpoint.Entry) { e.Key = "a\nb" }, 0, syncpoint.CodeInvalid},
-		"data not JSON":     {func(e *syncpoint.Entry) { e.Data = json.RawMessage(`{`) }, 0, syncpoint.CodeInvalid},
-		"data bad UTF-8":    {func(e *syncpoint.Entry) { e.Data = json.RawMessage("\"\xff\"") }, 0, syncpoint.CodeInvalid},
-		"over the biz size": {func(e *syncpoint.Entry) {}, 4, syncpoint.CodeTooLarge},
-		"bad channel":       {func(e *syncpoint.Entry) { e.Channel.Biz = "" }, 0, syncpoint.CodeInvalid},
+		"unknown op":       {func(e *syncpoint.Entry) { e.Op = "upsert" }, 0, syncpoint.CodeInvalid},
+		"put without key":  {func(e *syncpoint.Entry) { e.Op = syncpoint.OpPut }, 0, syncpoint.CodeInvalid},
+		"key with newline": {func(e *syncpoint.Entry) { e.Key = "a\nb" }, 0, syncpoint.CodeInvalid},
+		"data not JSON":    {func(e *syncpoint.Entry) { e.Data = json.RawMessage(`{`) }, 0, syncpoint.CodeInvalid},
+		"data bad UTF-8":   {func(e *syncpoint.Entry) { e.Data = json.RawMessage("\"\xff\"") }, 0, syncpoint.CodeInvalid},
+		// Valid for encoding/json, but not deliverable: the wire encoders
+		// hold data to I-JSON.
+		"data lone surrogate": {func(e *syncpoint.Entry) { e.Data = json.RawMessage(`"\ud800"`) }, 0, syncpoint.CodeInvalid},
+		"data number too big": {func(e *syncpoint.Entry) { e.Data = json.RawMessage(`1e400`) }, 0, syncpoint.CodeInvalid},
+		"over the biz size":   {func(e *syncpoint.Entry) {}, 4, syncpoint.CodeTooLarge},
+		"bad channel":         {func(e *syncpoint.Entry) { e.Channel.Biz = "" }, 0, syncpoint.CodeInvalid},
 	}
 	for name, tc := range cases {
 		e := ok

@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"golang.org/x/mod/semver"
+
+	"github.com/syncpoint/syncpoint/internal/jsontext"
 )
 
 // Op is what an entry does.
@@ -179,8 +181,11 @@ func (e *Entry) Validate(maxBytes int) error {
 	if len(e.IdempotencyKey) > MaxIdempotencyKeyLen || strings.ContainsFunc(e.IdempotencyKey, isControl) {
 		return Errorf(CodeInvalid, "idempotency_key: want at most %d bytes without control characters", MaxIdempotencyKeyLen)
 	}
-	if len(e.Data) > 0 && (!json.Valid(e.Data) || !utf8.Valid(e.Data)) {
-		return Errorf(CodeInvalid, "data is not valid JSON in UTF-8")
+	// The rule the wire encoders hold data to (I-JSON: no lone surrogates,
+	// no numbers past float64), so that an entry taken is one that can be
+	// delivered.
+	if len(e.Data) > 0 && !jsontext.Valid(e.Data) {
+		return Errorf(CodeInvalid, "data is not valid JSON in UTF-8 (I-JSON: no lone surrogates, no numbers out of range)")
 	}
 	if maxBytes <= 0 {
 		maxBytes = DefaultMaxEntryBytes
