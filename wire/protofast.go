@@ -21,12 +21,8 @@ const (
 // false and goes to the generic path, the reference; FuzzDecodeProto holds
 // the two to the same result.
 func decodePushFast(b []byte) (*Frame, bool) {
-	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 || num != fieldFramePush || typ != protowire.BytesType {
-		return nil, false
-	}
-	body, m := protowire.ConsumeBytes(b[n:])
-	if m < 0 || n+m != len(b) {
+	body, ok := frameBody(b, fieldFramePush)
+	if !ok {
 		return nil, false
 	}
 	d := pushDecoder{src: b}
@@ -77,12 +73,8 @@ func decodePushFast(b []byte) (*Frame, bool) {
 // the wire format, as decodePushFast reads a push; anything unusual gives
 // false and goes to the generic path.
 func decodeAckFast(b []byte) (*Frame, bool) {
-	num, typ, n := protowire.ConsumeTag(b)
-	if n < 0 || num != fieldFrameAck || typ != protowire.BytesType {
-		return nil, false
-	}
-	body, m := protowire.ConsumeBytes(b[n:])
-	if m < 0 || n+m != len(b) {
+	body, ok := frameBody(b, fieldFrameAck)
+	if !ok {
 		return nil, false
 	}
 	d := pushDecoder{src: b}
@@ -107,6 +99,20 @@ func decodeAckFast(b []byte) (*Frame, bool) {
 		a.Positions = append(a.Positions, pos)
 	}
 	return &Frame{Ack: a}, true
+}
+
+// frameBody returns the message of a frame that holds field and nothing
+// else.
+func frameBody(b []byte, field protowire.Number) ([]byte, bool) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n < 0 || num != field || typ != protowire.BytesType {
+		return nil, false
+	}
+	body, m := protowire.ConsumeBytes(b[n:])
+	if m < 0 || n+m != len(b) {
+		return nil, false
+	}
+	return body, true
 }
 
 type pushDecoder struct {
