@@ -10,10 +10,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/syncpoint/syncpoint"
-	"github.com/syncpoint/syncpoint/auth"
 	"github.com/syncpoint/syncpoint/hub"
 	"github.com/syncpoint/syncpoint/local"
-	"github.com/syncpoint/syncpoint/pebble"
 	"github.com/syncpoint/syncpoint/publish"
 	"github.com/syncpoint/syncpoint/wire"
 	"github.com/syncpoint/syncpoint/ws"
@@ -26,18 +24,7 @@ import (
 // broker message. pushed reads a node's count of entries sent to devices.
 func newPair(t *testing.T) (a, b *env, onlyA *publish.Publisher, pushed func(node string) float64) {
 	t.Helper()
-	store, err := pebble.Open(t.TempDir(), pebble.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := syncpoint.NewRegistry(store)
-	if err := reg.Load(context.Background(), testBizzes()); err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := auth.NewVerifier(auth.VerifierConfig{Secret: testSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, reg, verifier := openStore(t)
 	broker, aOnly, dir := local.New(), local.New(), local.NewDirectory()
 	pushedOn := map[string]*prometheus.Registry{}
 	node := func(name string) *env {

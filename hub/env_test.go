@@ -60,7 +60,9 @@ func testBizzes() []syncpoint.Biz {
 	return []syncpoint.Biz{chat, config, inbox, team, pay, presence, short}
 }
 
-func newEnv(t testing.TB, mod func(*hub.Config)) *env {
+// openStore opens a store with the test bizzes and a verifier of the test
+// secret, which every hub of a test shares.
+func openStore(t testing.TB) (*pebble.Store, *syncpoint.Registry, *auth.Verifier) {
 	t.Helper()
 	store, err := pebble.Open(t.TempDir(), pebble.Options{})
 	if err != nil {
@@ -70,11 +72,17 @@ func newEnv(t testing.TB, mod func(*hub.Config)) *env {
 	if err := reg.Load(context.Background(), testBizzes()); err != nil {
 		t.Fatal(err)
 	}
-	broker := local.New()
 	verifier, err := auth.NewVerifier(auth.VerifierConfig{Secret: testSecret})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return store, reg, verifier
+}
+
+func newEnv(t testing.TB, mod func(*hub.Config)) *env {
+	t.Helper()
+	store, reg, verifier := openStore(t)
+	broker := local.New()
 	cfg := hub.Config{Store: store, Registry: reg, Verifier: verifier, HeartbeatInterval: 5 * time.Second, FlushInterval: 20 * time.Millisecond}
 	if mod != nil {
 		mod(&cfg)

@@ -66,17 +66,12 @@ type Conn interface {
 	Read(ctx context.Context) (*wire.Frame, error)
 	// Write sends one frame; ctx bounds how long it may block.
 	Write(ctx context.Context, f *wire.Frame) error
+	// WriteFrames sends frames in order in one write, bounded by a
+	// deadline rather than a context: a session's pushes go this way, with
+	// no context or timer made for each.
+	WriteFrames(deadline time.Time, frames ...*wire.Frame) error
 	// Close ends the connection with a close code.
 	Close(code wire.CloseCode, reason string) error
-}
-
-// BatchConn is a Conn that can send several frames in one write, bounded by
-// a deadline rather than a context. A session sends through it when its
-// transport has it: the frames that are ready go out in one system call,
-// with no context or timer made for each.
-type BatchConn interface {
-	Conn
-	WriteFrames(deadline time.Time, frames ...*wire.Frame) error
 }
 
 // Config configures a Hub. Store, Registry and Verifier are required.

@@ -657,26 +657,11 @@ func (s *session) heartbeat(now time.Time) bool {
 	return s.writeFrames(&wire.Frame{Ping: &wire.Ping{Nonce: uint64(now.UnixNano())}})
 }
 
-// writeFrames sends frames in order, in one write when the transport can,
-// and kills the session when they cannot all go out in time.
+// writeFrames sends frames in order in one write, and kills the session
+// when they cannot all go out in time.
 func (s *session) writeFrames(frames ...*wire.Frame) bool {
 	timeout := s.hub.cfg.WriteTimeout
-	var err error
-	if bc, ok := s.conn.(BatchConn); ok {
-		err = bc.WriteFrames(time.Now().Add(timeout), frames...)
-	} else {
-		for _, f := range frames {
-			ctx, cancel := context.WithTimeout(s.base, timeout)
-			err = s.conn.Write(ctx, f)
-			cancel()
-			if err != nil {
-				if ctx.Err() != nil {
-					err = os.ErrDeadlineExceeded
-				}
-				break
-			}
-		}
-	}
+	err := s.conn.WriteFrames(time.Now().Add(timeout), frames...)
 	if err == nil {
 		return true
 	}

@@ -53,10 +53,6 @@ type conn struct {
 	linger    *time.Timer
 }
 
-var _ interface {
-	WriteFrames(time.Time, ...*wire.Frame) error
-} = (*conn)(nil)
-
 func newConn(nc net.Conn, br *bufio.Reader, codec wire.Codec, limit int64) *conn {
 	op := ws.OpBinary
 	if codec == wire.JSON {

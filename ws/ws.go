@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 
 	"github.com/gobwas/ws"
@@ -169,12 +170,7 @@ func checkOrigin(r *http.Request, patterns []string) error {
 // pickSubprotocol takes the first of the server's encodings that the
 // client offers, so proto wins when a client offers both; "" when none.
 func pickSubprotocol(r *http.Request) string {
-	var offered []string
-	for _, v := range r.Header.Values("Sec-WebSocket-Protocol") {
-		for _, p := range strings.Split(v, ",") {
-			offered = append(offered, strings.TrimSpace(p))
-		}
-	}
+	offered := tokens(r.Header, "Sec-WebSocket-Protocol")
 	for _, s := range wire.Subprotocols() {
 		for _, o := range offered {
 			if strings.EqualFold(s, o) {
@@ -186,12 +182,16 @@ func pickSubprotocol(r *http.Request) string {
 }
 
 func hasToken(h http.Header, name, token string) bool {
+	return slices.ContainsFunc(tokens(h, name), func(t string) bool { return strings.EqualFold(t, token) })
+}
+
+// tokens lists the comma-separated values of a header, in order.
+func tokens(h http.Header, name string) []string {
+	var out []string
 	for _, v := range h.Values(name) {
 		for _, t := range strings.Split(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
+			out = append(out, strings.TrimSpace(t))
 		}
 	}
-	return false
+	return out
 }
