@@ -42,7 +42,6 @@ func (f *Feed) Observe(ctx context.Context, o Observation) (*Stream, Status, err
 		observer: true,
 		head:     o.FromHead,
 		notify:   make(chan struct{}, 1),
-		revoked:  make(chan struct{}),
 	}
 	// Registered before the head is read, so that nothing appended between
 	// the two is missed.

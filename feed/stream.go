@@ -137,6 +137,7 @@ type Stream struct {
 	live      []*syncpoint.Entry // of non-persistent bizzes, until Read
 	overflow  bool
 	isRevoked bool
+	onRevoke  func()
 	closed    bool
 }
 
@@ -184,10 +185,7 @@ func (f *Feed) Resolve(ctx context.Context, req Request) (*Stream, error) {
 		id:      id,
 		tokenID: req.Claims.TokenID,
 		expires: cmp.Or(req.Claims.ValidUntil, req.Claims.ExpiresAt),
-		byChan:  make(map[syncpoint.Channel]*Cursor),
 		watch:   req.Watch,
-		notify:  make(chan struct{}, 1),
-		revoked: make(chan struct{}),
 	}
 	bizzes := req.Bizzes
 	if req.AllBizzes {
@@ -204,19 +202,22 @@ func (f *Feed) Resolve(ctx context.Context, req Request) (*Stream, error) {
 			return nil, syncpoint.Errorf(syncpoint.CodeForbidden, "biz %q does not exist", name)
 		}
 		for _, ch := range id.Channels(b) {
-			if s.byChan[ch] != nil {
+			if s.Cursor(ch) != nil {
 				continue
 			}
-			c := &Cursor{Channel: ch, Name: ch.String(), Index: len(s.cursors), Ephemeral: !b.Persistent, Single: single(b)}
-			s.byChan[ch] = c
-			s.cursors = append(s.cursors, c)
+			s.addCursor(&Cursor{Channel: ch, Name: ch.String(), Index: len(s.cursors), Ephemeral: !b.Persistent, Single: single(b)})
 		}
 	}
 	s.dirty = make([]bool, len(s.cursors))
+	if s.watch {
+		// Only Wait and Changed take it; a hub session is told of its
+		// entries by the hub, and would hold it idle for nothing.
+		s.notify = make(chan struct{}, 1)
+	}
 
 	s.start = make(map[syncpoint.Channel]syncpoint.Position, len(s.cursors))
 	for ch, p := range req.Positions {
-		if c := s.byChan[ch]; c != nil && !c.Ephemeral {
+		if c := s.Cursor(ch); c != nil && !c.Ephemeral {
 			s.start[ch] = p
 		}
 	}
@@ -226,7 +227,7 @@ func (f *Feed) Resolve(ctx context.Context, req Request) (*Stream, error) {
 			return nil, fmt.Errorf("load sync points: %w", err)
 		}
 		for ch, p := range stored {
-			if c := s.byChan[ch]; c != nil && !c.Ephemeral {
+			if c := s.Cursor(ch); c != nil && !c.Ephemeral {
 				if _, given := s.start[ch]; !given {
 					s.start[ch] = p
 				}
@@ -277,7 +278,7 @@ func (s *Stream) loadUserPositions(ctx context.Context) error {
 		s.users = append(s.users, c.Channel)
 	}
 	for _, p := range points {
-		if c := s.byChan[p.Channel]; c == nil || !c.Single {
+		if c := s.Cursor(p.Channel); c == nil || !c.Single {
 			continue
 		}
 		if u := f.users[p.Channel]; u.pos.Epoch != p.Position.Epoch || u.pos.Seq < p.Position.Seq {
@@ -369,7 +370,35 @@ func (s *Stream) Expires() time.Time { return s.expires }
 func (s *Stream) Cursors() []*Cursor { return s.cursors }
 
 // Cursor returns the cursor of ch, or nil when ch is not in the stream.
-func (s *Stream) Cursor(ch syncpoint.Channel) *Cursor { return s.byChan[ch] }
+func (s *Stream) Cursor(ch syncpoint.Channel) *Cursor {
+	if s.byChan != nil {
+		return s.byChan[ch]
+	}
+	for _, c := range s.cursors {
+		if c.Channel == ch {
+			return c
+		}
+	}
+	return nil
+}
+
+// linearCursors is how many cursors a stream looks through before it keeps
+// a map of them. Most devices read a handful of channels, and a map costs
+// an idle session about half a KiB for its first entry.
+const linearCursors = 8
+
+func (s *Stream) addCursor(c *Cursor) {
+	s.cursors = append(s.cursors, c)
+	switch {
+	case s.byChan != nil:
+		s.byChan[c.Channel] = c
+	case len(s.cursors) > linearCursors:
+		s.byChan = make(map[syncpoint.Channel]*Cursor, 2*len(s.cursors))
+		for _, c := range s.cursors {
+			s.byChan[c.Channel] = c
+		}
+	}
+}
 
 // Positions returns where each persistent channel of the stream stands.
 func (s *Stream) Positions() []ChannelPosition {
@@ -447,7 +476,26 @@ func (s *Stream) Close() {
 func (s *Stream) Changed() <-chan struct{} { return s.notify }
 
 // Revoked is closed when the stream's token is revoked.
-func (s *Stream) Revoked() <-chan struct{} { return s.revoked }
+// It is made on the first call, since most owners never ask (OnRevoke and
+// IsRevoked cost an idle stream nothing).
+func (s *Stream) Revoked() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.revoked == nil {
+		s.revoked = make(chan struct{})
+		if s.isRevoked {
+			close(s.revoked)
+		}
+	}
+	return s.revoked
+}
+
+// IsRevoked reports whether the stream's token was revoked.
+func (s *Stream) IsRevoked() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.isRevoked
+}
 
 // Wait blocks until an entry arrives in one of the stream's channels (with
 // Watch) and returns nil, or until the token is revoked (an error with
@@ -467,7 +515,7 @@ func (s *Stream) Wait(ctx context.Context) error {
 	select {
 	case <-s.notify:
 		return nil
-	case <-s.revoked:
+	case <-s.Revoked():
 		return errRevoked
 	case <-ctx.Done():
 		return ctx.Err()
@@ -505,8 +553,36 @@ func (s *Stream) revoke() {
 		return
 	}
 	s.isRevoked = true
+	f, ch := s.onRevoke, s.revoked
 	s.mu.Unlock()
-	close(s.revoked)
+	if ch != nil {
+		close(ch)
+	}
+	if f != nil {
+		f()
+	}
+}
+
+// OnRevoke has f called, on a goroutine of the revoker's, when the stream's
+// token is revoked, and at once if it already was: an owner that has no
+// goroutine waiting on Revoked learns of it so. One f per stream; stop
+// unregisters it and reports whether it was still registered.
+func (s *Stream) OnRevoke(f func()) (stop func() bool) {
+	s.mu.Lock()
+	if s.isRevoked {
+		s.mu.Unlock()
+		f()
+		return func() bool { return false }
+	}
+	s.onRevoke = f
+	s.mu.Unlock()
+	return func() bool {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		was := s.onRevoke != nil && !s.isRevoked
+		s.onRevoke = nil
+		return was
+	}
 }
 
 // Sink takes what Read yields.
@@ -614,7 +690,7 @@ func (s *Stream) takeNotices(sink Sink, now time.Time) error {
 			break
 		}
 		taken++
-		if c := s.byChan[e.Channel]; c != nil && !c.Off && s.Wanted(e, now) {
+		if c := s.Cursor(e.Channel); c != nil && !c.Off && s.Wanted(e, now) {
 			sink.Add(c, e)
 		}
 	}

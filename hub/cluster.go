@@ -278,7 +278,7 @@ func (h *Hub) Nudge(info syncpoint.ChannelInfo) {
 
 func (s *session) nudge(info syncpoint.ChannelInfo) {
 	s.mu.Lock()
-	cs := s.chans[info.Channel]
+	cs := s.chanOf(info.Channel)
 	behind := cs != nil && !cs.gone && cs.active && info.LastSeq > cs.pushed.Seq &&
 		(cs.pushed.Epoch == "" || cs.pushed.Epoch == info.Epoch)
 	if behind && info.LastSeq > cs.headSeq {

@@ -327,12 +327,10 @@ func (h *Hub) register(s *session) error {
 			return syncpoint.Errorf(syncpoint.CodeForbidden, "biz %q does not exist", cs.cur.Channel.Biz)
 		}
 	}
-	select {
-	case <-s.stream.Revoked():
+	if s.stream.IsRevoked() {
 		// Revoked since the feed took the token; the writer would end it
 		// anyway, but no welcome should go out first.
 		return errRevoked
-	default:
 	}
 	if old := h.devices[s.id.DeviceID]; old != nil {
 		go old.kill(wire.CloseNormal, "replaced by a newer connection of this device")

@@ -129,7 +129,7 @@ func (s *session) fill(now time.Time) (*pushBuilder, error) {
 
 	for _, le := range live {
 		e := le.Entry
-		cs := s.chans[e.Channel]
+		cs := s.chanOf(e.Channel)
 		if cs == nil || cs.cur.Off {
 			continue
 		}
@@ -156,7 +156,7 @@ func (s *session) fill(now time.Time) (*pushBuilder, error) {
 		}
 	}
 
-	if err := s.stream.Read(s.ctx, p); err != nil {
+	if err := s.stream.Read(s.base, p); err != nil {
 		return nil, resyncError(err)
 	}
 

@@ -27,8 +27,15 @@ const (
 
 var errRevoked = &closeError{code: wire.CloseUnauthorized, msg: "the token was revoked"}
 
-// session is one connected device. The writer goroutine owns the stream
-// and its cursors; everything else shared is under mu.
+// session is one connected device. Its writer owns the stream, its
+// cursors and the fields marked writer-owned; everything else shared is
+// under mu.
+//
+// The session's own goroutine reads; the writer runs only while there is
+// something to send. wake starts it when none is running, and it ends once a
+// turn finds nothing to do, so an idle session holds one goroutine and no
+// writer's stack. One writer runs at a time: mu hands the writer-owned state
+// from one to the next.
 type session struct {
 	version   uint32
 	hub       *Hub
@@ -39,19 +46,23 @@ type session struct {
 	expires   time.Time
 	sessionID string
 	stream    *feed.Stream
-	chans     map[syncpoint.Channel]*chanState // fixed after the handshake
-	byName    map[string]*chanState            // the same, by the name devices ack with
-	order     []*chanState                     // in the stream's cursor order
+	order     []*chanState // in the stream's cursor order, fixed after the handshake
+	// The same by the name devices ack with, for a session with more
+	// channels than it looks through (see named).
+	byName map[string]*chanState
 
-	// ctx ends when the session is killed and stops the writer loop and store
-	// reads. base is the connection's own context: reads and writes use it,
-	// so a kill never cuts a frame in half and the close code still gets out.
-	ctx      context.Context
-	cancel   context.CancelFunc
+	// base is the connection's own context: reads, writes and the store's
+	// reads use it, so a kill never cuts a frame in half and the close code
+	// still gets out. A kill marks the session dead and wakes the writer.
 	base     context.Context
-	notify   chan struct{}
-	lastRecv atomic.Int64 // unix nanoseconds of the last frame from the device
-	unlisted atomic.Bool  // the cluster was told the session ended
+	lastRecv atomic.Int64  // unix nanoseconds of the last frame from the device
+	unlisted atomic.Bool   // the cluster was told the session ended
+	beatDue  atomic.Bool   // the heartbeat timer fired: the next turn pings
+	ended    chan struct{} // closed once the writer has sent the close
+
+	// writer-owned
+	ahead    chan filled // the next push, being built
+	stopWake []func() bool
 
 	mu          sync.Mutex
 	queue       []*liveEntry
@@ -59,6 +70,37 @@ type session struct {
 	dead        bool
 	closeCode   wire.CloseCode
 	closeReason string
+	running     bool // Serve started the writer's turns
+	writing     bool // a writer goroutine is running
+	wanted      bool // woken since the running writer last looked
+	over        bool // the writer sent the close: no more turns
+	beat        *time.Timer
+}
+
+// linearChans is how many channels a session looks through by name before
+// it keeps a map: most devices read a handful, and a map costs an idle
+// session about half a KiB for its first entry.
+const linearChans = 8
+
+// chanOf is the session's state for ch, or nil.
+func (s *session) chanOf(ch syncpoint.Channel) *chanState {
+	if c := s.stream.Cursor(ch); c != nil {
+		return s.order[c.Index]
+	}
+	return nil
+}
+
+// named is the session's state for the channel a device calls name, or nil.
+func (s *session) named(name string) *chanState {
+	if s.byName != nil {
+		return s.byName[name]
+	}
+	for _, cs := range s.order {
+		if cs.cur.Name == name {
+			return cs
+		}
+	}
+	return nil
 }
 
 type chanState struct {
@@ -99,13 +141,9 @@ func (h *Hub) Serve(ctx context.Context, conn Conn, peer Peer) error {
 	h.log.Info("session opened", s.logAttrs(
 		slog.String("platform", s.id.Platform), slog.String("app_version", s.id.AppVersion), slog.Int("channels", len(s.order)))...)
 
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		s.readLoop()
-	}()
-	s.writeLoop()
-	<-readDone
+	s.start()
+	s.readLoop()
+	<-s.ended
 
 	s.finish()
 	s.mu.Lock()
@@ -239,23 +277,23 @@ func (h *Hub) handshake(ctx context.Context, conn Conn, peer Peer, hello *wire.H
 		expires:   stream.Expires(),
 		sessionID: newSessionID(),
 		stream:    stream,
-		chans:     make(map[syncpoint.Channel]*chanState, len(cursors)),
-		byName:    make(map[string]*chanState, len(cursors)),
 		order:     make([]*chanState, len(cursors)),
-		notify:    make(chan struct{}, 1),
+		ended:     make(chan struct{}),
 	}
 	for i, c := range cursors {
 		// A multi_device: false channel waits until the hub picks this
 		// session as the user's newest.
-		cs := &chanState{cur: c, active: !c.Single}
-		s.chans[c.Channel] = cs
-		s.byName[c.Name] = cs
-		s.order[i] = cs
+		s.order[i] = &chanState{cur: c, active: !c.Single}
+	}
+	if len(s.order) > linearChans {
+		s.byName = make(map[string]*chanState, len(s.order))
+		for _, cs := range s.order {
+			s.byName[cs.cur.Name] = cs
+		}
 	}
 
 	now := h.cfg.Clock.Now()
 	s.base = ctx
-	s.ctx, s.cancel = context.WithCancel(ctx)
 	s.started = now
 	s.lastRecv.Store(now.UnixNano())
 	h.awaitHandover(ctx, s)
@@ -263,13 +301,11 @@ func (h *Hub) handshake(ctx context.Context, conn Conn, peer Peer, hello *wire.H
 	// queued rather than missed.
 	if err := h.register(s); err != nil {
 		stream.Close()
-		s.cancel()
 		return nil, err
 	}
 	welcome, err := h.welcome(ctx, s)
 	if err != nil {
 		h.unregister(s)
-		s.cancel()
 		return nil, err
 	}
 	wctx, cancel := context.WithTimeout(ctx, h.cfg.WriteTimeout)
@@ -277,7 +313,6 @@ func (h *Hub) handshake(ctx context.Context, conn Conn, peer Peer, hello *wire.H
 	cancel()
 	if err != nil {
 		h.unregister(s)
-		s.cancel()
 		return nil, fmt.Errorf("write welcome: %w", err)
 	}
 	h.joined(s)
@@ -378,14 +413,14 @@ func (s *session) kill(code wire.CloseCode, reason string) {
 	if code == wire.CloseSlowConsumer {
 		s.hub.log.Warn("slow consumer cut", s.logAttrs(slog.String("reason", reason))...)
 	}
-	s.cancel()
+	s.wake() // the writer sends the close
 	// Stop routing entries here now; kill may run under the hub's read lock.
 	go s.hub.unregister(s)
 }
 
 // reads reports whether s is alive and still reads ch.
 func (s *session) reads(ch syncpoint.Channel) bool {
-	cs := s.chans[ch]
+	cs := s.chanOf(ch)
 	if cs == nil {
 		return false
 	}
@@ -400,11 +435,26 @@ func (s *session) isDead() bool {
 	return s.dead
 }
 
+// wake makes sure a writer looks at the session soon: it starts one, or
+// tells the running one to take another turn.
 func (s *session) wake() {
-	select {
-	case s.notify <- struct{}{}:
-	default:
+	s.mu.Lock()
+	start := s.wakeLocked()
+	s.mu.Unlock()
+	if start {
+		go s.writeTurns()
 	}
+}
+
+// wakeLocked is wake under mu; on true the caller starts the writer.
+func (s *session) wakeLocked() bool {
+	if !s.running || s.over || s.writing {
+		// Before start, the first turn sees whatever woke it.
+		s.wanted = true
+		return false
+	}
+	s.writing, s.wanted = true, false
+	return true
 }
 
 // enqueue queues a live entry; it never blocks.
@@ -420,8 +470,11 @@ func (s *session) enqueue(e *liveEntry) {
 		return
 	}
 	s.queue = append(s.queue, e)
+	start := s.wakeLocked()
 	s.mu.Unlock()
-	s.wake()
+	if start {
+		go s.writeTurns()
+	}
 }
 
 // send queues a control frame (pong, write result, error) ahead of pushes.
@@ -437,13 +490,16 @@ func (s *session) send(f *wire.Frame) {
 		return
 	}
 	s.control = append(s.control, f)
+	start := s.wakeLocked()
 	s.mu.Unlock()
-	s.wake()
+	if start {
+		go s.writeTurns()
+	}
 }
 
 func (s *session) setActive(ch syncpoint.Channel, on bool, from syncpoint.Position) {
 	s.mu.Lock()
-	if cs := s.chans[ch]; cs != nil && !cs.gone {
+	if cs := s.chanOf(ch); cs != nil && !cs.gone {
 		cs.active = on
 		if on {
 			cs.needActivate, cs.activateFrom = true, from
@@ -496,11 +552,11 @@ func (s *session) readLoop() {
 
 func (s *session) ack(a *wire.Ack) {
 	for _, p := range a.Positions {
-		cs := s.byName[p.Channel]
+		cs := s.named(p.Channel)
 		if cs == nil {
 			// Not in its usual spelling, if it is a channel at all.
 			if ch, err := syncpoint.ParseChannel(p.Channel); err == nil {
-				cs = s.chans[ch]
+				cs = s.chanOf(ch)
 			}
 		}
 		if cs == nil || cs.cur.Ephemeral {
@@ -526,111 +582,154 @@ func (s *session) write(w *wire.Write) {
 		s.send(&wire.Frame{WriteResult: &wire.WriteResult{WriteID: w.WriteID, Error: wire.ErrorFrom(syncpoint.Errorf(syncpoint.CodeForbidden, "this server takes no record uploads"), false)}})
 		return
 	}
-	s.send(&wire.Frame{WriteResult: rec.Write(s.ctx, s.id, w)})
+	s.send(&wire.Frame{WriteResult: rec.Write(s.base, s.id, w)})
 }
 
-func (s *session) writeLoop() {
+// start arms what wakes the writer besides entries and replies (the
+// heartbeat, the token's end, the session's end, a revocation) and runs its
+// first turn, which sends what arrived during the handshake.
+func (s *session) start() {
 	h := s.hub
 	interval := h.cfg.HeartbeatInterval
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	nextBeat := h.cfg.Clock.Now().Add(interval)
-	// The token's end wakes the loop, which checks it on every turn: a
-	// session lasts exactly as long as a hello with its token would pass.
-	// It and the session's end wake the loop as entries do, so the wait
-	// below selects on as few channels as it can: it runs once a push.
-	if !s.expires.IsZero() {
-		t := time.AfterFunc(s.expires.Sub(h.cfg.Clock.Now()), s.wake)
-		defer t.Stop()
+	beat := time.AfterFunc(interval, func() {
+		s.beatDue.Store(true)
+		s.mu.Lock()
+		start := s.wakeLocked()
+		if !s.over {
+			// Under mu, so it is never armed again once end stopped it.
+			s.beat.Reset(interval)
+		}
+		s.mu.Unlock()
+		if start {
+			go s.writeTurns()
+		}
+	})
+	// A kill wakes the writer itself; the connection's context needs a hook
+	// only when it can end (a WebSocket's cannot: it outlives its request).
+	if s.base.Done() != nil {
+		s.stopWake = append(s.stopWake, context.AfterFunc(s.base, s.wake))
 	}
-	defer context.AfterFunc(s.ctx, s.wake)()
-	revoked := s.stream.Revoked()
-	var ahead chan filled // the next push, being built
-	defer func() {
-		if ahead != nil {
-			<-ahead // it reads the stream, which closes after this loop
+	// A session lasts exactly as long as a hello with its token would pass:
+	// every turn checks the token's end, and the timer makes sure one runs.
+	if !s.expires.IsZero() {
+		s.stopWake = append(s.stopWake, time.AfterFunc(s.expires.Sub(h.cfg.Clock.Now()), s.wake).Stop)
+	}
+	s.stopWake = append(s.stopWake, s.stream.OnRevoke(s.wake))
+	s.mu.Lock()
+	s.beat = beat
+	s.running, s.writing, s.wanted = true, true, false
+	s.mu.Unlock()
+	go s.writeTurns()
+}
+
+// writeTurns is one writer: it takes turns until one finds nothing to send
+// and nothing woke it meanwhile, or the session ends.
+func (s *session) writeTurns() {
+	for {
+		wrote, end := s.turn()
+		if end {
+			s.end()
+			return
 		}
-	}()
-	for s.ctx.Err() == nil {
-		now := h.cfg.Clock.Now()
-		if !s.expires.IsZero() && !now.Before(s.expires) {
-			s.kill(wire.CloseUnauthorized, "the token expired; reconnect with a new one")
-			break
-		}
-		select {
-		case <-revoked:
-			s.kill(errRevoked.code, errRevoked.msg)
-			continue // ends the loop: the kill cancelled ctx
-		default:
-		}
-		if !now.Before(nextBeat) {
-			nextBeat = now.Add(interval)
-			if !s.heartbeat(now) {
-				break
-			}
-		}
-		var push *pushBuilder
-		var err error
-		if ahead != nil {
-			r := <-ahead
-			ahead = nil
-			push, err = r.push, r.err
-		} else {
-			push, err = s.fill(now)
-		}
-		if err != nil {
-			code := wire.CloseInternal
-			var ce *closeError
-			if errors.As(err, &ce) {
-				code = ce.code
-			} else if s.ctx.Err() == nil {
-				h.log.Error("read backlog", s.logAttrs(slog.Any("err", err))...)
-			}
-			msg := syncpoint.Message(err)
-			if ce != nil {
-				msg = ce.msg
-			}
-			s.kill(code, msg)
-			break
-		}
-		frames := s.takeControl()
-		if push != nil {
-			// Record first: a fast device can ack before the write returns.
-			s.pushed(push, now)
-			frames = append(frames, &wire.Frame{Push: &push.push})
-			if push.full() {
-				// A backlog: the next push is read and built while this
-				// one is written, so a catch-up has two cores.
-				ahead = make(chan filled, 1)
-				go func() {
-					p, err := s.fill(h.cfg.Clock.Now())
-					ahead <- filled{p, err}
-				}()
-			}
-		}
-		if len(frames) > 0 {
-			ok := s.writeFrames(frames...)
-			if push != nil {
-				push.release()
-			}
-			if !ok {
-				break
-			}
+		s.mu.Lock()
+		if wrote || s.wanted {
+			s.wanted = false
+			s.mu.Unlock()
 			continue
 		}
-		select {
-		case <-s.notify:
-		case <-tick.C:
-		case <-revoked:
+		s.writing = false
+		s.mu.Unlock()
+		return
+	}
+}
+
+// turn sends what is ready: replies, the heartbeat, and one push. It says
+// whether it wrote, and whether the session is over.
+func (s *session) turn() (wrote, end bool) {
+	h := s.hub
+	if s.isDead() || s.base.Err() != nil {
+		return false, true
+	}
+	now := h.cfg.Clock.Now()
+	if !s.expires.IsZero() && !now.Before(s.expires) {
+		s.kill(wire.CloseUnauthorized, "the token expired; reconnect with a new one")
+		return false, true
+	}
+	if s.stream.IsRevoked() {
+		s.kill(errRevoked.code, errRevoked.msg)
+		return false, true
+	}
+	if s.beatDue.Swap(false) && !s.heartbeat(now) {
+		return false, true
+	}
+	var push *pushBuilder
+	var err error
+	if s.ahead != nil {
+		r := <-s.ahead
+		s.ahead = nil
+		push, err = r.push, r.err
+	} else {
+		push, err = s.fill(now)
+	}
+	if err != nil {
+		code := wire.CloseInternal
+		var ce *closeError
+		if errors.As(err, &ce) {
+			code = ce.code
+		} else if !s.isDead() && s.base.Err() == nil {
+			h.log.Error("read backlog", s.logAttrs(slog.Any("err", err))...)
 		}
+		msg := syncpoint.Message(err)
+		if ce != nil {
+			msg = ce.msg
+		}
+		s.kill(code, msg)
+		return false, true
+	}
+	frames := s.takeControl()
+	if push != nil {
+		// Record first: a fast device can ack before the write returns.
+		s.pushed(push, now)
+		frames = append(frames, &wire.Frame{Push: &push.push})
+		if push.full() {
+			// A backlog: the next push is read and built while this one
+			// is written, so a catch-up has two cores.
+			ahead := make(chan filled, 1)
+			s.ahead = ahead
+			go func() {
+				p, err := s.fill(h.cfg.Clock.Now())
+				ahead <- filled{p, err}
+			}()
+		}
+	}
+	if len(frames) == 0 {
+		return false, false
+	}
+	ok := s.writeFrames(frames...)
+	if push != nil {
+		push.release()
+	}
+	return true, !ok
+}
+
+// end is the last writer's: it sends the close and closes the connection.
+func (s *session) end() {
+	h := s.hub
+	if s.ahead != nil {
+		<-s.ahead // it reads the stream, which closes after the session
+		s.ahead = nil
 	}
 	s.mu.Lock()
 	if !s.dead {
 		s.dead, s.closeCode, s.closeReason = true, wire.CloseGoingAway, "the server is shutting down"
 	}
 	code, reason := s.closeCode, s.closeReason
+	s.over, s.writing = true, false
+	s.beat.Stop()
 	s.mu.Unlock()
-	s.cancel()
+	for _, stop := range s.stopWake {
+		stop()
+	}
 	h.metrics.disconnects.WithLabelValues(code.String()).Inc()
 	if code != wire.CloseNormal && s.base.Err() == nil {
 		ctx, cancel := context.WithTimeout(s.base, time.Second)
@@ -638,6 +737,7 @@ func (s *session) writeLoop() {
 		cancel()
 	}
 	_ = s.conn.Close(code, reason)
+	close(s.ended)
 }
 
 // filled is a push built ahead, or why it could not be.

@@ -60,7 +60,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			_ = s.Hub.Serve(ctx, wire.NewTCPConn(nc, s.MaxFrameBytes), peer)
+			// The hub ends its sessions when it closes, as it ends
+			// WebSocket ones; a context that can end would cost every
+			// idle session its hooks (see wire.DeadlineWatch).
+			_ = s.Hub.Serve(context.WithoutCancel(ctx), wire.NewTCPConn(nc, s.MaxFrameBytes), peer)
 		}()
 	}
 }

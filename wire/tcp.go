@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/syncpoint/syncpoint"
 )
@@ -12,10 +13,6 @@ import (
 // On TCP (and TLS) each frame is a 4-byte big-endian length, then that many
 // bytes of protobuf.
 const frameHeaderLen = 4
-
-// Reader buffers beyond this are dropped after use, so one large frame does
-// not pin memory for the life of a connection.
-const keepBufferBytes = 1 << 20
 
 // Reader buffers start here and double as bytes arrive, so declaring a large
 // frame and then sending nothing gains a peer little.
@@ -61,11 +58,18 @@ func EncodeFrame(dst []byte, f *Frame) ([]byte, error) {
 
 // Reader reads length-prefixed frames from a stream.
 type Reader struct {
-	r   io.Reader
-	max int
-	hdr [frameHeaderLen]byte
-	buf []byte
+	r      io.Reader
+	max    int
+	hdr    [frameHeaderLen]byte
+	buf    []byte
+	pooled *[]byte // buf's, when it came from frameBuffers
 }
+
+// pooledFrameBytes is the largest frame read into a pooled buffer; a bigger
+// one gets a buffer of its own, grown as its bytes come.
+const pooledFrameBytes = 4096
+
+var frameBuffers = sync.Pool{New: func() any { b := make([]byte, 0, pooledFrameBytes); return &b }}
 
 // NewReader returns a Reader of r that refuses frames over maxFrame bytes
 // (DefaultMaxFrameBytes when maxFrame <= 0).
@@ -84,9 +88,13 @@ func NewReader(r io.Reader, maxFrame int) *Reader {
 // for a zero length, and the underlying reader's errors. After an error the
 // stream is out of step: the caller closes the connection.
 func (r *Reader) Next() ([]byte, error) {
-	if cap(r.buf) > keepBufferBytes {
-		r.buf = nil
+	// The last frame's buffer goes back before the wait for the next one,
+	// which for a device is mostly long: an idle reader holds none.
+	if r.pooled != nil {
+		frameBuffers.Put(r.pooled)
+		r.pooled = nil
 	}
+	r.buf = nil
 	if _, err := io.ReadFull(r.r, r.hdr[:]); err != nil {
 		return nil, err // io.EOF before any byte, io.ErrUnexpectedEOF after
 	}
@@ -98,8 +106,9 @@ func (r *Reader) Next() ([]byte, error) {
 		return nil, syncpoint.Errorf(syncpoint.CodeTooLarge, "frame of %d bytes is over the %d byte limit", n, r.max)
 	}
 	size := int(n)
-	if size <= cap(r.buf) {
-		r.buf = r.buf[:size]
+	if size <= pooledFrameBytes {
+		r.pooled = frameBuffers.Get().(*[]byte)
+		r.buf = (*r.pooled)[:size:size]
 		if _, err := io.ReadFull(r.r, r.buf); err != nil {
 			return nil, unexpected(err)
 		}

@@ -110,16 +110,19 @@ func TestReaderGrowsWithData(t *testing.T) {
 	}
 }
 
-func TestReaderDropsLargeBuffer(t *testing.T) {
-	r := NewReader(bytes.NewReader(frameBytes(make([]byte, keepBufferBytes+1), []byte("a"))), 0)
-	if _, err := r.Next(); err != nil {
-		t.Fatal(err)
+func TestReaderHoldsNoBufferBetweenFrames(t *testing.T) {
+	r := NewReader(bytes.NewReader(frameBytes(make([]byte, 1<<20+1), []byte("a"), make([]byte, pooledFrameBytes))), 0)
+	for _, want := range []int{1<<20 + 1, 1, pooledFrameBytes} {
+		b, err := r.Next()
+		if err != nil || len(b) != want {
+			t.Fatalf("read %d bytes, %v; want %d", len(b), err, want)
+		}
 	}
-	if _, err := r.Next(); err != nil {
-		t.Fatal(err)
+	if _, err := r.Next(); err != io.EOF {
+		t.Fatalf("got %v, want io.EOF", err)
 	}
-	if cap(r.buf) > keepBufferBytes {
-		t.Fatalf("kept a %d byte buffer", cap(r.buf))
+	if r.buf != nil || r.pooled != nil {
+		t.Fatal("a buffer is held while the reader waits for a frame")
 	}
 }
 

@@ -25,7 +25,7 @@ func NewTCPConn(nc net.Conn, maxFrame int) *TCPConn {
 	if maxFrame <= 0 {
 		maxFrame = DefaultMaxFrameBytes
 	}
-	return &TCPConn{nc: nc, r: NewReader(nc, maxFrame)}
+	return &TCPConn{nc: nc, r: NewReader(NewSocketReader(nc, nil), maxFrame)}
 }
 
 // Read returns the next frame. Cancelling ctx unblocks it. The errors are

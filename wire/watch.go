@@ -29,7 +29,10 @@ func (w *DeadlineWatch) Watch(ctx context.Context, set func(time.Time) error) {
 		w.stop()
 		_ = set(time.Time{})
 	}
-	w.ctx = ctx
+	w.ctx, w.stop = ctx, nil
+	if ctx.Done() == nil {
+		return // it never ends: nothing to hook, and nothing held
+	}
 	w.stop = context.AfterFunc(ctx, func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()

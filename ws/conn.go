@@ -1,7 +1,6 @@
 package ws
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -39,7 +38,7 @@ const (
 //     its payload, like a TCP length prefix.
 type conn struct {
 	nc    net.Conn
-	br    *bufio.Reader
+	br    io.Reader
 	codec wire.Codec
 	op    ws.OpCode // of the messages the server sends
 	limit int64
@@ -53,7 +52,7 @@ type conn struct {
 	linger    *time.Timer
 }
 
-func newConn(nc net.Conn, br *bufio.Reader, codec wire.Codec, limit int64) *conn {
+func newConn(nc net.Conn, br io.Reader, codec wire.Codec, limit int64) *conn {
 	op := ws.OpBinary
 	if codec == wire.JSON {
 		op = ws.OpText

@@ -6,11 +6,9 @@ package ws
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -87,22 +85,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	go func() { _ = h.Hub.Serve(context.WithoutCancel(r.Context()), c, peer) }()
 }
 
-// readBuffer is the size of a connection's read buffer: frames from a
-// device are mostly acks of a few dozen bytes, and a payload bigger than
-// the buffer is read past it.
-const readBuffer = 1024
-
-// socketReader reads the socket itself from now on. net/http's reader, which
+// socketReader reads the socket itself from now on, through a buffer held
+// only while bytes wait in it (wire.SocketReader). net/http's reader, which
 // the hijack hands over, ends the request's context at its first read error,
 // and the session must tell a device's leaving from a shutdown; so only the
 // bytes it already holds are taken from it. Its writer is dropped too:
 // frames go straight to the socket.
-func socketReader(nc net.Conn, hijacked *bufio.Reader) *bufio.Reader {
-	if n := hijacked.Buffered(); n > 0 {
-		early, _ := hijacked.Peek(n)
-		return bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(early)), nc), readBuffer)
-	}
-	return bufio.NewReaderSize(nc, readBuffer)
+func socketReader(nc net.Conn, hijacked *bufio.Reader) *wire.SocketReader {
+	early, _ := hijacked.Peek(hijacked.Buffered())
+	return wire.NewSocketReader(nc, early)
 }
 
 func (h *Handler) refused(r *http.Request, err error) {

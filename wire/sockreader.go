@@ -1,0 +1,144 @@
+package wire
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+)
+
+// SocketBufferBytes is the size of a SocketReader's buffer.
+const SocketBufferBytes = 4096
+
+var socketBuffers = sync.Pool{New: func() any { return new([SocketBufferBytes]byte) }}
+
+// SocketReader is a buffered reader of a socket that holds its buffer only
+// while bytes wait in it. An idle device connection spends nearly all its
+// life waiting for a frame, and a bufio.Reader keeps its buffer through the
+// wait; this one waits for the socket to become readable with no buffer, and
+// takes one from a pool only for the read itself. Once the bytes read are
+// consumed the buffer goes back.
+//
+// The wait without a buffer needs the socket's file descriptor
+// (syscall.Conn: TCP and Unix sockets). Over anything else, TLS included,
+// each read takes a pooled buffer and waits in the connection's own Read,
+// which holds it for the wait as a bufio.Reader would.
+//
+// Deadlines and Close work as on the connection itself: the wait is the
+// runtime's network poller's.
+type SocketReader struct {
+	src  io.Reader
+	raw  syscall.RawConn // nil when src has no file descriptor
+	buf  *[SocketBufferBytes]byte
+	head []byte // bytes read before the reader took over, read first
+	r, w int
+
+	// The poller calls fill with the descriptor; fill leaves its result
+	// here. A method value made once, so a read allocates nothing.
+	fill func(fd uintptr) bool
+	err  error
+}
+
+// NewSocketReader reads nc, after head: bytes already read from nc by
+// someone else (an HTTP server's buffered reader at a hijack), which it
+// copies.
+func NewSocketReader(nc net.Conn, head []byte) *SocketReader {
+	r := &SocketReader{src: nc}
+	if len(head) > 0 {
+		r.head = append([]byte(nil), head...)
+	}
+	if sc, ok := nc.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			r.raw = raw
+			r.fill = r.readFD
+		}
+	}
+	return r
+}
+
+// Read reads into p what is buffered, or else what one read of the socket
+// gives; a p of at least a buffer's size is read into directly.
+func (r *SocketReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if len(r.head) > 0 {
+		n := copy(p, r.head)
+		r.head = r.head[n:]
+		if len(r.head) == 0 {
+			r.head = nil
+		}
+		return n, nil
+	}
+	if r.buf == nil {
+		if len(p) >= SocketBufferBytes {
+			return r.src.Read(p)
+		}
+		if err := r.read(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, r.buf[r.r:r.w])
+	r.r += n
+	if r.r == r.w {
+		socketBuffers.Put(r.buf)
+		r.buf, r.r, r.w = nil, 0, 0
+	}
+	return n, nil
+}
+
+// Buffered is how many bytes can be read without touching the socket.
+func (r *SocketReader) Buffered() int { return len(r.head) + r.w - r.r }
+
+// read fills an empty buffer with one read of the socket, or fails.
+func (r *SocketReader) read() error {
+	if r.raw == nil {
+		b := socketBuffers.Get().(*[SocketBufferBytes]byte)
+		n, err := r.src.Read(b[:])
+		if n <= 0 {
+			socketBuffers.Put(b)
+			if err == nil {
+				err = io.ErrNoProgress
+			}
+			return err
+		}
+		r.buf, r.r, r.w = b, 0, n
+		return nil // an error with bytes comes again on the next read
+	}
+	r.err = nil
+	if err := r.raw.Read(r.fill); err != nil {
+		return err // the wait failed: a deadline, or the socket was closed
+	}
+	if r.err != nil {
+		return r.err
+	}
+	return nil
+}
+
+// readFD is one non-blocking read of the socket into a pooled buffer. It
+// reports false, holding no buffer, when the socket has nothing yet: the
+// poller then waits and calls it again.
+func (r *SocketReader) readFD(fd uintptr) bool {
+	b := socketBuffers.Get().(*[SocketBufferBytes]byte)
+	for {
+		n, err := syscall.Read(int(fd), b[:])
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.EAGAIN):
+			socketBuffers.Put(b)
+			return false
+		case err != nil:
+			socketBuffers.Put(b)
+			r.err = &net.OpError{Op: "read", Err: os.NewSyscallError("read", err)}
+		case n == 0:
+			socketBuffers.Put(b)
+			r.err = io.EOF
+		default:
+			r.buf, r.r, r.w = b, 0, n
+		}
+		return true
+	}
+}
