@@ -500,6 +500,38 @@ func TestRevoke(t *testing.T) {
 	e.feed.Revoke("") // JWTs have no id: nothing happens
 }
 
+// OnRevoke tells an owner with no goroutine on Revoked: once, at the
+// revocation, or at once for a stream already revoked; never after stop.
+func TestOnRevoke(t *testing.T) {
+	e := newEnv(t, nil)
+	tok := claims("u1")
+	tok.TokenID = "tok-1"
+	s, _ := e.open(feed.Request{Claims: tok, DeviceID: "d1", Bizzes: []string{"chat"}})
+	stopped, _ := e.open(feed.Request{Claims: tok, DeviceID: "d2", Bizzes: []string{"chat"}})
+	var calls, stoppedCalls int
+	s.OnRevoke(func() { calls++ })
+	stop := stopped.OnRevoke(func() { stoppedCalls++ })
+	if s.IsRevoked() || calls != 0 {
+		t.Fatal("revoked before Revoke")
+	}
+	if !stop() {
+		t.Fatal("stop of a registered callback reported false")
+	}
+	e.feed.Revoke("tok-1")
+	if calls != 1 || !s.IsRevoked() || stoppedCalls != 0 {
+		t.Fatalf("after Revoke: %d calls, revoked %v, %d calls after stop", calls, s.IsRevoked(), stoppedCalls)
+	}
+	select {
+	case <-s.Revoked(): // made after the revocation, closed already
+	default:
+		t.Fatal("Revoked of a revoked stream is not closed")
+	}
+	late := 0
+	if s.OnRevoke(func() { late++ })(); late != 1 {
+		t.Fatalf("OnRevoke on a revoked stream called %d times, want once at once", late)
+	}
+}
+
 // A channel trimmed or reset under a stream makes Read say so; Recheck
 // gives the status a new stream would get.
 func TestGapAndResetWhileReading(t *testing.T) {
