@@ -500,6 +500,27 @@ func TestRevoke(t *testing.T) {
 	e.feed.Revoke("") // JWTs have no id: nothing happens
 }
 
+// A stream finds each of its cursors by channel and by name, whether it
+// has few (looked through) or many (kept in maps).
+func TestCursorLookup(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, groups := range [][]string{{"g1"}, {"g1", "g2", "g3", "g4", "g5", "g6", "g7", "g8", "g9", "g10"}} {
+		s, _ := e.open(feed.Request{Claims: claims("u1", groups...), DeviceID: "d1", Bizzes: []string{"chat", "team"}})
+		cursors := s.Cursors()
+		if len(cursors) != 1+len(groups) {
+			t.Fatalf("%d cursors for %d groups", len(cursors), len(groups))
+		}
+		for _, c := range cursors {
+			if s.Cursor(c.Channel) != c || s.CursorNamed(c.Name) != c {
+				t.Fatalf("%d cursors: %s not found as itself", len(cursors), c.Name)
+			}
+		}
+		if s.Cursor(syncpoint.Channel{Biz: "team", Target: syncpoint.GroupTarget("g11")}) != nil || s.CursorNamed("team/group:g11") != nil {
+			t.Fatalf("%d cursors: found a channel not in the stream", len(cursors))
+		}
+	}
+}
+
 // OnRevoke tells an owner with no goroutine on Revoked: once, at the
 // revocation, or at once for a stream already revoked; never after stop.
 func TestOnRevoke(t *testing.T) {

@@ -35,7 +35,6 @@ func (f *Feed) Observe(ctx context.Context, o Observation) (*Stream, Status, err
 	s := &Stream{
 		feed:     f,
 		cursors:  []*Cursor{c},
-		byChan:   map[syncpoint.Channel]*Cursor{o.Channel: c},
 		dirty:    make([]bool, 1),
 		start:    map[syncpoint.Channel]syncpoint.Position{o.Channel: o.Position},
 		watch:    true,

@@ -118,11 +118,14 @@ type Stream struct {
 	tokenID string
 	expires time.Time
 	cursors []*Cursor
-	byChan  map[syncpoint.Channel]*Cursor
-	start   map[syncpoint.Channel]syncpoint.Position
-	rr      int // where the next read starts, for fairness
-	watch   bool
-	users   []syncpoint.Channel // user positions held in feed.users
+	// The cursors by channel and by name, for a stream with more than it
+	// looks through (see Cursor).
+	byChan map[syncpoint.Channel]*Cursor
+	byName map[string]*Cursor
+	start  map[syncpoint.Channel]syncpoint.Position
+	rr     int // where the next read starts, for fairness
+	watch  bool
+	users  []syncpoint.Channel // user positions held in feed.users
 	// observer is an operator's stream (Observe): no device, no sync
 	// points, no conditions; head starts it at the channel's last seq.
 	observer bool
@@ -371,11 +374,23 @@ func (s *Stream) Cursors() []*Cursor { return s.cursors }
 
 // Cursor returns the cursor of ch, or nil when ch is not in the stream.
 func (s *Stream) Cursor(ch syncpoint.Channel) *Cursor {
-	if s.byChan != nil {
-		return s.byChan[ch]
+	return findCursor(s.cursors, s.byChan, ch, func(c *Cursor) syncpoint.Channel { return c.Channel })
+}
+
+// CursorNamed returns the cursor of the channel named name (Cursor.Name, as
+// devices spell it), or nil.
+func (s *Stream) CursorNamed(name string) *Cursor {
+	return findCursor(s.cursors, s.byName, name, func(c *Cursor) string { return c.Name })
+}
+
+// findCursor looks k up in m, or, when the stream keeps no maps, looks
+// through cursors for the one whose key is k.
+func findCursor[K comparable](cursors []*Cursor, m map[K]*Cursor, k K, key func(*Cursor) K) *Cursor {
+	if m != nil {
+		return m[k]
 	}
-	for _, c := range s.cursors {
-		if c.Channel == ch {
+	for _, c := range cursors {
+		if key(c) == k {
 			return c
 		}
 	}
@@ -383,20 +398,21 @@ func (s *Stream) Cursor(ch syncpoint.Channel) *Cursor {
 }
 
 // linearCursors is how many cursors a stream looks through before it keeps
-// a map of them. Most devices read a handful of channels, and a map costs
+// maps of them. Most devices read a handful of channels, and a map costs
 // an idle session about half a KiB for its first entry.
 const linearCursors = 8
 
 func (s *Stream) addCursor(c *Cursor) {
 	s.cursors = append(s.cursors, c)
-	switch {
-	case s.byChan != nil:
-		s.byChan[c.Channel] = c
-	case len(s.cursors) > linearCursors:
+	if s.byChan == nil && len(s.cursors) > linearCursors {
 		s.byChan = make(map[syncpoint.Channel]*Cursor, 2*len(s.cursors))
-		for _, c := range s.cursors {
-			s.byChan[c.Channel] = c
+		s.byName = make(map[string]*Cursor, 2*len(s.cursors))
+		for _, c := range s.cursors[:len(s.cursors)-1] {
+			s.byChan[c.Channel], s.byName[c.Name] = c, c
 		}
+	}
+	if s.byChan != nil {
+		s.byChan[c.Channel], s.byName[c.Name] = c, c
 	}
 }
 

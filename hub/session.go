@@ -47,9 +47,6 @@ type session struct {
 	sessionID string
 	stream    *feed.Stream
 	order     []*chanState // in the stream's cursor order, fixed after the handshake
-	// The same by the name devices ack with, for a session with more
-	// channels than it looks through (see named).
-	byName map[string]*chanState
 
 	// base is the connection's own context: reads, writes and the store's
 	// reads use it, so a kill never cuts a frame in half and the close code
@@ -70,17 +67,11 @@ type session struct {
 	dead        bool
 	closeCode   wire.CloseCode
 	closeReason string
-	running     bool // Serve started the writer's turns
-	writing     bool // a writer goroutine is running
+	writing     bool // a writer goroutine is running, or start has yet to run
 	wanted      bool // woken since the running writer last looked
 	over        bool // the writer sent the close: no more turns
 	beat        *time.Timer
 }
-
-// linearChans is how many channels a session looks through by name before
-// it keeps a map: most devices read a handful, and a map costs an idle
-// session about half a KiB for its first entry.
-const linearChans = 8
 
 // chanOf is the session's state for ch, or nil.
 func (s *session) chanOf(ch syncpoint.Channel) *chanState {
@@ -92,13 +83,8 @@ func (s *session) chanOf(ch syncpoint.Channel) *chanState {
 
 // named is the session's state for the channel a device calls name, or nil.
 func (s *session) named(name string) *chanState {
-	if s.byName != nil {
-		return s.byName[name]
-	}
-	for _, cs := range s.order {
-		if cs.cur.Name == name {
-			return cs
-		}
+	if c := s.stream.CursorNamed(name); c != nil {
+		return s.order[c.Index]
 	}
 	return nil
 }
@@ -279,17 +265,13 @@ func (h *Hub) handshake(ctx context.Context, conn Conn, peer Peer, hello *wire.H
 		stream:    stream,
 		order:     make([]*chanState, len(cursors)),
 		ended:     make(chan struct{}),
+		// Until start runs the first writer, wakes only mark it wanted.
+		writing: true,
 	}
 	for i, c := range cursors {
 		// A multi_device: false channel waits until the hub picks this
 		// session as the user's newest.
 		s.order[i] = &chanState{cur: c, active: !c.Single}
-	}
-	if len(s.order) > linearChans {
-		s.byName = make(map[string]*chanState, len(s.order))
-		for _, cs := range s.order {
-			s.byName[cs.cur.Name] = cs
-		}
 	}
 
 	now := h.cfg.Clock.Now()
@@ -439,22 +421,19 @@ func (s *session) isDead() bool {
 // tells the running one to take another turn.
 func (s *session) wake() {
 	s.mu.Lock()
-	start := s.wakeLocked()
-	s.mu.Unlock()
-	if start {
-		go s.writeTurns()
-	}
+	s.wakeUnlock()
 }
 
-// wakeLocked is wake under mu; on true the caller starts the writer.
-func (s *session) wakeLocked() bool {
-	if !s.running || s.over || s.writing {
-		// Before start, the first turn sees whatever woke it.
-		s.wanted = true
-		return false
+// wakeUnlock is wake for a caller that holds mu: it unlocks mu.
+func (s *session) wakeUnlock() {
+	if s.over || s.writing {
+		s.wanted = true // the running writer, or the first, sees it
+		s.mu.Unlock()
+		return
 	}
 	s.writing, s.wanted = true, false
-	return true
+	s.mu.Unlock()
+	go s.writeTurns()
 }
 
 // enqueue queues a live entry; it never blocks.
@@ -470,11 +449,7 @@ func (s *session) enqueue(e *liveEntry) {
 		return
 	}
 	s.queue = append(s.queue, e)
-	start := s.wakeLocked()
-	s.mu.Unlock()
-	if start {
-		go s.writeTurns()
-	}
+	s.wakeUnlock()
 }
 
 // send queues a control frame (pong, write result, error) ahead of pushes.
@@ -490,11 +465,7 @@ func (s *session) send(f *wire.Frame) {
 		return
 	}
 	s.control = append(s.control, f)
-	start := s.wakeLocked()
-	s.mu.Unlock()
-	if start {
-		go s.writeTurns()
-	}
+	s.wakeUnlock()
 }
 
 func (s *session) setActive(ch syncpoint.Channel, on bool, from syncpoint.Position) {
@@ -505,8 +476,7 @@ func (s *session) setActive(ch syncpoint.Channel, on bool, from syncpoint.Positi
 			cs.needActivate, cs.activateFrom = true, from
 		}
 	}
-	s.mu.Unlock()
-	s.wake()
+	s.wakeUnlock()
 }
 
 func (s *session) readLoop() {
@@ -594,15 +564,11 @@ func (s *session) start() {
 	beat := time.AfterFunc(interval, func() {
 		s.beatDue.Store(true)
 		s.mu.Lock()
-		start := s.wakeLocked()
 		if !s.over {
 			// Under mu, so it is never armed again once end stopped it.
 			s.beat.Reset(interval)
 		}
-		s.mu.Unlock()
-		if start {
-			go s.writeTurns()
-		}
+		s.wakeUnlock()
 	})
 	// A kill wakes the writer itself; the connection's context needs a hook
 	// only when it can end (a WebSocket's cannot: it outlives its request).
@@ -617,7 +583,7 @@ func (s *session) start() {
 	s.stopWake = append(s.stopWake, s.stream.OnRevoke(s.wake))
 	s.mu.Lock()
 	s.beat = beat
-	s.running, s.writing, s.wanted = true, true, false
+	s.wanted = false // this first turn sees what woke it
 	s.mu.Unlock()
 	go s.writeTurns()
 }

@@ -89,9 +89,6 @@ func (r *SocketReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// Buffered is how many bytes can be read without touching the socket.
-func (r *SocketReader) Buffered() int { return len(r.head) + r.w - r.r }
-
 // read fills an empty buffer with one read of the socket, or fails.
 func (r *SocketReader) read() error {
 	if r.raw == nil {
@@ -111,10 +108,7 @@ func (r *SocketReader) read() error {
 	if err := r.raw.Read(r.fill); err != nil {
 		return err // the wait failed: a deadline, or the socket was closed
 	}
-	if r.err != nil {
-		return r.err
-	}
-	return nil
+	return r.err
 }
 
 // readFD is one non-blocking read of the socket into a pooled buffer. It
