@@ -74,6 +74,25 @@ type Conn interface {
 	Close(code wire.CloseCode, reason string) error
 }
 
+// A Parker is a Conn that can wait for the device's next frame with no
+// goroutine. A session that has nothing to read parks once it is quiet: when
+// it has just opened, and after a heartbeat's ping or pong, frames a live
+// device sends only while it has nothing else to say. Any other frame keeps
+// the reader in its goroutine until the next heartbeat, so a device that is
+// acking pushes pays nothing for the parking.
+type Parker interface {
+	// ReadIdle is Read, but fails with wire.ErrIdle at once, reading
+	// nothing, when no byte of a frame has come.
+	ReadIdle(ctx context.Context) (*wire.Frame, error)
+	// Park arranges for ready to run on a new goroutine once the connection
+	// has bytes, is hung up or fails; false means it cannot park now, and
+	// the caller reads. Never called at the same time as a read or Unpark.
+	Park(ready func()) bool
+	// Unpark cancels a Park whose ready has not started, reporting whether
+	// it did.
+	Unpark() bool
+}
+
 // Config configures a Hub. Store, Registry and Verifier are required.
 type Config struct {
 	Store    syncpoint.Store

@@ -47,6 +47,7 @@ type session struct {
 	sessionID string
 	stream    *feed.Stream
 	order     []*chanState // in the stream's cursor order, fixed after the handshake
+	parker    Parker       // conn, when it can park; nil otherwise
 
 	// base is the connection's own context: reads, writes and the store's
 	// reads use it, so a kill never cuts a frame in half and the close code
@@ -70,6 +71,7 @@ type session struct {
 	writing     bool // a writer goroutine is running, or start has yet to run
 	wanted      bool // woken since the running writer last looked
 	over        bool // the writer sent the close: no more turns
+	parked      bool // the reader waits in parker; whoever unparks it reads on
 	beat        *time.Timer
 }
 
@@ -116,21 +118,32 @@ type Peer struct {
 
 // Serve runs one device session on conn until the device leaves, the
 // session fails, ctx is done or the hub closes. It always closes conn.
+//
+// When conn is a Parker, Serve may return while the session goes on: its
+// reader has parked (see Parker), and the session ends on its own, or when
+// the hub closes, which waits for it.
 func (h *Hub) Serve(ctx context.Context, conn Conn, peer Peer) error {
 	s, err := h.open(ctx, conn, peer)
 	if err != nil {
 		return err
 	}
 	h.wg.Add(1)
-	defer h.wg.Done()
-	defer h.unregister(s)
 	h.log.Info("session opened", s.logAttrs(
 		slog.String("platform", s.id.Platform), slog.String("app_version", s.id.AppVersion), slog.Int("channels", len(s.order)))...)
 
 	s.start()
-	s.readLoop()
-	<-s.ended
+	s.read(true)
+	return nil
+}
 
+// read runs the read loop, from a parked wait when resumed, and then the
+// session's end, unless the reader parked again: then its ready does.
+func (s *session) read(park bool) {
+	if s.readLoop(park) {
+		return
+	}
+	<-s.ended
+	h := s.hub
 	s.finish()
 	s.mu.Lock()
 	code, reason := s.closeCode, s.closeReason
@@ -138,7 +151,16 @@ func (h *Hub) Serve(ctx context.Context, conn Conn, peer Peer) error {
 	h.log.Info("session closed", s.logAttrs(
 		slog.Duration("duration", h.cfg.Clock.Now().Sub(s.started).Round(time.Millisecond)),
 		slog.Int("code", int(code)), slog.String("close", code.String()), slog.String("reason", reason))...)
-	return nil
+	h.unregister(s)
+	h.wg.Done()
+}
+
+// resume is a parked reader's ready: the connection has something.
+func (s *session) resume() {
+	s.mu.Lock()
+	s.parked = false
+	s.mu.Unlock()
+	s.read(false)
 }
 
 // open reads the hello and makes the session, or refuses it, on a
@@ -254,7 +276,9 @@ func (h *Hub) handshake(ctx context.Context, conn Conn, peer Peer, hello *wire.H
 		return nil, err
 	}
 	cursors := stream.Cursors()
+	parker, _ := conn.(Parker)
 	s := &session{
+		parker:    parker,
 		version:   version,
 		hub:       h,
 		conn:      conn,
@@ -479,14 +503,29 @@ func (s *session) setActive(ch syncpoint.Channel, on bool, from syncpoint.Positi
 	s.wakeUnlock()
 }
 
-func (s *session) readLoop() {
+// readLoop reads frames until the session ends, or the reader parks (it
+// reports true): park says whether it may when nothing has come.
+func (s *session) readLoop(park bool) bool {
 	h := s.hub
 	for {
-		f, err := s.conn.Read(s.base)
+		var f *wire.Frame
+		var err error
+		if park && s.parker != nil {
+			f, err = s.parker.ReadIdle(s.base)
+			if errors.Is(err, wire.ErrIdle) {
+				if s.park() {
+					return true
+				}
+				park = false
+				continue
+			}
+		} else {
+			f, err = s.conn.Read(s.base)
+		}
 		if err != nil {
 			if s.isDead() || s.base.Err() != nil {
 				s.kill(wire.CloseGoingAway, "the server is shutting down")
-				return
+				return false
 			}
 			if syncpoint.Code(err) == syncpoint.CodeMalformed {
 				// The frame boundary held, so answer and carry on.
@@ -498,9 +537,11 @@ func (s *session) readLoop() {
 			} else {
 				s.kill(wire.CloseCodeFor(syncpoint.Code(err)), syncpoint.Message(err))
 			}
-			return
+			return false
 		}
 		s.lastRecv.Store(h.cfg.Clock.Now().UnixNano())
+		// A heartbeat is what a quiet device sends: after one, park.
+		park = f.Ping != nil || f.Pong != nil
 		switch {
 		case f.Ack != nil:
 			s.ack(f.Ack)
@@ -512,12 +553,26 @@ func (s *session) readLoop() {
 		case f.Error != nil:
 			if f.Error.Fatal {
 				s.kill(wire.CloseNormal, "the device closed the session")
-				return
+				return false
 			}
 		default:
 			s.send(&wire.Frame{Error: wire.ErrorFrom(syncpoint.Errorf(syncpoint.CodeMalformed, "unexpected frame after hello"), false)})
 		}
 	}
+}
+
+// park hands the wait for the next frame to the parker, unless the session
+// is ending: the writer's end, which closes the connection, unparks a
+// parked reader to see the close, so a reader that parked after it would
+// wait for ever.
+func (s *session) park() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead || s.over {
+		return false
+	}
+	s.parked = s.parker.Park(s.resume)
+	return s.parked
 }
 
 func (s *session) ack(a *wire.Ack) {
@@ -692,7 +747,12 @@ func (s *session) end() {
 	code, reason := s.closeCode, s.closeReason
 	s.over, s.writing = true, false
 	s.beat.Stop()
+	// A parked reader reads on, to see the close and end the session.
+	unparked := s.parked && s.parker.Unpark()
 	s.mu.Unlock()
+	if unparked {
+		go s.read(false)
+	}
 	for _, stop := range s.stopWake {
 		stop()
 	}

@@ -28,7 +28,8 @@ type Server struct {
 }
 
 // Serve accepts connections until ctx is done or ln fails, then waits for
-// the sessions it started to end (the hub closes them).
+// the goroutines it started. A session may outlive its goroutine (a parked
+// one: hub.Parker); the hub closes its sessions, and waits for them.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()

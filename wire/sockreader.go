@@ -35,11 +35,18 @@ type SocketReader struct {
 	head []byte // bytes read before the reader took over, read first
 	r, w int
 
+	idle   bool   // the next read that finds nothing fails with ErrIdle
+	parked uint32 // the poller's token while parked, else 0
+
 	// The poller calls fill with the descriptor; fill leaves its result
 	// here. A method value made once, so a read allocates nothing.
 	fill func(fd uintptr) bool
 	err  error
 }
+
+// ErrIdle is what a read gives, when asked to (SocketReader.Idle), instead
+// of waiting for the socket: nothing has come.
+var ErrIdle = errors.New("wire: nothing to read yet")
 
 // NewSocketReader reads nc, after head: bytes already read from nc by
 // someone else (an HTTP server's buffered reader at a hijack), which it
@@ -65,6 +72,7 @@ func (r *SocketReader) Read(p []byte) (int, error) {
 		return 0, nil
 	}
 	if len(r.head) > 0 {
+		r.idle = false
 		n := copy(p, r.head)
 		r.head = r.head[n:]
 		if len(r.head) == 0 {
@@ -73,13 +81,14 @@ func (r *SocketReader) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	if r.buf == nil {
-		if len(p) >= SocketBufferBytes {
+		if len(p) >= SocketBufferBytes && !r.idle {
 			return r.src.Read(p)
 		}
 		if err := r.read(); err != nil {
 			return 0, err
 		}
 	}
+	r.idle = false
 	n := copy(p, r.buf[r.r:r.w])
 	r.r += n
 	if r.r == r.w {
@@ -123,6 +132,10 @@ func (r *SocketReader) readFD(fd uintptr) bool {
 			continue
 		case errors.Is(err, syscall.EAGAIN):
 			socketBuffers.Put(b)
+			if r.idle {
+				r.idle, r.err = false, ErrIdle
+				return true
+			}
 			return false
 		case err != nil:
 			socketBuffers.Put(b)
@@ -135,4 +148,37 @@ func (r *SocketReader) readFD(fd uintptr) bool {
 		}
 		return true
 	}
+}
+
+// Idle makes the next read that would wait for the socket fail with
+// ErrIdle instead, unless bytes come first. A reader at a frame boundary
+// calls it to learn that no frame has begun, and may then Park. It has no
+// effect without a file descriptor: over TLS a read always waits.
+func (r *SocketReader) Idle() { r.idle = r.raw != nil }
+
+// Park waits for the socket with no goroutine: ready runs on a new
+// goroutine once the socket is readable, hung up or failed, or not at all
+// if Unpark comes first. It reports false, and nothing is registered, when
+// the reader cannot park: bytes are buffered, there is no file descriptor
+// or no poller. Park and Unpark are not called at the same time as Read,
+// nor as each other.
+func (r *SocketReader) Park(ready func()) bool {
+	p := parkPoller()
+	if p == nil || r.raw == nil || r.buf != nil || len(r.head) > 0 {
+		return false
+	}
+	id, ok := p.park(r, r.raw, ready)
+	r.parked = id
+	return ok
+}
+
+// Unpark cancels a Park whose ready function has not started, and reports
+// whether it did: then the caller reads on, or closes the socket.
+func (r *SocketReader) Unpark() bool {
+	id := r.parked
+	if id == 0 {
+		return false
+	}
+	r.parked = 0
+	return parkPoller().unpark(r, r.raw, id)
 }

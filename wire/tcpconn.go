@@ -12,6 +12,7 @@ import (
 // and the Go SDK both use it; Write may be called from several goroutines.
 type TCPConn struct {
 	nc  net.Conn
+	sr  *SocketReader
 	r   *Reader
 	wmu sync.Mutex
 
@@ -25,7 +26,8 @@ func NewTCPConn(nc net.Conn, maxFrame int) *TCPConn {
 	if maxFrame <= 0 {
 		maxFrame = DefaultMaxFrameBytes
 	}
-	return &TCPConn{nc: nc, r: NewReader(NewSocketReader(nc, nil), maxFrame)}
+	sr := NewSocketReader(nc, nil)
+	return &TCPConn{nc: nc, sr: sr, r: NewReader(sr, maxFrame)}
 }
 
 // Read returns the next frame. Cancelling ctx unblocks it. The errors are
@@ -41,6 +43,19 @@ func (c *TCPConn) Read(ctx context.Context) (*Frame, error) {
 	}
 	return DecodeProto(b)
 }
+
+// ReadIdle is Read, but fails with ErrIdle at once, reading nothing, when
+// no byte of a frame has come: the caller may then Park.
+func (c *TCPConn) ReadIdle(ctx context.Context) (*Frame, error) {
+	c.sr.Idle()
+	return c.Read(ctx)
+}
+
+// Park waits for the next frame with no goroutine (SocketReader.Park).
+func (c *TCPConn) Park(ready func()) bool { return c.sr.Park(ready) }
+
+// Unpark cancels a Park that has not fired (SocketReader.Unpark).
+func (c *TCPConn) Unpark() bool { return c.sr.Unpark() }
 
 // Write sends one frame; ctx's deadline and cancellation bound it.
 func (c *TCPConn) Write(ctx context.Context, f *Frame) error {

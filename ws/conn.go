@@ -38,7 +38,7 @@ const (
 //     its payload, like a TCP length prefix.
 type conn struct {
 	nc    net.Conn
-	br    io.Reader
+	br    *wire.SocketReader
 	codec wire.Codec
 	op    ws.OpCode // of the messages the server sends
 	limit int64
@@ -52,7 +52,7 @@ type conn struct {
 	linger    *time.Timer
 }
 
-func newConn(nc net.Conn, br io.Reader, codec wire.Codec, limit int64) *conn {
+func newConn(nc net.Conn, br *wire.SocketReader, codec wire.Codec, limit int64) *conn {
 	op := ws.OpBinary
 	if codec == wire.JSON {
 		op = ws.OpText
@@ -75,7 +75,20 @@ func (e *closedError) Error() string {
 // over the limit is a *syncpoint.Error with CodeTooLarge, and the
 // connection can still send the error frame and close; a protocol
 // violation fails the connection with 1002; decode errors are the codec's.
-func (c *conn) Read(ctx context.Context) (*wire.Frame, error) {
+func (c *conn) Read(ctx context.Context) (*wire.Frame, error) { return c.read(ctx, false) }
+
+// ReadIdle is Read, but fails with wire.ErrIdle at once when no byte of a
+// message has come, nor of a control frame between messages: the session
+// may then Park.
+func (c *conn) ReadIdle(ctx context.Context) (*wire.Frame, error) { return c.read(ctx, true) }
+
+// Park waits for the next frame with no goroutine (wire.SocketReader.Park).
+func (c *conn) Park(ready func()) bool { return c.br.Park(ready) }
+
+// Unpark cancels a Park that has not fired (wire.SocketReader.Unpark).
+func (c *conn) Unpark() bool { return c.br.Unpark() }
+
+func (c *conn) read(ctx context.Context, idle bool) (*wire.Frame, error) {
 	c.watch.Watch(ctx, c.nc.SetDeadline)
 	var (
 		msg   []byte
@@ -83,7 +96,13 @@ func (c *conn) Read(ctx context.Context) (*wire.Frame, error) {
 		state = ws.StateServerSide
 	)
 	for {
+		if idle && op == 0 {
+			c.br.Idle()
+		}
 		h, err := ws.ReadHeaderBuffer(c.br, c.hdr[:2:len(c.hdr)])
+		if errors.Is(err, wire.ErrIdle) {
+			return nil, err
+		}
 		if errors.Is(err, ws.ErrHeaderLengthMSB) {
 			return nil, c.tooLarge() // a length of 2^63 bytes or more
 		}

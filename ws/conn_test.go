@@ -1,7 +1,6 @@
 package ws
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -52,7 +51,7 @@ func (c *streamConn) SetWriteDeadline(time.Time) error { return nil }
 
 func newStreamConn(r io.Reader, limit int64) (*conn, *streamConn) {
 	sc := &streamConn{r: r}
-	return newConn(sc, bufio.NewReaderSize(sc, 64), wire.JSON, limit), sc
+	return newConn(sc, wire.NewSocketReader(sc, nil), wire.JSON, limit), sc
 }
 
 // readAll reads frames until the first error.
@@ -125,7 +124,7 @@ func TestReadFollowsFrames(t *testing.T) {
 			if len(frames) != 2 || frames[0].Ping == nil || frames[0].Ping.Nonce != 7 || frames[1].Pong == nil || frames[1].Pong.Nonce != 8 {
 				t.Fatalf("frames = %+v, want the ping and the pong", frames)
 			}
-			if src.Len() < 70000-64 { // the 64-byte buffer may hold its start
+			if src.Len() < 70000-wire.SocketBufferBytes { // the buffer may hold its start
 				t.Fatalf("%d bytes left unread, want the payload over the limit", src.Len())
 			}
 			out := serverFrames(t, sc.out.Bytes())
