@@ -34,7 +34,11 @@ func encodeEntry(b []byte, e *syncpoint.Entry) []byte {
 }
 
 // decodeEntry is the inverse of encodeEntry. It never panics on bad input.
-func decodeEntry(b []byte, e *syncpoint.Entry) error {
+func decodeEntry(b []byte, e *syncpoint.Entry) error { return decodeEntryIn(b, e, nil) }
+
+// decodeEntryIn is decodeEntry copying the data into a (nil: a slice of its
+// own).
+func decodeEntryIn(b []byte, e *syncpoint.Entry, a *arena) error {
 	r := reader{b: b}
 	if v := r.byte(); v != entryVersion {
 		return errCorrupt
@@ -42,7 +46,7 @@ func decodeEntry(b []byte, e *syncpoint.Entry) error {
 	e.Op = syncpoint.Op(r.common())
 	e.Key = r.str()
 	if data := r.bytes(); len(data) > 0 {
-		e.Data = append([]byte(nil), data...)
+		e.Data = a.copy(data)
 	} else {
 		e.Data = nil
 	}
@@ -242,6 +246,31 @@ func appendVarTime(b []byte, t time.Time) []byte {
 type reader struct {
 	b   []byte
 	bad bool
+}
+
+// arena hands out copies of small byte slices from shared chunks: a page
+// of entries read together is used and dropped together, and a catch-up
+// would otherwise make one allocation for each entry's data. A chunk lives
+// while any entry of it does.
+type arena struct{ buf []byte }
+
+const (
+	arenaChunk = 16 << 10
+	arenaMax   = 1 << 10 // bigger data gets a slice of its own
+)
+
+func (a *arena) copy(b []byte) []byte {
+	if a == nil || len(b) > arenaMax {
+		return append([]byte(nil), b...)
+	}
+	if cap(a.buf)-len(a.buf) < len(b) {
+		// Small first, as most reads are a few entries; a catch-up's page
+		// soon has full chunks.
+		a.buf = make([]byte, 0, max(min(2*cap(a.buf), arenaChunk), 512, len(b)))
+	}
+	start := len(a.buf)
+	a.buf = append(a.buf, b...)
+	return a.buf[start:len(a.buf):len(a.buf)] // capped: an append cannot reach the next entry's bytes
 }
 
 func (r *reader) byte() byte {

@@ -98,3 +98,31 @@ func TestKeyTimesSort(t *testing.T) {
 		}
 	}
 }
+
+// Entries decoded into one arena keep their own data: each is a copy,
+// capped so that growing one cannot write over the next, and big data or
+// data past a chunk's end still comes out whole.
+func TestArenaCopies(t *testing.T) {
+	var a arena
+	var want, got [][]byte
+	for i := range 300 {
+		d := bytes.Repeat([]byte{byte(i)}, 1+i*7%1500) // some over arenaMax
+		var e syncpoint.Entry
+		src := encodeEntry(nil, &syncpoint.Entry{Op: syncpoint.OpMsg, Data: d})
+		if err := decodeEntryIn(src, &e, &a); err != nil {
+			t.Fatal(err)
+		}
+		clear(src) // the copy must not alias what the store handed over
+		want, got = append(want, d), append(got, e.Data)
+	}
+	for i := range got {
+		if i%2 == 0 {
+			got[i] = append(got[i], 0xEE) // must not touch got[i+1]
+		}
+	}
+	for i := range want {
+		if !bytes.Equal(got[i][:len(want[i])], want[i]) {
+			t.Fatalf("entry %d's data changed", i)
+		}
+	}
+}

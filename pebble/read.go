@@ -93,6 +93,10 @@ func (s *Store) Read(ctx context.Context, ch syncpoint.Channel, after uint64, li
 	}
 }
 
+// maxPagePrealloc bounds the room a read makes for its page ahead: a
+// caller's limit can be far above what the channel holds unexpired.
+const maxPagePrealloc = 1024
+
 func (s *Store) readOnce(ctx context.Context, ch syncpoint.Channel, after uint64, limit int, now time.Time) (syncpoint.Page, bool, error) {
 	v, err := s.begin(ctx, ch)
 	if err != nil {
@@ -123,6 +127,10 @@ func (s *Store) readOnce(ctx context.Context, ch syncpoint.Channel, after uint64
 	if seekTo > v.d.LastSeq {
 		return p, true, nil
 	}
+	// Sized once: an Entry is a few hundred bytes, and a catch-up reads page
+	// after page, which growing from empty would copy twice over.
+	p.Entries = make([]syncpoint.Entry, 0, min(uint64(limit), v.d.LastSeq-seekTo+1, maxPagePrealloc))
+	var data arena
 	n := 0
 	for valid := it.SeekGE(entryKey(v.st.name, seekTo)); valid; valid = it.Next() {
 		// Check ctx now and then: a page of expired entries can be long.
@@ -137,7 +145,7 @@ func (s *Store) readOnce(ctx context.Context, ch syncpoint.Channel, after uint64
 		if err != nil {
 			return syncpoint.Page{}, false, err
 		}
-		if err := decodeEntry(val, &e); err != nil {
+		if err := decodeEntryIn(val, &e, &data); err != nil {
 			return syncpoint.Page{}, false, fmt.Errorf("entry %d: %w", e.Seq, err)
 		}
 		if e.Expired(now) {
