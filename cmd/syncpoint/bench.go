@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -30,6 +31,8 @@ type benchFlags struct {
 	timeout            time.Duration
 	crossNode          bool
 	json               bool
+	cpuProfile         string
+	profile            *os.File
 }
 
 func newBenchCmd(e env) *cobra.Command {
@@ -76,6 +79,27 @@ so far and the commands that produced them.`,
 	pf.IntVar(&f.connectConcurrency, "connect-concurrency", bench.DefaultConnectConcurrency, "device handshakes in flight")
 	pf.DurationVar(&f.timeout, "timeout", bench.DefaultTimeout, "bound on one request, handshake or wait for an answer")
 	pf.BoolVar(&f.json, "json", false, "print the report as JSON")
+	pf.StringVar(&f.cpuProfile, "cpuprofile", "", "write the load generator's CPU profile to this file when the scenario succeeds, for go tool pprof (the server's: serve --pprof)")
+	cmd.PersistentPreRunE = func(c *cobra.Command, args []string) error {
+		if err := checkNumbers(c.Flags()); err != nil {
+			return err
+		}
+		if f.cpuProfile == "" {
+			return nil
+		}
+		var err error
+		if f.profile, err = os.Create(f.cpuProfile); err != nil {
+			return err
+		}
+		return pprof.StartCPUProfile(f.profile)
+	}
+	cmd.PersistentPostRunE = func(*cobra.Command, []string) error {
+		if f.profile == nil {
+			return nil
+		}
+		pprof.StopCPUProfile()
+		return f.profile.Close()
+	}
 	cmd.AddCommand(
 		benchLatencyCmd(e, f), benchFanoutCmd(e, f), benchPubSubCmd(e, f), benchIdleCmd(e, f),
 		benchCatchupCmd(e, f), benchPublishCmd(e, f), benchUploadCmd(e, f),
