@@ -261,6 +261,16 @@ type Store interface {
 	Close() error
 }
 
+// A PageReader is a Store that can read a page into a caller's slice. A
+// catch-up reads page after page, each a few hundred bytes an entry; one
+// slice reused for all of them spares the collector that garbage.
+type PageReader interface {
+	// ReadInto is Read, with the page's entries in buf's array when it has
+	// room for them (its length is ignored). The caller must be done with
+	// what buf held.
+	ReadInto(ctx context.Context, ch Channel, after uint64, limit int, now time.Time, buf []Entry) (Page, error)
+}
+
 // HeadReader is a Store that reads many channels' heads in one call. The
 // hub uses it to find the entries a broker lost: after an EventLost it
 // checks every channel it has readers for against the store, and reads

@@ -645,14 +645,16 @@ func (s *Stream) Read(ctx context.Context, sink Sink) error {
 		if now.IsZero() {
 			now = s.feed.clock.Now()
 		}
-		page, err := s.feed.store.Read(ctx, c.Channel, c.Seq, room, now)
+		page, buf, err := s.feed.readPage(ctx, c.Channel, c.Seq, room, now)
 		if err != nil {
 			return fmt.Errorf("read %s: %w", c.Channel, err)
 		}
 		if err := c.Adopt(page.Info.Epoch); err != nil {
+			buf.put(page.Entries)
 			return err
 		}
 		if page.Info.FirstSeq > c.Seq+1 {
+			buf.put(page.Entries)
 			return &ChannelError{Cursor: c, Status: syncpoint.StatusGap, After: c.Seq}
 		}
 		full := false
@@ -668,8 +670,11 @@ func (s *Stream) Read(ctx context.Context, sink Sink) error {
 				sink.Add(c, e)
 			}
 		}
+		got := len(page.Entries)
+		// Every Sink copies what it keeps of an entry: the array is free.
+		buf.put(page.Entries)
 		c.Last = page.Info.LastSeq
-		if !full && len(page.Entries) < room {
+		if !full && got < room {
 			// The read reached the channel's durable end.
 			c.Seq = max(c.Seq, page.Info.LastSeq)
 			c.Behind = false
@@ -680,6 +685,51 @@ func (s *Stream) Read(ctx context.Context, sink Sink) error {
 		s.rr = k + 1
 	}
 	return nil
+}
+
+// pageBuf is a page's array, lent from pageBufs to the store's reads.
+type pageBuf struct{ entries []syncpoint.Entry }
+
+// maxPooledPage is the largest page array kept for the next read: a page of
+// at most a push's worth (256 entries by default) is what catch-ups read.
+const maxPooledPage = 1024
+
+var pageBufs = sync.Pool{New: func() any { return new(pageBuf) }}
+
+// put takes the array back, cleared so that the pool keeps no entry data:
+// used is the page's entries, in buf's array or one the store made. A nil
+// b, from a store that reads into no buffer, does nothing.
+func (b *pageBuf) put(used []syncpoint.Entry) {
+	if b == nil {
+		return
+	}
+	if used != nil {
+		b.entries = used
+	}
+	if cap(b.entries) > maxPooledPage {
+		b.entries = nil
+	}
+	clear(b.entries[:cap(b.entries)])
+	b.entries = b.entries[:0]
+	pageBufs.Put(b)
+}
+
+// readPage reads a page from the store, into a pooled array when the store
+// can (syncpoint.PageReader); the caller then puts buf back, done with the
+// page.
+func (f *Feed) readPage(ctx context.Context, ch syncpoint.Channel, after uint64, limit int, now time.Time) (syncpoint.Page, *pageBuf, error) {
+	pr, ok := f.store.(syncpoint.PageReader)
+	if !ok {
+		p, err := f.store.Read(ctx, ch, after, limit, now)
+		return p, nil, err
+	}
+	buf := pageBufs.Get().(*pageBuf)
+	p, err := pr.ReadInto(ctx, ch, after, limit, now, buf.entries)
+	if err != nil {
+		buf.put(nil)
+		return p, nil, err
+	}
+	return p, buf, nil
 }
 
 // takeNotices marks the channels that got entries behind and hands the

@@ -71,6 +71,11 @@ func (s *Store) info(v chanView, first uint64) syncpoint.ChannelInfo {
 // Read implements syncpoint.Store. A limit of 0 or less means
 // DefaultReadLimit; limits above MaxReadLimit are capped.
 func (s *Store) Read(ctx context.Context, ch syncpoint.Channel, after uint64, limit int, now time.Time) (syncpoint.Page, error) {
+	return s.ReadInto(ctx, ch, after, limit, now, nil)
+}
+
+// ReadInto implements syncpoint.PageReader: Read, into buf when it has room.
+func (s *Store) ReadInto(ctx context.Context, ch syncpoint.Channel, after uint64, limit int, now time.Time, buf []syncpoint.Entry) (syncpoint.Page, error) {
 	if err := ch.Validate(); err != nil {
 		return syncpoint.Page{}, fmt.Errorf("read: %w", err)
 	}
@@ -83,7 +88,7 @@ func (s *Store) Read(ctx context.Context, ch syncpoint.Channel, after uint64, li
 	}
 	defer s.leave()
 	for {
-		p, ok, err := s.readOnce(ctx, ch, after, limit, now)
+		p, ok, err := s.readOnce(ctx, ch, after, limit, now, buf)
 		if err != nil {
 			return syncpoint.Page{}, fmt.Errorf("read %s: %w", ch, err)
 		}
@@ -97,7 +102,7 @@ func (s *Store) Read(ctx context.Context, ch syncpoint.Channel, after uint64, li
 // caller's limit can be far above what the channel holds unexpired.
 const maxPagePrealloc = 1024
 
-func (s *Store) readOnce(ctx context.Context, ch syncpoint.Channel, after uint64, limit int, now time.Time) (syncpoint.Page, bool, error) {
+func (s *Store) readOnce(ctx context.Context, ch syncpoint.Channel, after uint64, limit int, now time.Time, buf []syncpoint.Entry) (syncpoint.Page, bool, error) {
 	v, err := s.begin(ctx, ch)
 	if err != nil {
 		return syncpoint.Page{}, false, err
@@ -129,7 +134,11 @@ func (s *Store) readOnce(ctx context.Context, ch syncpoint.Channel, after uint64
 	}
 	// Sized once: an Entry is a few hundred bytes, and a catch-up reads page
 	// after page, which growing from empty would copy twice over.
-	p.Entries = make([]syncpoint.Entry, 0, min(uint64(limit), v.d.LastSeq-seekTo+1, maxPagePrealloc))
+	if want := int(min(uint64(limit), v.d.LastSeq-seekTo+1, maxPagePrealloc)); cap(buf) >= want {
+		p.Entries = buf[:0]
+	} else {
+		p.Entries = make([]syncpoint.Entry, 0, want)
+	}
 	var data arena
 	n := 0
 	for valid := it.SeekGE(entryKey(v.st.name, seekTo)); valid; valid = it.Next() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -475,5 +476,43 @@ func TestDeleteBizInChunks(t *testing.T) {
 	check(s, "after a reopen")
 	if r := mustAppend(t, s, msgReq(chans[0], `new`))[0]; r.Seq != 1 {
 		t.Fatalf("append to a channel of the deleted biz: %+v, want seq 1", r)
+	}
+}
+
+// ReadInto gives what Read gives, in the caller's array when it has room:
+// a catch-up's pages reuse one array, and what the array held before is
+// overwritten, never mixed into the page.
+func TestReadIntoReusesTheArray(t *testing.T) {
+	s := MustOpenStore(t)
+	ctx := context.Background()
+	for i := range 50 {
+		mustAppend(t, s, msgReq(chatU1, fmt.Sprint(i+1)))
+	}
+	now := time.Now()
+	buf := make([]syncpoint.Entry, 7, 32)
+	for i := range buf {
+		buf[i] = syncpoint.Entry{Seq: 999, Data: []byte(`"stale"`)}
+	}
+	for after := uint64(0); after < 50; after += 20 {
+		want, err := s.Read(ctx, chatU1, after, 20, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.ReadInto(ctx, chatU1, after, 20, now, buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("after %d: ReadInto\n%+v\nRead\n%+v", after, got, want)
+		}
+		if len(got.Entries) > 0 && &got.Entries[0] != &buf[:1][0] {
+			t.Fatalf("after %d: the page did not use the array given", after)
+		}
+	}
+	// Too small an array: the page gets its own, and buf is untouched.
+	small := make([]syncpoint.Entry, 0, 2)
+	got, err := s.ReadInto(ctx, chatU1, 0, 20, now, small)
+	if err != nil || len(got.Entries) != 20 || got.Entries[19].Seq != 20 {
+		t.Fatalf("into a small array: %d entries, %v", len(got.Entries), err)
 	}
 }
