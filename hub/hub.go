@@ -9,7 +9,9 @@
 // queue per session; a session that falls behind reads from the store
 // instead, so a publish never waits for a device, and a device whose queue
 // overflows is disconnected with the slow-consumer code and resumes from its
-// sync point.
+// sync point. A session holds a goroutine only while it reads or writes: the
+// writer runs when there is something to send, and a quiet session's reader
+// waits with no goroutine when its Conn can park (Parker).
 //
 // What a session may read, where each channel starts, the store reads,
 // conditions, expiry and sync points are the feed's (package feed), which
