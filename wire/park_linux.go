@@ -4,8 +4,10 @@ package wire
 
 import (
 	"errors"
+	"os"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // poller is one epoll set, shared by the process, where parked sockets
@@ -13,8 +15,14 @@ import (
 // even for bytes that came before it was added, and is then disabled until
 // it is parked again. Registrations are known by a token, not by their file
 // descriptor, because a descriptor is reused as soon as a socket closes.
+//
+// The set's own descriptor waits in the runtime's network poller like a
+// socket's, so its goroutine blocks in no system call: a goroutine in a
+// blocking call keeps its P a while, and the readers it starts would wait
+// in that P's queue for the scheduler to take it back.
 type poller struct {
 	epfd int
+	raw  syscall.RawConn // of the set's descriptor
 
 	mu      sync.Mutex
 	next    uint32
@@ -34,36 +42,58 @@ var (
 // parkPoller is the process's poller, started at its first use.
 func parkPoller() *poller {
 	pollerOnce.Do(func() {
+		// Parking is an economy: without a poller sockets wait as before.
 		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 		if err != nil {
-			return // parking is an economy: without it sockets wait as before
+			return
 		}
-		thePoller = &poller{epfd: fd, waiting: make(map[uint32]waiter)}
+		if err := syscall.SetNonblock(fd, true); err != nil {
+			syscall.Close(fd)
+			return
+		}
+		f := os.NewFile(uintptr(fd), "syncpoint-park")
+		// A deadline is refused for a descriptor the runtime does not poll.
+		if err := f.SetReadDeadline(time.Time{}); err != nil {
+			f.Close()
+			return
+		}
+		raw, err := f.SyscallConn()
+		if err != nil {
+			f.Close()
+			return
+		}
+		thePoller = &poller{epfd: fd, raw: raw, waiting: make(map[uint32]waiter)}
 		go thePoller.run()
 	})
 	return thePoller
 }
 
-// run waits for parked sockets for the life of the process, and starts the
-// ready function of each that fires on a goroutine of its own.
+// run takes the set's events for the life of the process, and starts the
+// ready function of each parked socket that fired on a goroutine of its
+// own. It drains the set before each wait: the runtime's poller reports
+// the set's descriptor edge-triggered.
 func (p *poller) run() {
 	events := make([]syscall.EpollEvent, 256)
-	for {
-		n, err := syscall.EpollWait(p.epfd, events, -1)
-		if err != nil {
-			// EINTR only: the set and the buffer are ours and valid.
-			continue
-		}
-		p.mu.Lock()
-		for i := range events[:n] {
-			id := uint32(events[i].Fd)
-			if w, ok := p.waiting[id]; ok {
-				delete(p.waiting, id)
-				go w.ready()
+	_ = p.raw.Read(func(fd uintptr) bool {
+		for {
+			n, err := syscall.EpollWait(int(fd), events, 0)
+			if errors.Is(err, syscall.EINTR) {
+				continue
 			}
+			if err != nil || n <= 0 {
+				return false // drained: wait for the next event
+			}
+			p.mu.Lock()
+			for i := range events[:n] {
+				id := uint32(events[i].Fd)
+				if w, ok := p.waiting[id]; ok {
+					delete(p.waiting, id)
+					go w.ready()
+				}
+			}
+			p.mu.Unlock()
 		}
-		p.mu.Unlock()
-	}
+	})
 }
 
 // park registers raw's socket; ready runs once it is readable, hung up or
