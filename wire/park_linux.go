@@ -22,11 +22,13 @@ import (
 // in that P's queue for the scheduler to take it back.
 type poller struct {
 	epfd int
-	raw  syscall.RawConn // of the set's descriptor
+	file *os.File        // the set's descriptor, kept open by its use
+	raw  syscall.RawConn // of file
 
 	mu      sync.Mutex
 	next    uint32
 	waiting map[uint32]waiter
+	broken  bool // run ended: nothing parks any more
 }
 
 type waiter struct {
@@ -43,29 +45,36 @@ var (
 func parkPoller() *poller {
 	pollerOnce.Do(func() {
 		// Parking is an economy: without a poller sockets wait as before.
-		fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
-		if err != nil {
-			return
+		if p, err := newPoller(); err == nil {
+			thePoller = p
+			go p.run()
 		}
-		if err := syscall.SetNonblock(fd, true); err != nil {
-			syscall.Close(fd)
-			return
-		}
-		f := os.NewFile(uintptr(fd), "syncpoint-park")
-		// A deadline is refused for a descriptor the runtime does not poll.
-		if err := f.SetReadDeadline(time.Time{}); err != nil {
-			f.Close()
-			return
-		}
-		raw, err := f.SyscallConn()
-		if err != nil {
-			f.Close()
-			return
-		}
-		thePoller = &poller{epfd: fd, raw: raw, waiting: make(map[uint32]waiter)}
-		go thePoller.run()
 	})
 	return thePoller
+}
+
+// newPoller makes an epoll set whose descriptor the runtime polls.
+func newPoller() (*poller, error) {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), "syncpoint-park")
+	// A deadline is refused for a descriptor the runtime does not poll.
+	if err := f.SetReadDeadline(time.Time{}); err != nil {
+		f.Close()
+		return nil, err
+	}
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &poller{epfd: fd, file: f, raw: raw, waiting: make(map[uint32]waiter)}, nil
 }
 
 // run takes the set's events for the life of the process, and starts the
@@ -94,6 +103,15 @@ func (p *poller) run() {
 			p.mu.Unlock()
 		}
 	})
+	// The runtime refused to wait for the set (it never should): every
+	// parked socket reads on in its own goroutine, and none parks again.
+	p.mu.Lock()
+	p.broken = true
+	for id, w := range p.waiting {
+		delete(p.waiting, id)
+		go w.ready()
+	}
+	p.mu.Unlock()
 }
 
 // park registers raw's socket; ready runs once it is readable, hung up or
@@ -101,6 +119,9 @@ func (p *poller) run() {
 func (p *poller) park(by *SocketReader, raw syscall.RawConn, ready func()) (uint32, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.broken {
+		return 0, false
+	}
 	for {
 		p.next++
 		if _, used := p.waiting[p.next]; p.next != 0 && !used {

@@ -149,3 +149,34 @@ func TestParkManySockets(t *testing.T) {
 		}
 	}
 }
+
+// A poller whose wait fails (its descriptor closed, here) lets every
+// parked socket go, so that its reader reads on, and parks nothing more.
+func TestBrokenPollerLetsEveryoneGo(t *testing.T) {
+	p, err := newPoller()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan struct{})
+	go func() { p.run(); close(ran) }()
+	var chans []chan struct{}
+	for range 3 {
+		_, server := tcpPair(t)
+		r := NewSocketReader(server, nil)
+		ready, ch := fired()
+		if _, ok := p.park(r, r.raw, ready); !ok {
+			t.Fatal("park refused")
+		}
+		chans = append(chans, ch)
+	}
+	p.file.Close()
+	<-ran
+	for _, ch := range chans {
+		waitFired(t, ch, "the poller broke")
+	}
+	_, server := tcpPair(t)
+	r := NewSocketReader(server, nil)
+	if _, ok := p.park(r, r.raw, func() {}); ok {
+		t.Fatal("a broken poller took a socket")
+	}
+}
