@@ -71,7 +71,6 @@ type session struct {
 	writing     bool // a writer goroutine is running, or start has yet to run
 	wanted      bool // woken since the running writer last looked
 	over        bool // the writer sent the close: no more turns
-	parked      bool // the reader waits in parker; whoever unparks it reads on
 	beat        *time.Timer
 }
 
@@ -156,12 +155,7 @@ func (s *session) read(park bool) {
 }
 
 // resume is a parked reader's ready: the connection has something.
-func (s *session) resume() {
-	s.mu.Lock()
-	s.parked = false
-	s.mu.Unlock()
-	s.read(false)
-}
+func (s *session) resume() { s.read(false) }
 
 // open reads the hello and makes the session, or refuses it, on a
 // goroutine of its own. The handshake runs deep (the token check, the
@@ -564,15 +558,11 @@ func (s *session) readLoop(park bool) bool {
 // park hands the wait for the next frame to the parker, unless the session
 // is ending: the writer's end, which closes the connection, unparks a
 // parked reader to see the close, so a reader that parked after it would
-// wait for ever.
+// wait for ever. Under mu, as end's Unpark is.
 func (s *session) park() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.dead || s.over {
-		return false
-	}
-	s.parked = s.parker.Park(s.resume)
-	return s.parked
+	return !s.dead && !s.over && s.parker.Park(s.resume)
 }
 
 func (s *session) ack(a *wire.Ack) {
@@ -747,8 +737,9 @@ func (s *session) end() {
 	code, reason := s.closeCode, s.closeReason
 	s.over, s.writing = true, false
 	s.beat.Stop()
-	// A parked reader reads on, to see the close and end the session.
-	unparked := s.parked && s.parker.Unpark()
+	// A parked reader reads on, to see the close and end the session;
+	// Unpark says whether one was parked with its ready not yet started.
+	unparked := s.parker != nil && s.parker.Unpark()
 	s.mu.Unlock()
 	if unparked {
 		go s.read(false)

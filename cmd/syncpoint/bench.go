@@ -80,6 +80,8 @@ so far and the commands that produced them.`,
 	pf.DurationVar(&f.timeout, "timeout", bench.DefaultTimeout, "bound on one request, handshake or wait for an answer")
 	pf.BoolVar(&f.json, "json", false, "print the report as JSON")
 	pf.StringVar(&f.cpuProfile, "cpuprofile", "", "write the load generator's CPU profile to this file when the scenario succeeds, for go tool pprof (the server's: serve --pprof)")
+	// cobra runs only the nearest PersistentPreRunE, so the root's check of
+	// the numbers is made here too.
 	cmd.PersistentPreRunE = func(c *cobra.Command, args []string) error {
 		if err := checkNumbers(c.Flags()); err != nil {
 			return err
