@@ -355,6 +355,7 @@ func TestNegativeNumbersRefused(t *testing.T) {
 		{"publish", "--biz", "chat", "--user", "u1", "--timeout", "-5s"},
 		{"write", "--device", "d", "--biz", "b", "--id", "x", "--data", "{}", "--timeout", "-1s"},
 		{"bench", "publish", "--concurrency", "-3"},
+		{"serve", "--heap-floor-bytes", "-1"},
 	} {
 		e := newTestEnv(nil)
 		if code := run(t.Context(), e.env, args); code != 2 || !strings.Contains(e.err.String(), "must not be negative") {
@@ -363,7 +364,7 @@ func TestNegativeNumbersRefused(t *testing.T) {
 	}
 
 	for _, key := range []string{"heartbeat_interval: -1s", "max_frame_bytes: -1", "send_queue: -1", "shutdown_timeout: -1s",
-		"sweep_interval: -1s", "rate_limit: -1", "rate_limit: .nan", "rate_burst: -1", "max_body_bytes: -1", "max_targets: -1"} {
+		"sweep_interval: -1s", "rate_limit: -1", "rate_limit: .nan", "rate_burst: -1", "max_body_bytes: -1", "max_targets: -1", "heap_floor_bytes: -1"} {
 		path := filepath.Join(t.TempDir(), "c.yaml")
 		if err := os.WriteFile(path, []byte(key+"\n"), 0o644); err != nil {
 			t.Fatal(err)

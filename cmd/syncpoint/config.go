@@ -41,6 +41,7 @@ type fileConfig struct {
 	RateLimit         *float64            `yaml:"rate_limit"`
 	RateBurst         *int                `yaml:"rate_burst"`
 	MaxBodyBytes      *int64              `yaml:"max_body_bytes"`
+	HeapFloorBytes    *int64              `yaml:"heap_floor_bytes"`
 	MaxTargets        *int                `yaml:"max_targets"`
 	BodyTimeout       *syncpoint.Duration `yaml:"body_timeout"`
 	SweepInterval     *syncpoint.Duration `yaml:"sweep_interval"`
@@ -252,6 +253,8 @@ func (c *Config) checkSettings(root *yaml.Node) error {
 		return bad("rate_burst", "must not be negative")
 	case f.MaxBodyBytes != nil && *f.MaxBodyBytes < 0:
 		return bad("max_body_bytes", "must not be negative")
+	case f.HeapFloorBytes != nil && *f.HeapFloorBytes < 0:
+		return bad("heap_floor_bytes", "must not be negative")
 	case f.MaxTargets != nil && *f.MaxTargets < 0:
 		return bad("max_targets", "must not be negative")
 	case f.HeartbeatInterval != nil && *f.HeartbeatInterval <= 0:

@@ -44,6 +44,8 @@ const (
 	defaultListen    = "127.0.0.1:7420"
 	defaultTCPListen = "127.0.0.1:7421"
 	defaultConfig    = "syncpoint.yaml"
+	// defaultHeapFloor: see internal/heapfloor and docs/operations.md.
+	defaultHeapFloor = 64 << 20
 )
 
 // env is how the subcommands see the process: its I/O and environment,

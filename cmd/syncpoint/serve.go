@@ -17,6 +17,7 @@ import (
 	"github.com/syncpoint/syncpoint/httpapi"
 	"github.com/syncpoint/syncpoint/httpsync"
 	"github.com/syncpoint/syncpoint/hub"
+	"github.com/syncpoint/syncpoint/internal/heapfloor"
 	"github.com/syncpoint/syncpoint/publish"
 	"github.com/syncpoint/syncpoint/server"
 	"github.com/syncpoint/syncpoint/wire"
@@ -32,7 +33,7 @@ type serveFlags struct {
 	plainHTTP                       bool
 	rateLimit                       float64
 	rateBurst                       int
-	maxBodyBytes                    int64
+	maxBodyBytes, heapFloor         int64
 	maxTargets                      int
 	sweepInterval, shutdownTimeout  time.Duration
 	bodyTimeout                     time.Duration
@@ -85,6 +86,7 @@ once.`,
 	fl.Float64Var(&f.rateLimit, "rate-limit", 0, "business API requests per second (0: unlimited)")
 	fl.IntVar(&f.rateBurst, "rate-burst", 0, "burst of the rate limit (0: the rate)")
 	fl.Int64Var(&f.maxBodyBytes, "max-body-bytes", 0, "largest request body (0: 16 MiB)")
+	fl.Int64Var(&f.heapFloor, "heap-floor-bytes", defaultHeapFloor, "heap the Go garbage collector lets grow before a cycle, however small the live heap (0: the runtime's GOGC=100 alone; ignored when GOGC is set)")
 	fl.DurationVar(&f.bodyTimeout, "body-timeout", httpapi.DefaultBodyTimeout, "how long a request body may take to arrive; past it the answer is 408")
 	fl.IntVar(&f.maxTargets, "max-targets", publish.DefaultMaxTargets, "most targets one publish may name")
 	fl.DurationVar(&f.sweepInterval, "sweep-interval", server.DefaultSweepInterval, "how often expired entries are deleted")
@@ -112,7 +114,11 @@ func runServe(cmd *cobra.Command, e env, f *serveFlags) error {
 	if err := httpapi.CheckOrigins(f.allowedOrigins); err != nil {
 		return usageError{fmt.Errorf("--allowed-origins: %w", err)}
 	}
+	if f.heapFloor < 0 {
+		return usageError{errors.New("--heap-floor-bytes must not be negative")}
+	}
 	logger := slog.New(slog.NewTextHandler(e.stderr, &slog.HandlerOptions{Level: level}))
+	defer heapfloor.Start(uint64(f.heapFloor))()
 
 	if err := os.MkdirAll(f.data, 0o700); err != nil {
 		return fmt.Errorf("create data dir: %w", err)
@@ -267,6 +273,9 @@ func (f *serveFlags) apply(cmd *cobra.Command, c *Config) {
 	}
 	if fc.MaxBodyBytes != nil && !fl.Changed("max-body-bytes") {
 		f.maxBodyBytes = *fc.MaxBodyBytes
+	}
+	if fc.HeapFloorBytes != nil && !fl.Changed("heap-floor-bytes") {
+		f.heapFloor = *fc.HeapFloorBytes
 	}
 	if fc.BodyTimeout != nil && !fl.Changed("body-timeout") {
 		f.bodyTimeout = time.Duration(*fc.BodyTimeout)
