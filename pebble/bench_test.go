@@ -158,3 +158,64 @@ func BenchmarkPebbleBaseline64(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 	b.ReportMetric(float64(processCPU()-cpu0)/1e3/float64(b.N), "cpu-us/entry")
 }
+
+// BenchmarkAppendDuringSave appends one entry at a time, each waiting for
+// its own commit as a publish does, while another goroutine saves 1,000
+// devices' sync points, in one call or in the feed's calls of 256. A save
+// checks each row against the stored one inside the committer, so the size
+// of one call is how long it holds the appends back. The feed flushes once
+// a second; here the saves come every 5 ms, so that the appends they hold
+// back are enough to show in the percentiles.
+func BenchmarkAppendDuringSave(b *testing.B) {
+	for _, chunk := range []int{1000, 256} {
+		b.Run(fmt.Sprintf("rows-per-call=%d", chunk), func(b *testing.B) {
+			s := MustOpenStore(b)
+			ctx := context.Background()
+			now := time.Now()
+			points := make([]syncpoint.SyncPoint, 1000)
+			for i := range points {
+				points[i] = syncpoint.SyncPoint{DeviceID: fmt.Sprintf("device-%04d", i), Channel: syncpoint.Channel{Biz: "chat", Target: syncpoint.UserTarget(fmt.Sprintf("u%d", i))}, Position: syncpoint.Position{Epoch: "e1", Seq: 1}, UpdatedAt: now}
+			}
+			if err := s.SaveSyncPoints(ctx, points); err != nil {
+				b.Fatal(err)
+			}
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			wg.Go(func() {
+				for seq := uint64(2); ; seq++ {
+					for i := range points {
+						points[i].Position.Seq = seq
+					}
+					for rest := points; len(rest) > 0; rest = rest[min(chunk, len(rest)):] {
+						if err := s.SaveSyncPoints(ctx, rest[:min(chunk, len(rest))]); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+					select {
+					case <-stop:
+						return
+					case <-time.After(5 * time.Millisecond):
+					}
+				}
+			})
+			lat := hdrhistogram.New(1, int64(10*time.Second/time.Microsecond), 3)
+			reqs := []syncpoint.AppendRequest{benchEntry(chatU1, now)}
+			b.ResetTimer()
+			for b.Loop() {
+				start := time.Now()
+				if _, err := s.Append(ctx, reqs); err != nil {
+					b.Fatal(err)
+				}
+				lat.RecordValue(time.Since(start).Microseconds())
+			}
+			b.StopTimer()
+			close(stop)
+			wg.Wait()
+			b.ReportMetric(float64(lat.ValueAtQuantile(50)), "p50-us")
+			b.ReportMetric(float64(lat.ValueAtQuantile(99)), "p99-us")
+			b.ReportMetric(float64(lat.ValueAtQuantile(99.9)), "p99.9-us")
+			b.ReportMetric(float64(lat.Max()), "max-us")
+		})
+	}
+}
