@@ -114,9 +114,9 @@ func (p *poller) run() {
 	p.mu.Unlock()
 }
 
-// park registers raw's socket; ready runs once it is readable, hung up or
+// park registers by's socket; ready runs once it is readable, hung up or
 // failed, unless unpark comes first. The token is never 0.
-func (p *poller) park(by *SocketReader, raw syscall.RawConn, ready func()) (uint32, bool) {
+func (p *poller) park(by *SocketReader, ready func()) (uint32, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.broken {
@@ -131,7 +131,7 @@ func (p *poller) park(by *SocketReader, raw syscall.RawConn, ready func()) (uint
 	id := p.next
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT, Fd: int32(id)}
 	var err error
-	cerr := raw.Control(func(fd uintptr) {
+	cerr := by.raw.Control(func(fd uintptr) {
 		// A socket parked before is still in the set, disabled.
 		err = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_MOD, int(fd), &ev)
 		if errors.Is(err, syscall.ENOENT) {
@@ -148,7 +148,7 @@ func (p *poller) park(by *SocketReader, raw syscall.RawConn, ready func()) (uint
 
 // unpark cancels the park with token id and reports whether it did: false
 // when its ready function has already been started.
-func (p *poller) unpark(by *SocketReader, raw syscall.RawConn, id uint32) bool {
+func (p *poller) unpark(by *SocketReader, id uint32) bool {
 	p.mu.Lock()
 	w, ok := p.waiting[id]
 	ok = ok && w.by == by
@@ -157,7 +157,7 @@ func (p *poller) unpark(by *SocketReader, raw syscall.RawConn, id uint32) bool {
 	}
 	p.mu.Unlock()
 	if ok {
-		_ = raw.Control(func(fd uintptr) {
+		_ = by.raw.Control(func(fd uintptr) {
 			_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
 		})
 	}

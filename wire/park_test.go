@@ -164,7 +164,7 @@ func TestBrokenPollerLetsEveryoneGo(t *testing.T) {
 		_, server := tcpPair(t)
 		r := NewSocketReader(server, nil)
 		ready, ch := fired()
-		if _, ok := p.park(r, r.raw, ready); !ok {
+		if _, ok := p.park(r, ready); !ok {
 			t.Fatal("park refused")
 		}
 		chans = append(chans, ch)
@@ -176,7 +176,7 @@ func TestBrokenPollerLetsEveryoneGo(t *testing.T) {
 	}
 	_, server := tcpPair(t)
 	r := NewSocketReader(server, nil)
-	if _, ok := p.park(r, r.raw, func() {}); ok {
+	if _, ok := p.park(r, func() {}); ok {
 		t.Fatal("a broken poller took a socket")
 	}
 }

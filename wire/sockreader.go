@@ -167,7 +167,7 @@ func (r *SocketReader) Park(ready func()) bool {
 	if p == nil || r.raw == nil || r.buf != nil || len(r.head) > 0 {
 		return false
 	}
-	id, ok := p.park(r, r.raw, ready)
+	id, ok := p.park(r, ready)
 	r.parked = id
 	return ok
 }
@@ -180,5 +180,5 @@ func (r *SocketReader) Unpark() bool {
 		return false
 	}
 	r.parked = 0
-	return parkPoller().unpark(r, r.raw, id)
+	return parkPoller().unpark(r, id)
 }

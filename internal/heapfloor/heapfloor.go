@@ -194,9 +194,7 @@ func (c *controller) tick(now time.Time) {
 		c.quiet++
 		if c.quiet >= quietTicks {
 			c.busy = false
-			release = c.percent != basePercent
-			c.percent = basePercent
-			debug.SetGCPercent(basePercent)
+			release = c.restore()
 		}
 	default:
 		c.fast = 0
@@ -217,9 +215,18 @@ func (c *controller) stop() {
 		return
 	}
 	c.stopped = true
-	if c.percent != basePercent {
-		debug.SetGCPercent(basePercent)
+	c.restore()
+}
+
+// restore puts GOGC back to 100, reporting whether it was raised; mu is
+// held.
+func (c *controller) restore() bool {
+	if c.percent == basePercent {
+		return false
 	}
+	c.percent = basePercent
+	debug.SetGCPercent(basePercent)
+	return true
 }
 
 // Percent is the GOGC that puts the runtime's heap goal at the floor, and
