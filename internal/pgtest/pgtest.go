@@ -95,10 +95,23 @@ func Start(tb testing.TB) *Server {
 	if out, err := initdb.CombinedOutput(); err != nil {
 		tb.Fatalf("pgtest: initdb: %v\n%s", err, out)
 	}
-	s.port = freePort(tb)
-	s.Start()
-	return s
+	for attempt := 1; ; attempt++ {
+		s.port = freePort(tb)
+		err := s.start()
+		if err == nil {
+			return s
+		}
+		// The port was free when picked, and any socket of the machine may
+		// take it before postgres binds it: pick another.
+		if attempt < 5 && errors.Is(err, errPortTaken) {
+			continue
+		}
+		tb.Fatalf("pgtest: start postgres: %v", err)
+	}
 }
+
+// errPortTaken is a start that failed because the port was in use.
+var errPortTaken = errors.New("the port is in use")
 
 // findBin returns the bin directory of the newest PostgreSQL installed,
 // or "".
@@ -155,16 +168,26 @@ func (s *Server) URL() string {
 // recovery, when it was killed). Starting a running server does nothing.
 func (s *Server) Start() {
 	s.tb.Helper()
+	if err := s.start(); err != nil {
+		s.tb.Fatalf("pgtest: start postgres: %v", err)
+	}
+}
+
+func (s *Server) start() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.pid != 0 {
-		return
+		return nil
 	}
 	log, err := os.OpenFile(s.logFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
-		s.tb.Fatalf("pgtest: %v", err)
+		return err
 	}
 	defer log.Close()
+	var logged int64
+	if fi, err := log.Stat(); err == nil {
+		logged = fi.Size()
+	}
 	cmd := s.run("postgres", "-D", s.dataDir(), "-p", strconv.Itoa(s.port),
 		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="+s.dir,
 		"-c", "max_connections=50", "-c", "shared_buffers=16MB", "-c", "logging_collector=off")
@@ -173,7 +196,7 @@ func (s *Server) Start() {
 	// which then shuts down instead of outliving it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
-		s.tb.Fatalf("pgtest: start postgres: %v", err)
+		return err
 	}
 	exited := make(chan struct{})
 	go func() {
@@ -188,9 +211,13 @@ func (s *Server) Start() {
 			syscall.Kill(pid, syscall.SIGKILL)
 		}
 		<-exited
-		s.tb.Fatalf("pgtest: start postgres: %v\n%s", err, s.logTail())
+		if b, _ := os.ReadFile(s.logFile()); int64(len(b)) > logged && strings.Contains(string(b[logged:]), "Address already in use") {
+			err = fmt.Errorf("%w: %w", errPortTaken, err)
+		}
+		return fmt.Errorf("%w\n%s", err, s.logTail())
 	}
 	s.pid, s.last = pid, pid
+	return nil
 }
 
 // waitReady waits for postmaster.pid to say the server is ready, and

@@ -2,6 +2,9 @@ package pgtest
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"testing"
 	"time"
 
@@ -69,5 +72,24 @@ func TestKillAndStart(t *testing.T) {
 	s.Start() // nor does starting a running one
 	if n := count(t, connect(t, s.URL())); n != 3 {
 		t.Fatalf("after a restart: %d rows, want 3", n)
+	}
+}
+
+// A server whose port another socket took says so, which is what Start
+// picks another port on.
+func TestStartSaysWhenThePortIsTaken(t *testing.T) {
+	s := Start(t)
+	s.Stop()
+	ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", s.port))
+	if err != nil {
+		t.Skipf("the stopped server's port was taken before the test could: %v", err)
+	}
+	defer ln.Close()
+	if err := s.start(); !errors.Is(err, errPortTaken) {
+		t.Fatalf("start on a taken port: %v, want errPortTaken", err)
+	}
+	ln.Close()
+	if err := s.start(); err != nil {
+		t.Fatalf("start once the port is free: %v", err)
 	}
 }
